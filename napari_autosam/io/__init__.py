@@ -1,0 +1,1 @@
+"""Reading images and masks, and writing files safely (no napari, no Qt)."""
