@@ -1,0 +1,86 @@
+"""AutoSAM: a frozen SAM prompted by a learned dense prompt g(I), plus the surrogate h."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..sam.registry import freeze
+
+
+@dataclass
+class AutoSAMOutput:
+    """What one forward pass gives, all in SAM's padded frame.
+
+    sam_logits : B×1×256×256, the frozen mask decoder's logits
+    h_logits : B×1×256×256 or None, the surrogate decoder's logits
+    prompt : B×256×64×64, the dense prompt g(I)
+    """
+
+    sam_logits: torch.Tensor
+    h_logits: torch.Tensor | None
+    prompt: torch.Tensor
+
+
+class AutoSAM(nn.Module):
+    """Frozen SAM + prompt generator g + surrogate decoder h.
+
+    Parameters
+    ----------
+    sam : segment_anything.modeling.Sam
+        Frozen here (no gradients, eval mode) whatever its state on entry.
+    prompt_generator : nn.Module
+        ``B×3×S×S`` (image in the padded frame at ``S = input_size``,
+        normalised with SAM's mean/std) → ``B×256×64×64`` dense prompt.
+    surrogate : nn.Module or None
+        ``B×256×64×64`` → ``B×1×256×256`` logits.
+    """
+
+    def __init__(self, sam: nn.Module, prompt_generator: nn.Module, surrogate: nn.Module | None = None) -> None:
+        super().__init__()
+        self.sam = freeze(sam)
+        self.prompt_generator = prompt_generator
+        self.surrogate = surrogate
+
+    def train(self, mode: bool = True) -> AutoSAM:
+        super().train(mode)
+        self.sam.eval()  # SAM never leaves eval mode
+        return self
+
+    @property
+    def input_size(self) -> int:
+        return int(self.prompt_generator.input_size)
+
+    @torch.no_grad()
+    def encode(self, sam_input: torch.Tensor) -> torch.Tensor:
+        """SAM image embedding ``B×256×64×64`` of ``B×3×1024×1024`` pre-processed images."""
+        return self.sam.image_encoder(sam_input)
+
+    def decode(self, image_embedding: torch.Tensor, dense_prompt: torch.Tensor) -> torch.Tensor:
+        """Frozen mask decoder with an empty sparse prompt → ``B×1×256×256`` logits.
+
+        Gradients flow back into ``dense_prompt``.  SAM's decoder repeats one
+        image embedding for every prompt set, so images are decoded one by one.
+        """
+        pe = self.sam.prompt_encoder.get_dense_pe()
+        empty = dense_prompt.new_zeros(1, 0, dense_prompt.shape[1])
+        logits = []
+        for emb, dense in zip(image_embedding, dense_prompt):
+            out, _ = self.sam.mask_decoder(
+                image_embeddings=emb[None],
+                image_pe=pe,
+                sparse_prompt_embeddings=empty,
+                dense_prompt_embeddings=dense[None],
+                multimask_output=False,
+            )
+            logits.append(out)
+        return torch.cat(logits)
+
+    def forward(self, g_input: torch.Tensor, image_embedding: torch.Tensor, *, with_surrogate: bool = True) -> AutoSAMOutput:
+        """Dense prompt from the image, SAM logits from the cached embedding, and h's logits."""
+        prompt = self.prompt_generator(g_input)
+        sam_logits = self.decode(image_embedding, prompt.to(image_embedding.dtype))
+        h_logits = self.surrogate(prompt) if (with_surrogate and self.surrogate is not None) else None
+        return AutoSAMOutput(sam_logits=sam_logits, h_logits=h_logits, prompt=prompt)

@@ -1,0 +1,137 @@
+"""Save and load the trained parts (g and h) with their metadata, safely.
+
+Format: one safetensors file.  Tensors are stored as ``g.<name>`` and
+``h.<name>``; the metadata (architecture, SAM variant, provenance) is a
+JSON document under the ``napari_autosam`` key of the safetensors header.
+Nothing is unpickled on load, so a checkpoint from anyone is safe to open.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .. import __version__
+from ..io.atomic import atomic_path
+
+FORMAT = "napari-autosam/1"
+META_KEY = "napari_autosam"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read, or does not fit the architecture it names."""
+
+
+@dataclass
+class ModelCheckpoint:
+    """A loaded (or about to be saved) pair of g and h with metadata."""
+
+    prompt_generator: nn.Module
+    surrogate: nn.Module | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sam_variant(self) -> str | None:
+        return self.metadata.get("sam_variant")
+
+
+def _describe(module: nn.Module) -> dict[str, Any]:
+    return dict(getattr(module, "config"))
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    prompt_generator: nn.Module,
+    surrogate: nn.Module | None = None,
+    *,
+    sam_variant: str | None = None,
+    **metadata: Any,
+) -> Path:
+    """Write g (and h) to ``path`` atomically; extra keywords go into the metadata.
+
+    Useful metadata: ``trained_on`` (list of image names or hashes),
+    ``parent`` (the checkpoint this one was fine-tuned from), ``metrics``.
+    """
+    tensors = {f"g.{k}": v.detach().cpu().contiguous() for k, v in prompt_generator.state_dict().items()}
+    meta: dict[str, Any] = {
+        "format": FORMAT,
+        "package_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "sam_variant": sam_variant,
+        "prompt_generator": _describe(prompt_generator),
+        "surrogate": None,
+    }
+    if surrogate is not None:
+        tensors.update({f"h.{k}": v.detach().cpu().contiguous() for k, v in surrogate.state_dict().items()})
+        meta["surrogate"] = _describe(surrogate)
+    meta.update(metadata)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta, default=str)})
+    return path
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata of a checkpoint, without loading its tensors."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            header = fh.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a napari-autosam checkpoint: {exc}") from exc
+    if META_KEY not in header:
+        raise CheckpointError(f"{path} is a safetensors file but not a napari-autosam checkpoint")
+    return json.loads(header[META_KEY])
+
+
+def _fill(module: nn.Module, state: dict[str, torch.Tensor], what: str, path: Path) -> None:
+    """Load ``state`` into ``module`` or raise a CheckpointError naming every difference."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+             for k in sorted(set(own) & set(state)) if own[k].shape != state[k].shape]
+    if missing or unexpected or wrong:
+        parts = []
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", wrong)):
+            if items:
+                more = f" (+{len(items) - 5} more)" if len(items) > 5 else ""
+                parts.append(f"{label}: {', '.join(items[:5])}{more}")
+        raise CheckpointError(f"{path}: the {what} weights do not fit its architecture; " + "; ".join(parts))
+    module.load_state_dict(state)
+
+
+def load_checkpoint(path: str | os.PathLike, *, device: torch.device | str = "cpu") -> ModelCheckpoint:
+    """Rebuild g and h from the architecture the metadata names and load the weights."""
+    from .prompt_generator import build_prompt_generator
+    from .surrogate import SurrogateDecoder
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model checkpoint at {path}")
+    meta = read_metadata(path)
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"cannot read the tensors of {path}: {exc}") from exc
+    g_config = dict(meta["prompt_generator"])
+    try:
+        generator = build_prompt_generator(**g_config)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path} names a prompt generator this version cannot build ({g_config}): {exc}") from exc
+    _fill(generator, {k[2:]: v for k, v in tensors.items() if k.startswith("g.")}, "prompt generator", path)
+    surrogate = None
+    if meta.get("surrogate") is not None:
+        surrogate = SurrogateDecoder(**meta["surrogate"])
+        _fill(surrogate, {k[2:]: v for k, v in tensors.items() if k.startswith("h.")}, "surrogate decoder", path)
+    return ModelCheckpoint(generator.to(device).eval(), surrogate.to(device).eval() if surrogate else None, meta)

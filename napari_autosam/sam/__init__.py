@@ -1,0 +1,1 @@
+"""Frozen Segment Anything: checkpoints, loading and image embeddings."""

@@ -1,0 +1,177 @@
+"""Build and load a frozen SAM by name or by checkpoint path.
+
+Every variant, the test-sized ``tiny`` one included, is built with
+segment-anything's own modelling classes and filled from a plain state
+dict loaded with ``torch.load(weights_only=True)``: one loading path for
+the official checkpoints, a user's file and the tiny model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from segment_anything import sam_model_registry
+from segment_anything.build_sam import _build_sam  # the shared assembly behind the registry
+from segment_anything.modeling import Sam
+
+from ..io.atomic import atomic_path
+from ..progress import Task
+
+
+@dataclass(frozen=True)
+class SamArchitecture:
+    """The image-encoder hyperparameters that tell the SAM variants apart."""
+
+    name: str
+    embed_dim: int
+    depth: int
+    num_heads: int
+    global_attn_indexes: tuple[int, ...]
+
+
+ARCHITECTURES: dict[str, SamArchitecture] = {
+    "vit_b": SamArchitecture("vit_b", 768, 12, 12, (2, 5, 8, 11)),
+    "vit_l": SamArchitecture("vit_l", 1024, 24, 16, (5, 11, 17, 23)),
+    "vit_h": SamArchitecture("vit_h", 1280, 32, 16, (7, 15, 23, 31)),
+    # Test-sized: same 256-channel neck, prompt encoder and mask decoder as the
+    # real ones, a 2-block ViT of width 64 in front (~0.3 s per image on a CPU).
+    "tiny": SamArchitecture("tiny", 64, 2, 2, (1,)),
+}
+
+#: Seed of the tiny SAM's fixed weights; bump TINY_REVISION if its recipe changes.
+TINY_SEED = 20230405
+TINY_REVISION = 1
+
+
+def _build_tiny() -> Sam:
+    arch = ARCHITECTURES["tiny"]
+    return _build_sam(
+        encoder_embed_dim=arch.embed_dim,
+        encoder_depth=arch.depth,
+        encoder_num_heads=arch.num_heads,
+        encoder_global_attn_indexes=list(arch.global_attn_indexes),
+        checkpoint=None,
+    )
+
+
+#: Builders of empty (randomly initialised) SAMs, keyed by variant name.
+SAM_BUILDERS: dict[str, Callable[[], Sam]] = {
+    "vit_b": lambda: sam_model_registry["vit_b"](checkpoint=None),
+    "vit_l": lambda: sam_model_registry["vit_l"](checkpoint=None),
+    "vit_h": lambda: sam_model_registry["vit_h"](checkpoint=None),
+    "tiny": _build_tiny,
+}
+
+
+class SamCheckpointError(ValueError):
+    """A checkpoint file that is not a SAM state dict, or not the expected variant."""
+
+
+def infer_variant(state_dict: dict[str, torch.Tensor]) -> str:
+    """Name of the SAM variant a state dict belongs to, from its encoder's width and depth."""
+    key = "image_encoder.patch_embed.proj.weight"
+    if key not in state_dict:
+        raise SamCheckpointError(f"not a SAM state dict: it has no {key!r} entry")
+    width = int(state_dict[key].shape[0])
+    depth = len({k.split(".")[2] for k in state_dict if k.startswith("image_encoder.blocks.")})
+    for arch in ARCHITECTURES.values():
+        if arch.embed_dim == width and arch.depth == depth:
+            return arch.name
+    raise SamCheckpointError(f"unknown SAM variant: image encoder of width {width} and depth {depth}")
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors, truncated files, non-torch files
+        raise SamCheckpointError(f"cannot read SAM checkpoint {path}: {exc}") from exc
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    if not isinstance(state, dict):
+        raise SamCheckpointError(f"{path} does not hold a state dict")
+    return state
+
+
+def load_sam_checkpoint(path: str | os.PathLike, *, variant: str | None = None) -> Sam:
+    """Build the right SAM for the state dict at ``path`` and load it, frozen, in eval mode."""
+    path = Path(path)
+    state = _read_state_dict(path)
+    found = infer_variant(state)
+    if variant is not None and variant != found:
+        raise SamCheckpointError(f"{path} holds a {found} SAM, not {variant}")
+    sam = SAM_BUILDERS[found]()
+    result = sam.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise SamCheckpointError(
+            f"{path} does not fit SAM {found}: missing {result.missing_keys[:5]}, "
+            f"unexpected {result.unexpected_keys[:5]}"
+        )
+    sam.variant = found  # type: ignore[attr-defined]
+    return freeze(sam)
+
+
+def freeze(sam: Sam) -> Sam:
+    """Switch off gradients for every SAM parameter and put it in eval mode."""
+    for param in sam.parameters():
+        param.requires_grad_(False)
+    return sam.eval()
+
+
+def tiny_checkpoint(directory: str | os.PathLike | None = None) -> Path:
+    """Path of the tiny SAM's state dict, written (deterministically, atomically) on first use."""
+    from .download import checkpoint_dir
+
+    directory = Path(directory) if directory is not None else checkpoint_dir()
+    path = directory / f"sam_tiny_r{TINY_REVISION}.pth"
+    if not path.exists():
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(TINY_SEED)
+            sam = _build_tiny()
+        with atomic_path(path) as tmp:
+            torch.save(sam.state_dict(), tmp)
+    return path
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike, *, allow_download: bool = True) -> Task[Path]:
+    """Find (or download) the checkpoint for a variant name, or check a given path.
+
+    A generator: yields download progress, returns the checkpoint path.
+    """
+    text = str(name_or_path)
+    if text == "tiny":
+        return tiny_checkpoint()
+    if text in ARCHITECTURES:
+        from .download import ensure_checkpoint
+
+        return (yield from ensure_checkpoint(text, allow_download=allow_download))
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"SAM checkpoint {text!r} is neither a variant name ({', '.join(ARCHITECTURES)}) nor an existing file"
+        )
+    return path
+
+
+def load_sam(
+    name_or_path: str | os.PathLike = "vit_b",
+    *,
+    device: torch.device | str | None = None,
+    allow_download: bool = True,
+) -> Task[Sam]:
+    """Load a frozen SAM by variant name (``vit_b``, ``vit_l``, ``vit_h``, ``tiny``) or file.
+
+    A generator (download progress, then the model); use
+    :func:`napari_autosam.progress.run` to call it synchronously.  The
+    returned module has ``variant`` and ``checkpoint_path`` attributes.
+    """
+    from ..device import pick_device
+
+    path = yield from resolve_checkpoint(name_or_path, allow_download=allow_download)
+    expected = str(name_or_path) if str(name_or_path) in ARCHITECTURES else None
+    sam = load_sam_checkpoint(path, variant=expected)
+    sam.checkpoint_path = path  # type: ignore[attr-defined]
+    return sam.to(pick_device(device))
