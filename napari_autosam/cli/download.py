@@ -4,11 +4,15 @@ from __future__ import annotations
 
 
 def _run(args) -> int:
-    from ..sam.download import ensure_checkpoint
+    from ..sam.download import DownloadError, ensure_checkpoint
+    from . import CommandError
     from .progressbar import ProgressBar
 
     for name in args.names:
-        path = ProgressBar(unit="B", unit_scale=True).run(ensure_checkpoint(name, verify=True))
+        try:
+            path = ProgressBar(unit="B", unit_scale=True).run(ensure_checkpoint(name, verify=True))
+        except DownloadError as exc:
+            raise CommandError(str(exc)) from exc
         print(f"{name}: {path}")
     return 0
 

@@ -1,0 +1,34 @@
+import json
+
+import pytest
+
+from napari_autosam.cli import COMMANDS, build_parser, main
+
+
+def test_every_documented_subcommand_is_registered():
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command")
+    assert set(subparsers.choices) == set(COMMANDS)
+
+
+def test_info_json_reports_the_isolated_cache(capsys, session_cache):
+    assert main(["info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["cache_dir"] == str(session_cache)
+    assert info["devices"][-1] == "cpu"
+    assert info["checkpoints"] == {"vit_b": None, "vit_l": None, "vit_h": None}
+
+
+def test_download_offline_fails_with_where_to_put_the_file(capsys, session_cache):
+    assert main(["download", "vit_b"]) == 1
+    err = capsys.readouterr().err
+    assert "sam_vit_b_01ec64.pth" in err
+    assert str(session_cache / "checkpoints" / "sam_vit_b_01ec64.pth") in err
+    assert not list((session_cache / "checkpoints").glob("sam_vit_b*"))
+
+
+def test_unknown_checkpoint_name_is_rejected_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["download", "vit_x"])
+    assert exit_info.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
