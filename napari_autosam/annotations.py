@@ -84,7 +84,7 @@ class AnnotationEntry:
     slice_index : tuple of int or None
         Index of the slice in a stack (the leading axes), if any.
     region : tuple of 4 int or None
-        ``(y0, x0, y1, x1)`` of a crop of a larger 2D image, if any.
+        ``(y0, y1, x0, x1)`` of a crop of a larger 2D image, if any (the segmenter's order).
     shape : tuple of int
         Shape of the image array.
     created : str

@@ -1,0 +1,304 @@
+"""Section 4, Correct: fix the AutoSAM mask (napari's tools or SAM prompts) and accept it.
+
+SAM prompts: positive and negative points in a "SAM points" layer and a box
+in a "SAM box" layer.  Every change of the prompts asks SAM for the mask of
+the object being drawn, using the image's cached embedding, so an answer
+comes back in a few tens of milliseconds; the object is painted into the
+AutoSAM layer as one napari edit (Ctrl+Z undoes it).  "New object" starts
+the next one.  On images larger than a tile, prompts work in the tile that
+holds the first prompt (the same tiles segmentation cached).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from napari.layers import Points, Shapes
+from qtpy.QtWidgets import QCheckBox, QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from . import notify
+from .layers import ImageTarget, current_plane, find_output, role_of, visible_region
+from .segment_section import OVERLAP, TILE, TILE_ABOVE
+from .workers import ProgressPanel, TaskRunner, single_step
+
+POSITIVE, NEGATIVE = "#33ff66", "#ff3355"
+#: Planes up to this many pixels are accepted whole; larger ones: the visible region.
+ACCEPT_WHOLE_BELOW = 4096 * 4096
+
+
+@dataclass
+class ObjectEdit:
+    """The object SAM is drawing: where, with which label, and the labels it replaces."""
+
+    image: str
+    z: int
+    window: tuple[int, int, int, int]  # (y0, y1, x0, x1)
+    label: int
+    before: np.ndarray  # the AutoSAM labels in the window before this object
+    rgb: np.ndarray  # the window as SAM sees it (the embedding cache key)
+
+
+class CorrectSection(QWidget):
+    def __init__(self, viewer, session, segment_section, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.session = session
+        self.segment_section = segment_section
+        self.edit: ObjectEdit | None = None
+        self._pending = False
+        #: Prompts run here, one at a time; changes made meanwhile are answered right after.
+        self.prompt_runner = TaskRunner(self)
+
+        help_text = QLabel(
+            "Fix the <b>AutoSAM</b> layer with napari's brush (P), fill (F) and eraser (E), or let SAM draw an "
+            "object: add positive / negative points or a box on it.")
+        help_text.setWordWrap(True)
+        self.positive_button = self._button("+ Point", "Click on the object to add it (positive SAM prompt; Shift+Alt+P)")
+        self.negative_button = self._button("− Point", "Click where the object is not (negative SAM prompt; Shift+Alt+N)")
+        self.box_button = self._button("Box", "Drag a box around the object (SAM box prompt; Shift+Alt+B)")
+        self.positive_button.clicked.connect(lambda: self.start_points(True))
+        self.negative_button.clicked.connect(lambda: self.start_points(False))
+        self.box_button.clicked.connect(self.start_box)
+        self.new_button = QPushButton("New object")
+        self.new_button.setToolTip("Keep the object drawn so far and start the next one (Shift+Alt+O)")
+        self.new_button.clicked.connect(self.new_object)
+        self.refine_check = QCheckBox("Prompt with g(I) too")
+        self.refine_check.setToolTip("Give SAM the prompt generator's dense prompt with your clicks, so they refine "
+                                     "the automatic mask instead of starting from nothing")
+        self.accept_button = QPushButton("Accept correction")
+        self.accept_button.setToolTip("Store the AutoSAM mask of the shown slice (or image) with its image in the "
+                                      "annotation folder, for fine-tuning (Shift+Alt+A)")
+        self.accept_button.clicked.connect(lambda: self.accept())
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        self.status.setToolTip("The annotation folder (set in the Model section)")
+        grid = QGridLayout()
+        grid.addWidget(self.positive_button, 0, 0)
+        grid.addWidget(self.negative_button, 0, 1)
+        grid.addWidget(self.box_button, 0, 2)
+        grid.addWidget(self.new_button, 1, 0)
+        grid.addWidget(self.refine_check, 1, 1, 1, 2)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(help_text)
+        layout.addLayout(grid)
+        layout.addWidget(ProgressPanel(self.prompt_runner))
+        layout.addWidget(self.accept_button)
+        layout.addWidget(self.status)
+        session.annotations_changed.connect(self.refresh_status)
+        self.refresh_status()
+
+    @staticmethod
+    def _button(text: str, tip: str) -> QPushButton:
+        button = QPushButton(text)
+        button.setToolTip(tip)
+        return button
+
+    def refresh_status(self) -> None:
+        store = self.session.annotations
+        try:
+            count = len(store)
+        except ValueError as exc:
+            count = 0
+            notify.error("Reading the annotation folder", exc)
+        self.status.setText(f"{count} accepted correction{'s' if count != 1 else ''} in {store.root}")
+
+    # ---------------------------------------------------------------- prompt layers
+
+    def _target(self) -> ImageTarget | None:
+        target = self.segment_section.target()
+        if target is not None and find_output(self.viewer, target.name, "autosam") is None:
+            notify.info("Segment the image first; prompts then edit its AutoSAM layer.")
+            return None
+        return target
+
+    def _prompt_layer(self, target: ImageTarget, role: str):
+        for layer in self.viewer.layers:
+            if role_of(layer) == (target.name, role):
+                return layer
+        meta = {"autosam": {"image": target.name, "role": role}}
+        ndim = len(target.layout.output_shape)
+        if role == "points":
+            layer = Points(np.empty((0, ndim)), ndim=ndim, name="SAM points", size=8, border_width=0.15,
+                           features={"positive": np.zeros(0, bool)}, metadata=meta, **target.output_transform())
+        else:
+            layer = Shapes(ndim=ndim, name="SAM box", edge_color=POSITIVE, face_color="transparent", edge_width=2,
+                           metadata=meta, **target.output_transform())
+        self.viewer.layers.append(layer)
+        layer.events.data.connect(self._prompts_changed)
+        return layer
+
+    def start_points(self, positive: bool) -> None:
+        target = self._target()
+        if target is None:
+            return
+        layer = self._prompt_layer(target, "points")
+        layer.feature_defaults["positive"] = positive
+        layer.current_face_color = POSITIVE if positive else NEGATIVE
+        self.viewer.layers.selection.active = layer
+        layer.mode = "add"
+
+    def start_box(self) -> None:
+        target = self._target()
+        if target is None:
+            return
+        layer = self._prompt_layer(target, "box")
+        self.viewer.layers.selection.active = layer
+        layer.mode = "add_rectangle"
+
+    def new_object(self) -> None:
+        """Keep what was drawn; the next prompts make a new object."""
+        self.edit = None
+        for layer in list(self.viewer.layers):
+            if role_of(layer)[1] in ("points", "box"):
+                with layer.events.data.blocker(self._prompts_changed):
+                    layer.data = np.empty((0, layer.ndim)) if isinstance(layer, Points) else []
+
+    # ---------------------------------------------------------------- prompting
+
+    def _prompts(self, target: ImageTarget, z: int):
+        """Points ``(y, x)``, their labels (1/0) and the last box ``(y0, x0, y1, x1)`` on plane ``z``."""
+        points, labels, box = np.empty((0, 2)), np.empty(0), None
+        for layer in self.viewer.layers:
+            owner, role = role_of(layer)
+            if owner != target.name:
+                continue
+            if role == "points" and len(layer.data):
+                data = np.asarray(layer.data)
+                keep = np.round(data[:, 0]) == z if target.is_stack else np.ones(len(data), bool)
+                points = data[keep][:, -2:]
+                labels = np.asarray(layer.features["positive"], dtype=float)[keep]
+            elif role == "box":
+                shapes = [np.asarray(s) for s in layer.data if not target.is_stack or np.round(s[0, 0]) == z]
+                if shapes:
+                    corners = shapes[-1][:, -2:]
+                    box = (*corners.min(axis=0), *corners.max(axis=0))
+        return points, labels, box
+
+    def _window(self, target: ImageTarget, anchor: tuple[float, float]) -> tuple[int, int, int, int]:
+        height, width = target.plane_shape
+        if max(height, width) <= TILE_ABOVE:
+            return 0, height, 0, width
+        from ..inference.tiling import tile_grid
+
+        y, x = anchor
+        for tile in tile_grid((height, width), TILE, OVERLAP):
+            y0, y1, x0, x1 = tile.core
+            if y0 <= y < y1 and x0 <= x < x1:
+                return tile.window
+        return tile_grid((height, width), TILE, OVERLAP)[0].window
+
+    def _prompts_changed(self, event=None) -> None:
+        if event is not None and getattr(event, "action", "added") not in ("added", "removed", "changed"):
+            return  # napari announces each edit twice ("adding", then "added")
+        if self.session.segmenter is None:
+            return
+        if self.prompt_runner.running:
+            self._pending = True  # answered when the prompt in flight returns
+            return
+        target = self.segment_section.target(quiet=True)
+        if target is None:
+            return
+        try:
+            self.apply_prompts(target)
+        except Exception as exc:  # a prompt must never take the GUI down
+            notify.error("SAM prompt", exc)
+
+    def apply_prompts(self, target: ImageTarget) -> None:
+        """Ask SAM for the object the prompts describe and paint it into the AutoSAM layer."""
+        from ..io.normalize import compute_normalization, to_rgb_uint8
+
+        z = current_plane(self.viewer, target)
+        points, labels, box = self._prompts(target, z)
+        labels_layer = find_output(self.viewer, target.name, "autosam")
+        if labels_layer is None:
+            return
+        if not len(points) and box is None:
+            self._paint(labels_layer, target, None)  # all prompts removed: undo the object
+            return
+        if self.edit is None or (self.edit.image, self.edit.z) != (target.name, z):
+            anchor = points[0] if len(points) else ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+            window = self._window(target, anchor)
+            norm = self.segment_section.normalizations.get(target.name) or compute_normalization(
+                target.data, channel_axis=target.layout.channel_axis)
+            plane = target.layout.read(target.data, z, window)
+            rgb = to_rgb_uint8(plane, channel_axis=target.layout.plane_channel_axis, normalization=norm)[0]
+            y0, y1, x0, x1 = window
+            index = ((z,) if target.is_stack else ()) + (slice(y0, y1), slice(x0, x1))
+            label = int(np.asarray(labels_layer.data).max()) + 1
+            self.edit = ObjectEdit(target.name, z, window, label, np.array(labels_layer.data[index]), rgb)
+        edit = self.edit
+        y0, y1, x0, x1 = edit.window
+        kwargs = {"dense": "autosam" if self.refine_check.isChecked() else "sam"}
+        if len(points):
+            kwargs.update(points=points[:, ::-1] - (x0, y0), labels=labels)
+        if box is not None:
+            kwargs["box"] = (box[1] - x0, box[0] - y0, box[3] - x0, box[2] - y0)
+        segmenter = self.session.segmenter
+        first = edit.rgb not in self.session.cache
+
+        def done(result) -> None:
+            if self.edit is edit and edit.image in self.viewer.layers:
+                self._paint(labels_layer, target, result[0])
+            if self._pending:
+                self._pending = False
+                self._prompts_changed()
+
+        # Off the GUI thread: a prompt is SAM's decoder only (the embedding is cached), but on a
+        # slow CPU that is still a few hundred ms, and the first prompt on an image encodes it.
+        message = "Computing the SAM embedding, then the mask" if first else "Asking SAM for the mask"
+        self.prompt_runner.start("SAM prompt", lambda token: single_step("prompt", message,
+                                                                        lambda: segmenter.prompt(edit.rgb, **kwargs)), done)
+
+    def _paint(self, layer, target: ImageTarget, mask: np.ndarray | None) -> None:
+        """Set the window to ``before`` with the object (``mask``) on top, as one undoable napari edit."""
+        edit = self.edit
+        if edit is None:
+            return
+        new = edit.before.copy() if mask is None else np.where(mask, edit.label, edit.before).astype(edit.before.dtype)
+        y0, y1, x0, x1 = edit.window
+        index = ((edit.z,) if target.is_stack else ()) + (slice(y0, y1), slice(x0, x1))
+        current = np.asarray(layer.data[index])
+        changed = np.nonzero(current != new)
+        if not changed[0].size:
+            return
+        coords = [changed[0] + y0, changed[1] + x0]
+        if target.is_stack:
+            coords.insert(0, np.full_like(changed[0], edit.z))
+        layer.data_setitem(tuple(coords), new[changed])
+        if mask is None:
+            self.edit = None
+
+    # ---------------------------------------------------------------- accept
+
+    def accept(self):
+        """Store the AutoSAM mask of the shown plane (whole, or the visible region of a huge one) with its image."""
+        target = self.segment_section.target()
+        if target is None:
+            return None
+        layer = find_output(self.viewer, target.name, "autosam")
+        if layer is None:
+            notify.info("Nothing to accept yet: segment the image, correct the AutoSAM layer, then accept.")
+            return None
+        z = current_plane(self.viewer, target)
+        height, width = target.plane_shape
+        region = None if height * width <= ACCEPT_WHOLE_BELOW else visible_region(target)
+        y0, y1, x0, x1 = region or (0, height, 0, width)
+        image = target.layout.read(target.data, z, (y0, y1, x0, x1))
+        index = ((z,) if target.is_stack else ()) + (slice(y0, y1), slice(x0, x1))
+        mask = np.asarray(layer.data[index])
+        try:
+            entry = self.session.annotations.accept(
+                image, mask, source=target.source, layer_name=target.name,
+                slice_index=(z,) if target.is_stack else None, region=region,
+                model=self.session.model_label, sam=self.session.sam_name)
+        except (OSError, ValueError) as exc:
+            notify.error("Accepting the correction", exc)
+            return None
+        self.new_object()
+        self.session.annotations_changed.emit()
+        where = f"slice {z} of {target.name}" if target.is_stack else target.name
+        revision = f" (revision {entry.revision}; the earlier one is kept)" if entry.revision > 1 else ""
+        notify.info(f"Accepted the correction of {where}{revision}.")
+        return entry

@@ -1,0 +1,188 @@
+"""Section 5, Fine-tune: train g (then h) on the accepted corrections in the background; versions and rollback."""
+
+from __future__ import annotations
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from . import notify
+from .plot import LivePlot
+from .session import Session
+from .workers import ProgressPanel, TaskRunner
+
+PHASES = {"encode": "Computing SAM embeddings", "train_g": "Training g", "train_h": "Training h", "save": "Saving"}
+
+
+def _version_text(row: dict, active: str | None) -> str:
+    metrics = row.get("metrics") or {}
+    dice = metrics.get("val_dice_autosam")
+    parts = [row["version"]]
+    if row.get("created"):
+        parts.append(str(row["created"]).replace("T", " ")[:16])
+    if row.get("trained_on_count"):
+        parts.append(f"{row['trained_on_count']} images")
+    if dice is not None:
+        parts.append(f"val Dice {dice:.3f}")
+    return " · ".join(parts) + ("   ← in use" if row["version"] == active else "")
+
+
+class FinetuneSection(QWidget):
+    """Start fine-tuning, watch loss and Dice live, and pick the model version in use."""
+
+    def __init__(self, viewer, session: Session, segment_section, runner: TaskRunner, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.session = session
+        self.segment_section = segment_section
+        self.runner = runner
+        self.last_result = None
+        self._offset = 0  # x position where the current phase's steps start on the plot
+        self._phase_end = 0
+        self._phase = None
+
+        self.info = QLabel()
+        self.info.setWordWrap(True)
+        self.epochs = QSpinBox()
+        self.epochs.setRange(1, 1000)
+        self.epochs.setValue(20)
+        self.epochs.setToolTip("Passes over the accepted corrections, for g and then for h (training stops "
+                               "earlier when the validation Dice stops improving)")
+        self.train_button = QPushButton("Fine-tune")
+        self.train_button.setToolTip("Train g, then h, on all accepted corrections in the background; the new "
+                                     "version is used when it ends and the image is segmented again (Shift+Alt+F)")
+        self.train_button.clicked.connect(lambda: self.start())
+        self.plot = LivePlot()
+        self.versions = QListWidget()
+        self.versions.setToolTip("Model versions of this SAM, newest last; the one in use is marked")
+        self.versions.setMaximumHeight(110)
+        self.use_button = QPushButton("Use selected version")
+        self.use_button.setToolTip("Switch to the selected version (roll back) and segment the image again")
+        self.use_button.clicked.connect(self._use_clicked)
+        form = QFormLayout()
+        form.addRow("Epochs", self.epochs)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.info)
+        layout.addLayout(form)
+        layout.addWidget(self.train_button)
+        layout.addWidget(ProgressPanel(runner))
+        layout.addWidget(self.plot)
+        layout.addWidget(QLabel("Model versions"))
+        layout.addWidget(self.versions)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(self.use_button)
+        layout.addLayout(row)
+        runner.progress.connect(self._progress)
+        session.annotations_changed.connect(self.refresh)
+        session.sam_changed.connect(self.refresh)
+        session.model_changed.connect(self.refresh)
+        self.refresh()
+
+    # ---------------------------------------------------------------- display
+
+    def refresh(self) -> None:
+        try:
+            count = len(self.session.annotations)
+        except ValueError:
+            count = 0
+        self.info.setText(f"Trains on the {count} accepted correction{'s' if count != 1 else ''}. "
+                          "You can keep working while it runs.")
+        self.versions.clear()
+        store = self.session.model_store
+        if store is None:
+            self.versions.addItem("(load a SAM to see its model versions)")
+            self.use_button.setEnabled(False)
+            return
+        active = store.active
+        for row in store.describe():
+            item = QListWidgetItem(_version_text(row, active if self.session.model is not None else None))
+            item.setData(Qt.ItemDataRole.UserRole, row["version"])
+            self.versions.addItem(item)
+            if row["version"] == active:
+                self.versions.setCurrentItem(item)
+        self.use_button.setEnabled(self.versions.count() > 0)
+
+    def _progress(self, event) -> None:
+        if event.phase != self._phase:
+            self._offset = self._phase_end
+            if event.phase in ("train_g", "train_h"):
+                self.plot.mark(self._offset, "g" if event.phase == "train_g" else "h")
+            self._phase = event.phase
+        if event.phase in ("train_g", "train_h"):
+            self._phase_end = self._offset + (event.total or event.step)
+            self.plot.add(self._offset + event.step, event.metrics)
+
+    # ---------------------------------------------------------------- train
+
+    def start(self) -> bool:
+        """Fine-tune on every accepted correction (loads SAM first if needed)."""
+        from ..training import TrainConfig
+
+        session = self.session
+        if session.sam is None:
+            return self.segment_section.model_section.load(then=self.start)
+        if len(session.annotations) == 0:
+            notify.info("Accept at least one corrected mask first (section 4).")
+            return False
+        config = TrainConfig(**{"epochs": self.epochs.value(), **session.train_settings})
+        sam, store, init, annotations = session.sam, session.model_store, session.model, session.annotations
+        cache_dir = session.embedding_dir()
+
+        def task(token):
+            from ..sam.cache import EmbeddingCache
+            from ..training import samples_from_arrays, train
+
+            images, masks, names = annotations.arrays()  # read in the worker thread
+            samples = samples_from_arrays(images, masks, names)
+            # Its own cache object (same folder): the segmenter may use the other one meanwhile.
+            return (yield from train(sam, samples, config=config, init=init, store=store,
+                                     cache=EmbeddingCache(sam, cache_dir), cancel=token))
+
+        self.plot.clear()
+        self._offset = self._phase_end = 0
+        self._phase = None
+        return self.runner.start(f"Fine-tuning on {len(annotations)} corrections", task, self._trained)
+
+    def _trained(self, result) -> None:
+        self.last_result = result
+        label = result.version or result.path.name
+        self.session.set_model(result.model, label)
+        dice = result.metrics.get("val_dice_autosam")
+        how = "cancelled — kept the best model so far" if result.cancelled else "done"
+        notify.info(f"Fine-tuning {how}: now using {label}" + (f" (validation Dice {dice:.3f})" if dice is not None else "")
+                    + ". Segmenting again.")
+        self.refresh()
+        self.segment_section.rerun()
+
+    # ---------------------------------------------------------------- versions
+
+    def selected_version(self) -> str | None:
+        item = self.versions.currentItem()
+        return item.data(Qt.ItemDataRole.UserRole) if item is not None else None
+
+    def _use_clicked(self) -> None:
+        version = self.selected_version()
+        if version:
+            self.use_version(version)
+
+    def use_version(self, version: str) -> None:
+        """Roll back (or forward) to ``version`` and segment the image again."""
+        try:
+            self.session.use_version(version)
+        except (OSError, ValueError) as exc:
+            notify.error(f"Switching to {version}", exc)
+            return
+        notify.info(f"Now using model {version}.")
+        self.refresh()
+        self.segment_section.rerun()

@@ -1,0 +1,144 @@
+"""The napari layers the widget reads and writes, and how their axes map onto the image's.
+
+An image layer is segmented into Labels layers that cover its spatial axes
+(``Y×X``, or ``Z×Y×X`` for stacks); each output layer records in its
+metadata which image it belongs to and what it holds (its *role*), so the
+widget finds it again even after the user renames it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from napari.layers import Image, Labels
+from napari.utils.colormaps import DirectLabelColormap
+
+from ..inference.inputs import ImageLayout, image_layout
+
+META_KEY = "autosam"
+
+#: role → (default layer name, dtype, colours or None for napari's label colours, tooltip-ish description)
+ROLES: dict[str, tuple[str, type, dict | None]] = {
+    "autosam": ("AutoSAM", np.uint8, None),
+    "h": ("h(g(I))", np.uint8, {None: "transparent", 0: "transparent", 1: "#ff8c1a"}),
+    "instances": ("instances", np.int32, None),
+    "disagreement": ("disagreement", np.uint8, {None: "transparent", 0: "transparent", 1: "#ffe119", 2: "#f032e6"}),
+}
+
+
+@dataclass
+class ImageTarget:
+    """An image layer prepared for segmentation: its full-resolution data and axes."""
+
+    layer: Image
+    data: object  # numpy or lazy array (full resolution of a multiscale layer)
+    layout: ImageLayout
+
+    @property
+    def name(self) -> str:
+        return self.layer.name
+
+    @property
+    def is_stack(self) -> bool:
+        return self.layout.is_stack
+
+    @property
+    def plane_shape(self) -> tuple[int, int]:
+        return self.layout.plane_shape
+
+    @property
+    def source(self) -> str:
+        path = getattr(self.layer.source, "path", None)
+        return str(path or self.layer.metadata.get("source") or f"layer {self.layer.name}")
+
+    def spatial_axes(self) -> list[int]:
+        """Axes of the layer (napari's, without an RGB axis) that the outputs cover."""
+        axes = [a for a in range(len(self.layout.shape)) if a != self.layout.channel_axis]
+        return [a for a in axes if a < self.layer.ndim]
+
+    def output_transform(self) -> dict:
+        axes = self.spatial_axes()
+        return {"scale": [self.layer.scale[a] for a in axes], "translate": [self.layer.translate[a] for a in axes]}
+
+
+def image_target(layer: Image) -> ImageTarget:
+    """Wrap an image layer; raises ValueError for layouts the segmenter cannot read."""
+    data = layer.data[0] if layer.multiscale else layer.data
+    channel_axis = layer.ndim if layer.rgb else None
+    return ImageTarget(layer, data, image_layout(data, channel_axis))
+
+
+def role_of(layer) -> tuple[str | None, str | None]:
+    """``(image name, role)`` recorded in a layer's metadata, or ``(None, None)``."""
+    info = layer.metadata.get(META_KEY) if isinstance(layer.metadata, dict) else None
+    if not isinstance(info, dict):
+        return None, None
+    return info.get("image"), info.get("role")
+
+
+def find_output(viewer, image_name: str, role: str) -> Labels | None:
+    for layer in viewer.layers:
+        if isinstance(layer, Labels) and role_of(layer) == (image_name, role):
+            return layer
+    return None
+
+
+def _free_name(viewer, base: str, image_name: str) -> str:
+    if base not in viewer.layers:
+        return base
+    return f"{base} [{image_name}]"
+
+
+def ensure_output(viewer, target: ImageTarget, role: str) -> Labels:
+    """The output layer of ``role`` for the image, created (all zeros) if missing or of the wrong shape."""
+    shape = target.layout.output_shape
+    layer = find_output(viewer, target.name, role)
+    if layer is not None and tuple(layer.data.shape) == tuple(shape):
+        return layer
+    if layer is not None:
+        viewer.layers.remove(layer)
+    base, dtype, colors = ROLES[role]
+    kwargs = {"name": _free_name(viewer, base, target.name), "metadata": {META_KEY: {"image": target.name, "role": role}},
+              **target.output_transform()}
+    if colors is not None:
+        kwargs["colormap"] = DirectLabelColormap(color_dict=colors)
+    if role == "disagreement":
+        kwargs["opacity"] = 0.8
+    return viewer.add_labels(np.zeros(shape, dtype=dtype), **kwargs)
+
+
+def current_plane(viewer, target: ImageTarget) -> int:
+    """Index of the slice of a stack the viewer shows (0 for single planes)."""
+    if not target.is_stack:
+        return 0
+    point = target.layer.world_to_data(viewer.dims.point)
+    axis = target.layout.stack_axis
+    return int(np.clip(np.round(point[axis]), 0, target.layout.n_planes - 1))
+
+
+def visible_region(target: ImageTarget) -> tuple[int, int, int, int]:
+    """``(y0, y1, x0, x1)`` of the plane the canvas shows, at full resolution, clipped to the image."""
+    layer = target.layer
+    corners = np.asarray(layer.corner_pixels, dtype=float)
+    if layer.multiscale:
+        corners = corners * np.asarray(layer.downsample_factors[layer.data_level])[: corners.shape[1]]
+    y_axis, x_axis = target.layout.spatial_axes
+    height, width = target.plane_shape
+    y0, y1 = int(max(0, np.floor(corners[0, y_axis]))), int(min(height, np.ceil(corners[1, y_axis]) + 1))
+    x0, x1 = int(max(0, np.floor(corners[0, x_axis]))), int(min(width, np.ceil(corners[1, x_axis]) + 1))
+    if y1 <= y0 or x1 <= x0:
+        return 0, height, 0, width
+    return y0, y1, x0, x1
+
+
+def plane_index(target: ImageTarget, z: int) -> tuple:
+    """Index into an output layer's data for plane ``z``."""
+    return (z,) if target.is_stack else ()
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice of two masks (anything > 0 is foreground); 1.0 when both are empty."""
+    a, b = np.asarray(a) > 0, np.asarray(b) > 0
+    total = int(np.count_nonzero(a)) + int(np.count_nonzero(b))
+    return 1.0 if total == 0 else 2.0 * int(np.count_nonzero(a & b)) / total

@@ -1,0 +1,139 @@
+"""The AutoSAM dock widget: the whole loop in five sections, top to bottom.
+
+1. Model — SAM, device, prompt generator g (new / load / save), data folder
+2. Segment — AutoSAM and h(g(I)) on a slice, a stack, an image or the visible region
+3. Compare — h(g(I)) beside AutoSAM, where they disagree, their Dice
+4. Correct — napari's label tools or SAM point/box prompts; accept the result
+5. Fine-tune — train on accepted corrections in the background; versions and rollback
+
+Two background runners: one for SAM loading / segmentation / prompt embeddings,
+one for fine-tuning, so users keep segmenting and correcting while g trains.
+"""
+
+from __future__ import annotations
+
+from qtpy.QtCore import QSize, Qt
+from qtpy.QtWidgets import QComboBox, QGroupBox, QLabel, QScrollArea, QVBoxLayout, QWidget
+
+from .compare import CompareSection
+from .correct import CorrectSection
+from .finetune_section import FinetuneSection
+from .model_section import ModelSection
+from .segment_section import SegmentSection
+from .session import Session
+from .workers import TaskRunner
+
+#: Keyboard shortcuts: (key, what, method path).  Shift+Alt+<letter> keys napari leaves free
+#: (napari itself uses Shift+Alt+S / C / T and Shift+Alt+Up / Down); a test checks for clashes.
+SHORTCUTS = [
+    ("Shift-Alt-R", "Segment (run)", "segment_section.segment"),
+    ("Shift-Alt-D", "Compare h(g(I)) and AutoSAM on / off", "compare_section.toggle"),
+    ("Shift-Alt-P", "Add positive SAM points", "correct_section.start_points_positive"),
+    ("Shift-Alt-N", "Add negative SAM points", "correct_section.start_points_negative"),
+    ("Shift-Alt-B", "Draw a SAM box", "correct_section.start_box"),
+    ("Shift-Alt-O", "New object (keep the current one)", "correct_section.new_object"),
+    ("Shift-Alt-A", "Accept correction", "correct_section.accept"),
+    ("Shift-Alt-F", "Fine-tune", "finetune_section.start"),
+    ("Shift-Alt-X", "Cancel the running tasks", "cancel_all"),
+]
+
+
+def _pretty(key: str) -> str:
+    return key.replace("-", "+")
+
+
+def unbind_keys(viewer) -> None:
+    for key, _what, _path in SHORTCUTS:
+        try:
+            viewer.bind_key(key, None)
+        except (KeyError, ValueError, RuntimeError):
+            pass
+
+
+class AutoSAMWidget(QWidget):
+    """Segment with AutoSAM, compare with h(g(I)), correct, and fine-tune — inside napari."""
+
+    def __init__(self, napari_viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.session = Session(self)
+        self.model_runner = TaskRunner(self)
+        self.segment_runner = TaskRunner(self)
+        self.train_runner = TaskRunner(self)
+        self.model_section = ModelSection(self.session, self.model_runner)
+        self.segment_section = SegmentSection(napari_viewer, self.session, self.segment_runner, self.model_section)
+        self.compare_section = CompareSection(napari_viewer, self.segment_section)
+        self.correct_section = CorrectSection(napari_viewer, self.session, self.segment_section)
+        self.correct_section.start_points_positive = lambda: self.correct_section.start_points(True)
+        self.correct_section.start_points_negative = lambda: self.correct_section.start_points(False)
+        self.finetune_section = FinetuneSection(napari_viewer, self.session, self.segment_section, self.train_runner)
+
+        content = QWidget()
+        column = QVBoxLayout(content)
+        for title, section in (
+            ("1  Model", self.model_section),
+            ("2  Segment", self.segment_section),
+            ("3  Compare", self.compare_section),
+            ("4  Correct", self.correct_section),
+            ("5  Fine-tune", self.finetune_section),
+        ):
+            box = QGroupBox(title)
+            inner = QVBoxLayout(box)
+            inner.addWidget(section)
+            column.addWidget(box)
+        self.help = QLabel(self.shortcut_help())
+        self.help.setWordWrap(True)
+        self.help.setToolTip("Keyboard shortcuts of this plugin (they work while the canvas has the focus)")
+        help_box = QGroupBox("Shortcuts")
+        QVBoxLayout(help_box).addWidget(self.help)
+        column.addWidget(help_box)
+        column.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        for combo in content.findChildren(QComboBox):  # long item texts must not widen the dock
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(10)
+        scroll.setWidget(content)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(scroll)
+        self.setMinimumWidth(360)
+        self._bind_keys()
+        viewer = napari_viewer
+        self.destroyed.connect(lambda *args: unbind_keys(viewer))
+
+    # ---------------------------------------------------------------- shortcuts
+
+    @staticmethod
+    def shortcut_help() -> str:
+        return "<br>".join(f"<b>{_pretty(key)}</b> — {what}" for key, what, _ in SHORTCUTS)
+
+    def _resolve(self, path: str):
+        target = self
+        for part in path.split("."):
+            target = getattr(target, part)
+        return target
+
+    def _bind_keys(self) -> None:
+        for key, _what, path in SHORTCUTS:
+            action = self._resolve(path)
+            self.viewer.bind_key(key, lambda viewer, action=action: action(), overwrite=True)
+
+    @property
+    def runners(self) -> list[TaskRunner]:
+        return [self.model_runner, self.segment_runner, self.train_runner, self.correct_section.prompt_runner]
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
+        return QSize(420, 900)
+
+    def cancel_all(self) -> None:
+        for runner in self.runners:
+            runner.cancel()
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        self.cancel_all()
+        unbind_keys(self.viewer)
+        super().closeEvent(event)

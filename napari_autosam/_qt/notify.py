@@ -1,0 +1,36 @@
+"""Messages to the user through napari's notification area: short lines, never a traceback dump."""
+
+from __future__ import annotations
+
+import logging
+
+from napari.utils.notifications import show_error, show_info, show_warning
+
+from ..progress import Cancelled
+
+log = logging.getLogger("napari_autosam")
+
+
+def describe(exc: BaseException, limit: int = 1200) -> str:
+    """The exception's own message (our errors say what to do), without the traceback."""
+    text = str(exc).strip() or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def error(what: str, exc: BaseException) -> None:
+    """Report that ``what`` failed because of ``exc``; the traceback goes to the log only."""
+    if isinstance(exc, Cancelled):
+        info(f"{what} cancelled.")
+        return
+    log.error("%s failed", what, exc_info=(type(exc), exc, exc.__traceback__))
+    show_error(f"{what} failed: {describe(exc)}")
+
+
+def info(message: str) -> None:
+    log.info(message)
+    show_info(message)
+
+
+def warning(message: str) -> None:
+    log.warning(message)
+    show_warning(message)

@@ -1,0 +1,218 @@
+"""Section 2, Segment: run AutoSAM (and h(g(I))) on an image layer, in the background."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+
+import numpy as np
+from napari.layers import Image
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from . import notify
+from .layers import ImageTarget, current_plane, ensure_output, find_output, image_target, plane_index, visible_region
+from .session import Session
+from .workers import ProgressPanel, TaskRunner
+
+#: Planes larger than this (pixels on the long side) are segmented in tiles of TILE.
+TILE = 1024
+TILE_ABOVE = 1536
+OVERLAP = 128
+
+SCOPES = {
+    "slice": "Current slice",
+    "stack": "Whole stack",
+    "image": "Whole image (tiled when large)",
+    "region": "Visible region",
+}
+
+
+@dataclass
+class Request:
+    """What was asked: kept so the image can be segmented again the same way after fine-tuning."""
+
+    layer_name: str
+    scope: str
+    instances: bool
+
+
+class SegmentSection(QWidget):
+    """Pick an image layer and a scope, then segment; outputs go to the "AutoSAM", "h(g(I))" and "instances" layers."""
+
+    def __init__(self, viewer, session: Session, runner: TaskRunner, model_section, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.session = session
+        self.runner = runner
+        self.model_section = model_section
+        self.last: Request | None = None
+        #: image layer name → the intensity scaling of its last segmentation (prompts reuse it)
+        self.normalizations: dict[str, object] = {}
+
+        self.image_combo = QComboBox()
+        self.image_combo.setToolTip("The image layer to segment")
+        self.image_combo.currentIndexChanged.connect(self._update_scopes)
+        self.scope_combo = QComboBox()
+        self.scope_combo.setToolTip(
+            "Current slice / whole stack for 3D images; for 2D images the whole image (cut into overlapping "
+            f"{TILE}-pixel tiles when it is larger than {TILE_ABOVE} pixels) or only the region the canvas shows")
+        self.instances_check = QCheckBox("Separate instances")
+        self.instances_check.setToolTip("Also split the mask into objects (self-prompted SAM) in an 'instances' layer")
+        self.segment_button = QPushButton("Segment")
+        self.segment_button.setToolTip("Segment the chosen image with AutoSAM and h(g(I)) in the background (Shift+Alt+R)")
+        self.segment_button.clicked.connect(lambda: self.segment())
+        self.note = QLabel("")
+        self.note.setWordWrap(True)
+        self.note.setToolTip("About the last segmentation")
+        form = QFormLayout()
+        form.addRow("Image", self.image_combo)
+        form.addRow("Run on", self.scope_combo)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(form)
+        layout.addWidget(self.instances_check)
+        layout.addWidget(self.segment_button)
+        layout.addWidget(ProgressPanel(runner))
+        layout.addWidget(self.note)
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
+            event.connect(self.refresh_images)
+        self.refresh_images()
+
+    # ---------------------------------------------------------------- choices
+
+    def refresh_images(self, event=None) -> None:
+        current = self.image_combo.currentText()
+        names = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
+        self.image_combo.blockSignals(True)
+        self.image_combo.clear()
+        self.image_combo.addItems(names)
+        if current in names:
+            self.image_combo.setCurrentText(current)
+        elif names:
+            selected = self.viewer.layers.selection.active
+            self.image_combo.setCurrentText(selected.name if isinstance(selected, Image) else names[-1])
+        self.image_combo.blockSignals(False)
+        self._update_scopes()
+
+    def _update_scopes(self, index: int | None = None) -> None:
+        target = self.target(quiet=True)
+        keys = ["slice", "stack"] if target is not None and target.is_stack else ["image", "region"]
+        previous = self.scope_combo.currentData()
+        self.scope_combo.clear()
+        for key in keys:
+            self.scope_combo.addItem(SCOPES[key], key)
+        if previous in keys:
+            self.scope_combo.setCurrentIndex(keys.index(previous))
+
+    def select(self, layer_name: str, scope: str | None = None, *, instances: bool | None = None) -> None:
+        """Choose image, scope and mode programmatically (tests, the demo)."""
+        self.image_combo.setCurrentText(layer_name)
+        if scope is not None:
+            self.scope_combo.setCurrentIndex(self.scope_combo.findData(scope))
+        if instances is not None:
+            self.instances_check.setChecked(instances)
+
+    def target(self, *, quiet: bool = False) -> ImageTarget | None:
+        name = self.image_combo.currentText()
+        if not name or name not in self.viewer.layers:
+            if not quiet:
+                notify.info("Open an image first (File ▸ Open, or File ▸ Open Sample ▸ AutoSAM).")
+            return None
+        try:
+            return image_target(self.viewer.layers[name])
+        except ValueError as exc:
+            if not quiet:
+                notify.error(f"Segmenting {name}", exc)
+            return None
+
+    # ---------------------------------------------------------------- run
+
+    def segment(self, request: Request | None = None) -> bool:
+        """Segment as the controls say (or as ``request`` says); loads SAM first if needed."""
+        request = request or Request(self.image_combo.currentText(), self.scope_combo.currentData(),
+                                     self.instances_check.isChecked())
+        if self.session.segmenter is None:
+            return self.model_section.load(then=lambda: self.segment(request))
+        if request.layer_name not in self.viewer.layers:
+            notify.info("Open an image first (File ▸ Open, or File ▸ Open Sample ▸ AutoSAM).")
+            return False
+        try:
+            target = image_target(self.viewer.layers[request.layer_name])
+        except ValueError as exc:
+            notify.error(f"Segmenting {request.layer_name}", exc)
+            return False
+        scope = request.scope if request.scope in (("slice", "stack") if target.is_stack else ("image", "region")) \
+            else ("slice" if target.is_stack else "image")
+        z = current_plane(self.viewer, target)
+        region = visible_region(target) if scope == "region" else None
+        mode = "instances" if request.instances else "semantic"
+        segmenter = self.session.segmenter
+        model_label = self.session.model_label
+
+        def make_task(token):
+            data = target.data
+            if scope == "slice":
+                data = target.layout.read(data, z)
+                return segmenter.segment(data, channel_axis=target.layout.plane_channel_axis, mode=mode, cancel=token)
+            if scope == "region":
+                return segmenter.segment_region(data, region, channel_axis=target.layout.channel_axis, mode=mode,
+                                                cancel=token)
+            tile = TILE if max(target.plane_shape) > TILE_ABOVE else None
+            return segmenter.segment(data, channel_axis=target.layout.channel_axis, mode=mode, tile=tile,
+                                     overlap=OVERLAP, cancel=token)
+
+        def done(result) -> None:
+            self.last = Request(request.layer_name, scope, request.instances)
+            self._show(target, result, scope, z, region, model_label)
+
+        what = {"slice": f"slice {z}", "stack": "the whole stack", "image": "the whole image",
+                "region": "the visible region"}[scope]
+        return self.runner.start(f"Segmenting {what} of {target.name}", make_task, done)
+
+    def rerun(self) -> bool:
+        """Segment the last image again the same way (after fine-tuning or a rollback)."""
+        if self.last is None or self.last.layer_name not in self.viewer.layers:
+            return False
+        return self.segment(self.last)
+
+    # ---------------------------------------------------------------- results
+
+    def _show(self, target: ImageTarget, result, scope: str, z: int, region, model_label: str) -> None:
+        """Write the result into the output layers: the slice, the region, or all of it."""
+        if target.name not in self.viewer.layers:
+            return  # the image was closed meanwhile
+        self.normalizations[target.name] = result.normalization
+        outputs = [("autosam", result.autosam_mask), ("h", result.h_mask), ("instances", result.instances)]
+        for role, values in outputs:
+            if values is None:
+                continue
+            layer = ensure_output(self.viewer, target, role)
+            index = plane_index(target, z) if scope == "slice" else ()
+            if region is not None:
+                y0, y1, x0, x1 = region
+                index = (*index, slice(y0, y1), slice(x0, x1))
+            layer.data[index] = np.asarray(values).astype(layer.data.dtype, copy=False)
+            info = layer.metadata["autosam"]
+            info["model"] = model_label
+            if role == "autosam":
+                agreement = dict(info.get("agreement", {}))
+                planes = [z] if scope == "slice" else list(range(target.layout.n_planes)) if target.is_stack else [0]
+                agreement.update({p: a for p, a in zip(planes, result.agreement)})
+                info["agreement"] = agreement
+            layer.refresh()
+        if result.store is not None:
+            shutil.rmtree(result.store, ignore_errors=True)  # tiled results were copied into the layers
+        self._select_for_editing(target)
+        notes = list(result.messages)
+        if result.untrained:
+            notes.append("The prompt generator is untrained, so this mask is only a starting point: "
+                         "correct it, accept, and fine-tune.")
+        if result.cancelled:
+            notes.append("Cancelled: the slices or tiles not reached are empty.")
+        fg = float(np.mean(np.asarray(result.autosam_mask) > 0))
+        self.note.setText(f"{model_label}: {fg:.0%} of the pixels are foreground." + (" " + " ".join(notes) if notes else ""))
+
+    def _select_for_editing(self, target: ImageTarget) -> None:
+        layer = find_output(self.viewer, target.name, "autosam")
+        if layer is not None:
+            self.viewer.layers.selection.active = layer

@@ -1,0 +1,310 @@
+"""Run the engines' progress generators off the GUI thread, and show their progress.
+
+The pattern of stardist-napari: a long computation is a generator that
+yields :class:`~napari_autosam.progress.Progress` and returns its result;
+here it runs inside a napari thread worker (``yielded`` → progress bar,
+``returned`` → the caller's callback, ``errored`` → a notification).
+``NAPARI_AUTOSAM_SYNC=1`` runs it in the calling thread instead (scripts, CI).
+
+Three measures keep the GUI responsive while a task runs (see
+``benchmarks/bench_responsiveness.py`` for the numbers behind them):
+
+* the worker thread caps torch's intra-op threads (:func:`background_threads`)
+  so the GUI thread always has a core (the cap is per thread: the GUI's own
+  torch calls keep the default);
+* progress events are throttled (:func:`throttle`) so a fast loop cannot
+  flood the Qt event loop with queued signals;
+* cancellation is cooperative through a :class:`~napari_autosam.progress.CancelToken`,
+  so a cancelled task still returns its best result so far.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from napari.qt.threading import GeneratorWorker, create_worker
+from qtpy.QtCore import QObject, Qt, Signal
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+
+from ..progress import CancelToken, Progress, Task
+from . import notify
+
+#: Set to 1 to run every task synchronously in the GUI thread (like stardist-napari's switch).
+SYNC_ENV = "NAPARI_AUTOSAM_SYNC"
+#: Number of torch threads for background work (default: all cores but one).
+THREADS_ENV = "NAPARI_AUTOSAM_THREADS"
+#: Minimum seconds between two progress events forwarded to the GUI.
+EVENT_INTERVAL = 0.1
+
+
+def sync_mode() -> bool:
+    return os.environ.get(SYNC_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def background_threads() -> int:
+    """Torch intra-op threads for a worker: ``$NAPARI_AUTOSAM_THREADS``, else all cores but one."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if value:
+        return max(1, int(value))
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def throttle(task: Task, interval: float = EVENT_INTERVAL) -> Task:
+    """Forward at most one event per ``interval`` seconds, plus the first of each phase and the last.
+
+    Returns the task's result unchanged.
+    """
+    last_sent = -float("inf")
+    phase = None
+    held: Progress | None = None
+    while True:
+        try:
+            event = next(task)
+        except StopIteration as stop:
+            if held is not None:
+                yield held
+            return stop.value
+        now = time.perf_counter()
+        final = event.total is not None and event.step >= event.total
+        if event.phase != phase or final or now - last_sent >= interval:
+            phase, last_sent, held = event.phase, now, None
+            yield event
+        else:
+            held = event
+
+
+def cancellable(task: Task, token: CancelToken) -> Task:
+    """Stop ``task`` at its next event once ``token`` is set, for tasks that take no token themselves.
+
+    The task is closed (so its ``finally`` blocks and atomic writes clean up)
+    and :class:`~napari_autosam.progress.Cancelled` is raised.
+    """
+    from ..progress import Cancelled
+
+    while True:
+        try:
+            event = next(task)
+        except StopIteration as stop:
+            return stop.value
+        if token.cancelled:
+            task.close()
+            raise Cancelled("cancelled")
+        yield event
+
+
+def single_step(phase: str, message: str, func: Callable[[], Any]) -> Task:
+    """A task around a short blocking call, so it still runs off the GUI thread with a busy bar."""
+    yield Progress(phase=phase, message=message)
+    return func()
+
+
+def _in_worker(task: Task, threads: int | None) -> Task:
+    """The generator the worker thread drives: cap torch's threads there, then run the task."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)  # per thread: the GUI thread keeps its own setting
+    return (yield from throttle(task))
+
+
+class _Worker(GeneratorWorker):
+    """napari's generator worker, with errors reported by :class:`TaskRunner` (once, in one line)
+    and napari's own cancel button (in its activity area) cancelling through the task's token."""
+
+    token: CancelToken | None = None
+
+    def _relay_error(self, exc: Exception) -> None:  # reported by TaskRunner instead
+        pass
+
+    def quit(self) -> None:
+        if self.token is not None:
+            self.token.cancel()  # cooperative: the task returns what it has
+        else:
+            super().quit()
+
+
+class TaskRunner(QObject):
+    """Runs one task at a time in the background and tells a :class:`ProgressPanel` about it.
+
+    Signals
+    -------
+    started(str) : the task's title
+    progress(object) : each (throttled) :class:`Progress` event
+    finished(str, str) : title and outcome (``"done"``, ``"cancelled"`` or ``"failed"``)
+    """
+
+    started = Signal(str)
+    progress = Signal(object)
+    finished = Signal(str, str)
+
+    def __init__(self, parent: QObject | None = None, *, threads: int | None = None) -> None:
+        super().__init__(parent)
+        self.threads = threads if threads is not None else background_threads()
+        self.token: CancelToken | None = None
+        self.worker: _Worker | None = None
+        self.title = ""
+        self.started_at = 0.0
+
+    @property
+    def running(self) -> bool:
+        return self.token is not None
+
+    def cancel(self) -> None:
+        if self.token is not None:
+            self.token.cancel()
+
+    def start(
+        self,
+        title: str,
+        make_task: Callable[[CancelToken], Task],
+        on_result: Callable[[Any], Any],
+        *,
+        on_error: Callable[[BaseException], Any] | None = None,
+    ) -> bool:
+        """Start ``make_task(token)``; call ``on_result(result)`` in the GUI thread when it returns.
+
+        Returns False (and tells the user) if a task is already running here.
+        """
+        if self.running:
+            notify.info(f"Still busy with “{self.title}”; cancel it or wait for it to finish.")
+            return False
+        self.token, self.title, self.started_at = CancelToken(), title, time.perf_counter()
+        token = self.token
+        self.started.emit(title)
+        try:
+            task = make_task(token)
+        except Exception as exc:  # bad arguments: report at once, never start a thread
+            self._fail(exc, on_error)
+            return False
+        if sync_mode():
+            self._run_sync(task, on_result, on_error)
+            return True
+        worker = create_worker(_in_worker, task, self.threads, _worker_class=_Worker, _start_thread=False)
+        worker.token = token
+        worker.yielded.connect(self.progress.emit, Qt.ConnectionType.QueuedConnection)
+        worker.returned.connect(lambda result: self._succeed(result, on_result))
+        worker.errored.connect(lambda exc: self._fail(exc, on_error))
+        worker.aborted.connect(lambda: self._end("cancelled"))
+        self.worker = worker
+        worker.start()
+        return True
+
+    def _run_sync(self, task: Task, on_result, on_error) -> None:
+        try:
+            while True:
+                try:
+                    event = next(task)
+                except StopIteration as stop:
+                    result = stop.value
+                    break
+                self.progress.emit(event)
+        except Exception as exc:
+            self._fail(exc, on_error)
+            return
+        self._succeed(result, on_result)
+
+    def _succeed(self, result: Any, on_result) -> None:
+        # End first: the callback may start the next task on this runner (load SAM, then segment).
+        title = self.title
+        self._end("cancelled" if self.token is not None and self.token.cancelled else "done")
+        try:
+            on_result(result)
+        except Exception as exc:
+            notify.error(title, exc)
+
+    def _fail(self, exc: BaseException, on_error) -> None:
+        from ..progress import Cancelled
+
+        outcome = "cancelled" if isinstance(exc, Cancelled) else "failed"
+        notify.error(self.title, exc)
+        if on_error is not None:
+            try:
+                on_error(exc)
+            except Exception as inner:  # an error handler must not take the GUI down
+                notify.log.exception("error handler failed: %s", inner)
+        self._end(outcome)
+
+    def _end(self, outcome: str) -> None:
+        if self.token is None:
+            return
+        self.token, self.worker = None, None
+        self.finished.emit(self.title, outcome)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+class ProgressPanel(QWidget):
+    """A progress bar, a status line with the time left, and a Cancel button for one runner."""
+
+    def __init__(self, runner: TaskRunner, parent: QWidget | None = None, *, idle_text: str = "") -> None:
+        super().__init__(parent)
+        self.runner = runner
+        self.idle_text = idle_text
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 1000)
+        self.bar.setTextVisible(True)
+        self.bar.setFormat("")
+        self.bar.setToolTip("Progress of the running task")
+        self.status = QLabel(idle_text)
+        self.status.setWordWrap(True)
+        self.status.setToolTip("What the background task is doing, and about how long it still needs")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the running task; what is finished so far is kept (Shift+Alt+X)")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(runner.cancel)
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.bar, 1)
+        row.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(row)
+        layout.addWidget(self.status)
+        runner.started.connect(self._started)
+        runner.progress.connect(self._progress)
+        runner.finished.connect(self._finished)
+        self.bar.setVisible(False)
+        self.cancel_button.setVisible(False)
+
+    def _started(self, title: str) -> None:
+        self.bar.setVisible(True)
+        self.cancel_button.setVisible(True)
+        self.cancel_button.setEnabled(True)
+        self.bar.setRange(0, 0)  # busy until the first event says how much there is
+        self.status.setText(f"{title}…")
+
+    def _progress(self, event: Progress) -> None:
+        fraction = event.fraction
+        if fraction is None:
+            self.bar.setRange(0, 0)
+        else:
+            self.bar.setRange(0, 1000)
+            self.bar.setValue(int(fraction * 1000))
+            self.bar.setFormat(f"{fraction:.0%}")
+        text = event.message or f"{event.phase} {event.step}/{event.total or '?'}"
+        if event.eta is not None and (fraction is None or fraction < 1):
+            text += f" — about {_duration(event.eta)} left"
+        self.status.setText(text)
+
+    def _finished(self, title: str, outcome: str) -> None:
+        took = _duration(time.perf_counter() - self.runner.started_at)
+        self.bar.setRange(0, 1000)
+        self.bar.setValue(1000 if outcome == "done" else 0)
+        self.bar.setFormat("")
+        self.bar.setVisible(False)
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.setVisible(False)
+        self.status.setText({"done": f"{title}: done in {took}.", "cancelled": f"{title}: cancelled after {took}.",
+                             "failed": f"{title}: failed (see the notification)."}[outcome])
