@@ -1,0 +1,301 @@
+"""The segmentation engine: automatic AutoSAM masks, h(g(I)), self-prompted instances.
+
+One 2D window (a plane, or a tile of a large plane) is segmented as::
+
+    rgb = to_rgb_uint8(window, normalization=...)       # one scaling for the whole image
+    embedding = cache / SAM encoder(rgb)                 # reused when the image was seen
+    g_input = prepare_image(rgb, g.input_size)
+    sam_logits, h_logits = AutoSAM(g_input, embedding)   # SAM's decoder prompted with g(I); h(g(I))
+    prob = sigmoid(frame_to_original(logits))            # back to the window's pixels
+
+Stacks go slice by slice, large planes tile by tile, both in batches; the
+probabilities of overlapping tiles are blended (:mod:`.tiling`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..device import autocast, pick_device
+from ..io.normalize import Normalization, compute_normalization, to_rgb_uint8
+from ..models.autosam import AutoSAM
+from ..models.checkpoint import ModelCheckpoint
+from ..progress import CancelToken, Stopwatch, Task, run
+from ..sam.cache import EmbeddingCache, sam_fingerprint
+from ..sam.embedding import Geometry, embed_images, frame_to_original, prepare_image
+from .inputs import ImageLayout, image_layout
+from .instances import InstanceOptions, object_prompts, paste_instances, prompt_instances, split_objects
+from .outputs import Accumulator, SegmentationResult
+from .prompts import boxes_to_sam, decode, mask_prompt, points_to_sam
+from .tiling import Tile, new_scratch_dir, tile_grid
+
+MODES = ("semantic", "instances")
+#: The untrained default g: small enough for a CPU, seeded so it is the same everywhere.
+DEFAULT_PROMPT_GENERATOR = "hardnet_small"
+DEFAULT_INPUT_SIZE = 256
+DEFAULT_SEED = 0
+
+
+def default_model() -> ModelCheckpoint:
+    """The untrained g (``hardnet_small`` at 256²) and h, with fixed random weights."""
+    from ..models.prompt_generator import build_prompt_generator
+    from ..models.surrogate import SurrogateDecoder
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(DEFAULT_SEED)
+        g = build_prompt_generator(DEFAULT_PROMPT_GENERATOR, input_size=DEFAULT_INPUT_SIZE)
+        h = SurrogateDecoder()
+    return ModelCheckpoint(g.eval(), h.eval(), {"untrained": True, "seed": DEFAULT_SEED})
+
+
+def whole_image_normalization(image, layout: ImageLayout, channels=None) -> Normalization:
+    """Percentile scaling of the whole image (all slices of a stack), read from a strided subsample."""
+    if layout.kind == "stack" and len(layout.shape) == 3 and layout.shape[0] <= 4:
+        # A short stack that compute_normalization would take for channels: sample it as one mosaic.
+        step = max(1, int(np.ceil(np.sqrt(layout.n_planes * np.prod(layout.plane_shape) / (1 << 20)))))
+        mosaic = np.concatenate([np.asarray(image[z, ::step, ::step]) for z in range(layout.n_planes)])
+        return compute_normalization(mosaic, channels=channels)
+    return compute_normalization(image, channel_axis=layout.channel_axis, channels=channels)
+
+
+class Segmenter:
+    """Automatic segmentation with a frozen SAM, a prompt generator g and a surrogate h.
+
+    Parameters
+    ----------
+    sam : segment_anything.modeling.Sam
+        Frozen SAM (e.g. from :func:`napari_autosam.sam.registry.load_sam`).
+    model : ModelCheckpoint or None
+        g and h; None builds the untrained default (``untrained`` is then True).
+    cache : EmbeddingCache or None
+        SAM embeddings of images already seen; None makes an in-memory one.
+    device : str, torch.device or None
+        Moves SAM (and the cache's encoder with it) there; None keeps SAM's device.
+    batch_size : int or None
+        Slices or tiles per batch; None: 1 on the CPU, 4 on an accelerator.
+    instance_options : InstanceOptions or None
+        Defaults of the instance mode.
+    """
+
+    def __init__(self, sam, model: ModelCheckpoint | None = None, *, cache: EmbeddingCache | None = None,
+                 device=None, batch_size: int | None = None, instance_options: InstanceOptions | None = None) -> None:
+        if device is not None:
+            sam.to(pick_device(device))
+        self.sam = sam
+        self.device = next(sam.parameters()).device
+        if cache is not None and cache.fingerprint != sam_fingerprint(sam):
+            raise ValueError("the embedding cache belongs to a different SAM")
+        self.cache = cache if cache is not None else EmbeddingCache(sam)
+        self.batch_size = batch_size or (1 if self.device.type == "cpu" else 4)
+        self.instance_options = instance_options or InstanceOptions()
+        self.set_model(model)
+
+    def set_model(self, model: ModelCheckpoint | None) -> None:
+        """Use new g and h (e.g. after fine-tuning); cached embeddings stay valid and are kept."""
+        self.untrained = model is None
+        model = default_model() if model is None else model
+        g = model.prompt_generator.to(self.device).eval()
+        h = model.surrogate.to(self.device).eval() if model.surrogate is not None else None
+        self.checkpoint = model
+        self.model = AutoSAM(self.sam, g, h)
+
+    # --- automatic segmentation ---------------------------------------------------------
+
+    def segment(self, image, *, channel_axis: int | None = None, channels=None, mode: str = "semantic",
+                tile: int | None = None, overlap: int = 128, normalization: Normalization | None = None,
+                cancel: CancelToken | None = None, store: str | os.PathLike | None = None,
+                instance_options: InstanceOptions | None = None, stack: bool | None = None) -> Task[SegmentationResult]:
+        """Segment a 2D, RGB(A), multichannel or 3D image; a generator of ``segment`` progress.
+
+        Parameters
+        ----------
+        image : array-like
+            ``Y×X`` (any dtype), ``Y×X×3|4``, ``Y×X×C`` / ``C×Y×X``, ``Z×Y×X`` or
+            ``Z×Y×X×C``; numpy or lazy (memmap, zarr, dask): only windows are read.
+        channel_axis, channels : which axis holds channels and which 1-3 of them
+            to show as gray or R,G,B (see :func:`~napari_autosam.io.normalize.to_rgb_uint8`).
+        mode : "semantic" or "instances" (adds self-prompted instance labels).
+        tile, overlap : planes larger than ``tile`` pixels on a side are cut into
+            ``tile²`` windows overlapping by ``overlap`` and blended; their outputs are
+            zarr arrays in ``store`` (default: a new temporary directory).
+        normalization : reuse a scaling (e.g. ``result.normalization``) instead of
+            computing percentiles of this image.
+        cancel : a CancelToken; when set, the result so far is returned (``cancelled``).
+        store : directory for the zarr outputs of a tiled image.
+        instance_options : overrides ``self.instance_options`` for this call.
+        stack : True: a 3D array is ``Z×Y×X`` even with 4 or fewer slices (which
+            would otherwise be taken for channels); False: it must be one plane.
+
+        Returns (as the generator's value) a :class:`SegmentationResult`.
+        """
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if tile is not None and not (tile >= 64 and 0 <= overlap < tile):
+            raise ValueError(f"need tile >= 64 and 0 <= overlap < tile, got tile={tile}, overlap={overlap}")
+        layout = image_layout(image, channel_axis, stack=stack)
+        if normalization is None:
+            normalization = whole_image_normalization(image, layout, channels)
+        options = instance_options or self.instance_options
+        height, width = layout.plane_shape
+        tiles = tile_grid((height, width), tile or max(height, width), overlap if tile else 0)
+        if len(tiles) == 1:
+            store = None
+        elif store is None:
+            store = new_scratch_dir()
+        else:
+            store = Path(store)
+            store.mkdir(parents=True, exist_ok=True)
+        out = Accumulator(layout.output_shape, with_h=self.model.surrogate is not None,
+                          with_instances=mode == "instances", store=store)
+        messages = []
+        if normalization.is_degenerate:
+            messages.append("the image is constant or has no finite values: nothing to segment")
+            items = []
+        else:
+            items = [(z, t) for z in range(layout.n_planes) for t in tiles]
+        use_cache = self.cache.directory is not None or len(items) <= self.cache.max_items
+        clock = Stopwatch(len(items))
+        cancelled = False
+        for start in range(0, len(items), self.batch_size):
+            if cancel is not None and cancel.cancelled:
+                cancelled = True
+                break
+            batch = items[start : start + self.batch_size]
+            self._segment_batch(image, layout, batch, normalization, channels, out, mode, options, use_cache)
+            done = start + len(batch)
+            unit = "tiles" if len(tiles) > 1 else "slices" if layout.is_stack else "images"
+            yield clock.event("segment", done, f"segmented {done}/{len(items)} {unit}")
+        arrays, agreement = out.finish()
+        return SegmentationResult(**arrays, agreement=agreement, normalization=normalization, store=store,
+                                  cancelled=cancelled, untrained=self.untrained, messages=messages)
+
+    def segment_region(self, image, region: tuple[int, int, int, int], *, z: int = 0, channel_axis: int | None = None,
+                       channels=None, normalization: Normalization | None = None, stack: bool | None = None,
+                       **kwargs) -> Task[SegmentationResult]:
+        """Segment only ``region = (y0, y1, x0, x1)`` of plane ``z`` (e.g. what the viewer shows).
+
+        The intensity scaling is that of the whole image (unless given), so
+        the region looks as it would in a whole-image segmentation.  Outputs
+        have the region's shape.  Other keywords as for :meth:`segment`.
+        """
+        layout = image_layout(image, channel_axis, stack=stack)
+        height, width = layout.plane_shape
+        y0, y1, x0, x1 = (int(v) for v in region)
+        y0, y1, x0, x1 = max(0, y0), min(height, y1), max(0, x0), min(width, x1)
+        if y1 <= y0 or x1 <= x0:
+            raise ValueError(f"region {tuple(region)} does not overlap the {height}×{width} image")
+        if not 0 <= z < layout.n_planes:
+            raise ValueError(f"slice {z} is out of range for {layout.n_planes} slices")
+        if normalization is None:
+            normalization = whole_image_normalization(image, layout, channels)
+        plane = layout.read(image, z, (y0, y1, x0, x1))
+        return (yield from self.segment(plane, channel_axis=layout.plane_channel_axis, channels=channels,
+                                        normalization=normalization, stack=False, **kwargs))
+
+    def _segment_batch(self, image, layout: ImageLayout, batch: list[tuple[int, Tile]], normalization, channels,
+                       out: Accumulator, mode: str, options: InstanceOptions, use_cache: bool) -> None:
+        rgbs = [to_rgb_uint8(layout.read(image, z, t.window), channel_axis=layout.plane_channel_axis,
+                             channels=channels, normalization=normalization)[0] for z, t in batch]
+        embeddings = self._embeddings(rgbs, use_cache)
+        probs = self._probabilities(rgbs, embeddings)
+        for k, ((z, t), (autosam, h)) in enumerate(zip(batch, probs)):
+            out.add(z, t.slices, t.weight(), autosam, h)
+            if mode == "instances":
+                source = h if (options.source == "h" and h is not None) else autosam
+                self._instances(out, z, t, source, embeddings[k : k + 1], options)
+
+    def _embeddings(self, rgbs: list[np.ndarray], use_cache: bool) -> torch.Tensor:
+        """``N×256×64×64`` SAM embeddings; from the cache unless the image has too many tiles to keep."""
+        if use_cache:
+            return run(self.cache.embed_many(rgbs, batch_size=len(rgbs)))
+        return run(embed_images(self.sam, rgbs, batch_size=len(rgbs)))
+
+    @torch.inference_mode()
+    def _probabilities(self, rgbs: list[np.ndarray], embeddings: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """AutoSAM and h probabilities of each RGB window, at its own resolution."""
+        g_input = torch.cat([prepare_image(rgb, self.model.input_size)[0] for rgb in rgbs]).to(self.device)
+        with autocast(self.device):
+            output = self.model(g_input, embeddings.to(self.device))
+        results = []
+        for i, rgb in enumerate(rgbs):
+            geometry = Geometry(*rgb.shape[:2])
+            autosam = torch.sigmoid(frame_to_original(output.sam_logits[i : i + 1].float(), geometry))
+            h = None
+            if output.h_logits is not None:
+                h = torch.sigmoid(frame_to_original(output.h_logits[i : i + 1].float(), geometry))[0, 0].cpu().numpy()
+            results.append((autosam[0, 0].cpu().numpy(), h))
+        return results
+
+    def _instances(self, out: Accumulator, z: int, t: Tile, prob: np.ndarray, embedding: torch.Tensor,
+                   options: InstanceOptions) -> None:
+        """Self-prompted instances of one window, kept where their inner point is in the tile's core."""
+        objects = split_objects(prob > 0.5, min_size=options.min_size, split_depth=options.split_depth)
+        prompts = object_prompts(objects, keep=t.in_core)
+        if not len(prompts):
+            return
+        found = prompt_instances(self.sam, embedding, prompts, Geometry(*prob.shape), options)
+        labels = out.labels_window(z, t.slices)
+        out.next_label = paste_instances(labels, found, out.next_label, options)
+        out.put_labels(z, t.slices, labels)
+
+    # --- interactive prompts ------------------------------------------------------------
+
+    def prompt(self, rgb: np.ndarray, *, points=None, labels=None, box=None, mask_input=None,
+               dense: str = "sam", multimask: bool | None = None) -> tuple[np.ndarray, float]:
+        """SAM's mask for user prompts on an ``H×W×3`` uint8 image, from its cached embedding.
+
+        Parameters
+        ----------
+        points : N×2 ``(x, y)`` in image pixels; labels : N ints (1 foreground, 0 background; default 1)
+        box : ``(x0, y0, x1, y1)`` in image pixels
+        mask_input : ``H×W`` mask (anything > 0.5 is foreground) sent as SAM's mask prompt
+        dense : "sam": SAM's own dense prompt (no-mask embedding, or ``mask_input``);
+            "autosam": g(I), so clicks edit the automatic mask instead of starting afresh
+        multimask : ask SAM for three masks and keep the best scored; default: only
+            for a single point without box or mask (an ambiguous prompt)
+
+        Returns
+        -------
+        mask : ``H×W`` bool; score : SAM's predicted IoU of that mask.
+        """
+        rgb = np.asarray(rgb)
+        if rgb.ndim != 3 or rgb.shape[-1] != 3 or rgb.dtype != np.uint8 or rgb.size == 0:
+            raise ValueError(f"prompt() needs an H×W×3 uint8 image (see to_rgb_uint8), got {rgb.dtype} {rgb.shape}")
+        if points is None and box is None and mask_input is None:
+            raise ValueError("give at least one of points, box or mask_input")
+        if dense not in ("sam", "autosam"):
+            raise ValueError(f"dense must be 'sam' or 'autosam', got {dense!r}")
+        geometry = Geometry(*rgb.shape[:2])
+        point_arg = None
+        if points is not None:
+            xy = np.asarray(points, dtype=float).reshape(-1, 2)
+            lab = np.ones(len(xy)) if labels is None else np.asarray(labels, dtype=float).reshape(-1)
+            if len(lab) != len(xy):
+                raise ValueError(f"{len(xy)} points but {len(lab)} labels")
+            point_arg = (points_to_sam(xy, geometry)[None], lab[None])
+        boxes = None if box is None else boxes_to_sam(np.asarray(box, dtype=float).reshape(1, 4), geometry)
+        masks = None
+        if mask_input is not None:
+            mask_input = np.asarray(mask_input)
+            if mask_input.shape != rgb.shape[:2]:
+                raise ValueError(f"mask_input has shape {mask_input.shape}, the image {rgb.shape[:2]}")
+            masks = mask_prompt((mask_input > 0.5)[None])
+        if multimask is None:
+            multimask = box is None and mask_input is None and point_arg is not None and point_arg[0].shape[1] == 1
+        embedding = self.cache.get(rgb)
+        prompt = self._dense_prompt(rgb) if dense == "autosam" else None
+        logits, scores = decode(self.sam, embedding, points=point_arg, boxes=boxes, masks=masks, dense=prompt,
+                                multimask=multimask)
+        best = int(torch.argmax(scores[0]))
+        mask = frame_to_original(logits[:, best : best + 1], geometry)[0, 0] > 0
+        return mask.numpy(), float(scores[0, best])
+
+    @torch.inference_mode()
+    def _dense_prompt(self, rgb: np.ndarray) -> torch.Tensor:
+        """g(I), ``1×256×64×64``."""
+        with autocast(self.device):
+            return self.model.prompt_generator(prepare_image(rgb, self.model.input_size)[0].to(self.device)).float()

@@ -1,0 +1,167 @@
+"""Tiles with overlap for large 2D images, blending weights, and tile-by-tile outputs.
+
+A large image is cut into ``tile × tile`` windows that overlap by at least
+``overlap`` pixels; each window is segmented on its own and the probability
+maps are blended with weights that ramp linearly across every overlap and
+sum to exactly one at each pixel.  The grid is a product of two 1D grids, so
+the weights are products of 1D weights and their normalisation is exact.
+
+Each tile also owns a *core*: the part of the image nearer to it than to
+any neighbour (the overlaps are split in the middle).  The cores partition
+the image; an object found in a tile is kept only when its seed point lies
+in that tile's core, so every object is produced once (``instances.py``).
+
+Outputs of images bigger than one tile live on disk, in zarr arrays written
+tile by tile (read-modify-write of the tile's window), so the memory held
+does not grow with the image.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Span:
+    """One tile along one axis: the window ``[start, stop)`` and its core ``[core_start, core_stop)``."""
+
+    start: int
+    stop: int
+    core_start: int
+    core_stop: int
+    overlap_before: int  # pixels shared with the previous tile (0 at the image edge)
+    overlap_after: int
+
+    def weights(self) -> np.ndarray:
+        """Un-normalised 1D blending weights over the window: linear ramps across the overlaps, 1 elsewhere."""
+        n = self.stop - self.start
+        t = np.arange(n, dtype=np.float64) + 0.5
+        w = np.ones(n)
+        if self.overlap_before:
+            w = np.minimum(w, t / self.overlap_before)
+        if self.overlap_after:
+            w = np.minimum(w, (n - t) / self.overlap_after)
+        return w
+
+
+def axis_spans(length: int, tile: int, overlap: int) -> list[Span]:
+    """Split ``[0, length)`` into windows of ``tile`` pixels overlapping by at least ``overlap``.
+
+    Windows are spread evenly, the first starting at 0 and the last ending at
+    ``length``; one window covers the axis when ``length <= tile``.
+    """
+    if tile < 1 or overlap < 0 or overlap >= tile:
+        raise ValueError(f"need tile >= 1 and 0 <= overlap < tile, got tile={tile}, overlap={overlap}")
+    if length <= tile:
+        return [Span(0, length, 0, length, 0, 0)]
+    count = math.ceil((length - overlap) / (tile - overlap))
+    starts = np.round(np.linspace(0, length - tile, count)).astype(int).tolist()
+    spans = []
+    for i, start in enumerate(starts):
+        stop = start + tile
+        before = (starts[i - 1] + tile - start) if i > 0 else 0
+        after = (stop - starts[i + 1]) if i + 1 < count else 0
+        core_start = start + before // 2 if i > 0 else 0
+        core_stop = stop - (after - after // 2) if i + 1 < count else length
+        spans.append(Span(start, stop, core_start, core_stop, before, after))
+    return spans
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One window of a 2D grid and its core, in image pixels."""
+
+    index: int
+    y: Span
+    x: Span
+    weight_y: np.ndarray  # normalised 1D weights over the window (rows)
+    weight_x: np.ndarray  # (columns)
+
+    @property
+    def window(self) -> tuple[int, int, int, int]:
+        """``(y0, y1, x0, x1)`` of the window."""
+        return self.y.start, self.y.stop, self.x.start, self.x.stop
+
+    @property
+    def core(self) -> tuple[int, int, int, int]:
+        """``(y0, y1, x0, x1)`` of the core, in image pixels."""
+        return self.y.core_start, self.y.core_stop, self.x.core_start, self.x.core_stop
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.y.start, self.y.stop), slice(self.x.start, self.x.stop)
+
+    def weight(self) -> np.ndarray:
+        """``h×w`` float32 blending weights of this window; all tiles' weights sum to 1 at every pixel."""
+        return np.outer(self.weight_y, self.weight_x).astype(np.float32)
+
+    def in_core(self, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Whether window-relative points ``(y, x)`` lie in this tile's core."""
+        y = np.asarray(y) + self.y.start
+        x = np.asarray(x) + self.x.start
+        y0, y1, x0, x1 = self.core
+        return (y >= y0) & (y < y1) & (x >= x0) & (x < x1)
+
+
+def _normalised_weights(spans: list[Span], length: int) -> list[np.ndarray]:
+    total = np.zeros(length)
+    raw = [span.weights() for span in spans]
+    for span, w in zip(spans, raw):
+        total[span.start : span.stop] += w
+    return [w / total[span.start : span.stop] for span, w in zip(spans, raw)]
+
+
+def tile_grid(shape: tuple[int, int], tile: int, overlap: int) -> list[Tile]:
+    """Tiles covering an ``H×W`` image in raster order (rows of tiles, top to bottom)."""
+    height, width = (int(s) for s in shape)
+    rows, cols = axis_spans(height, tile, overlap), axis_spans(width, tile, overlap)
+    wy, wx = _normalised_weights(rows, height), _normalised_weights(cols, width)
+    tiles = []
+    for i, (ry, wyi) in enumerate(zip(rows, wy)):
+        for j, (cx, wxj) in enumerate(zip(cols, wx)):
+            tiles.append(Tile(i * len(cols) + j, ry, cx, wyi, wxj))
+    return tiles
+
+
+# --- outputs --------------------------------------------------------------------------------
+
+
+def new_scratch_dir(parent: str | os.PathLike | None = None) -> Path:
+    """A fresh directory for the on-disk outputs of one large segmentation."""
+    if parent is not None:
+        Path(parent).mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="napari-autosam-seg-", dir=parent))
+
+
+def create_array(shape: tuple[int, ...], dtype, *, store: Path | None, name: str, chunk: int = 1024):
+    """A zero-filled output: numpy in memory when ``store`` is None, else a zarr array at ``store/name``."""
+    if store is None:
+        return np.zeros(shape, dtype=dtype)
+    import zarr
+
+    chunks = tuple([1] * (len(shape) - 2) + [min(chunk, s) for s in shape[-2:]])
+    return zarr.create_array(
+        store=str(Path(store) / f"{name}.zarr"), shape=shape, chunks=chunks, dtype=dtype, fill_value=0, overwrite=True
+    )
+
+
+def add_window(array, window: tuple[slice, ...], values: np.ndarray) -> None:
+    """``array[window] += values``; for a zarr array a read-modify-write of that window only."""
+    if isinstance(array, np.ndarray):
+        array[window] += values
+    else:
+        array[window] = array[window] + values
+
+
+def blocks(shape: tuple[int, int], block: int = 2048) -> Iterator[tuple[slice, slice]]:
+    """Row-major ``block × block`` windows covering an ``H×W`` plane (for chunk-wise passes)."""
+    for y in range(0, shape[0], block):
+        for x in range(0, shape[1], block):
+            yield slice(y, min(y + block, shape[0])), slice(x, min(x + block, shape[1]))
