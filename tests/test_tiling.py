@@ -30,6 +30,12 @@ def sam(tmp_path_factory):
         return run(load_sam("tiny", device="cpu"))
 
 
+@pytest.fixture(scope="module")
+def threshold_segmenter(sam):
+    """Known h(g(I)) (mean intensity > 0.3), one embedding cache for the module."""
+    return Segmenter(sam, threshold_model(0.3), instance_options=InstanceOptions(source="h", refine=False))
+
+
 @pytest.mark.parametrize("length", [1, 5, 256, 257, 300, 1000, 4097])
 @pytest.mark.parametrize("tile,overlap", [(256, 64), (100, 0), (128, 127)])
 def test_axis_spans_cover_the_axis_and_their_cores_partition_it(length, tile, overlap):
@@ -86,10 +92,10 @@ def test_tiled_equals_untiled_when_the_image_fits_one_tile(sam):
     assert tiled.agreement == plain.agreement
 
 
-def test_tiles_blend_seamlessly_and_outputs_go_to_zarr(sam, tmp_path):
+def test_tiles_blend_seamlessly_and_outputs_go_to_zarr(threshold_segmenter, tmp_path):
     """With a model that needs no resampling at tile size, blended tiles reproduce the per-pixel answer exactly."""
     image, labels = make_nuclei_image((384, 320), seed=5, n_nuclei=14, touching_fraction=0.5, noise=0.3)
-    seg = Segmenter(sam, threshold_model(0.3))
+    seg = threshold_segmenter
     result = run(seg.segment(image, tile=256, overlap=96, store=tmp_path / "out"))
     assert result.store == tmp_path / "out"
     assert isinstance(result.h_mask, zarr.Array) and result.h_mask.shape == image.shape
@@ -101,11 +107,11 @@ def test_tiles_blend_seamlessly_and_outputs_go_to_zarr(sam, tmp_path):
     np.testing.assert_array_equal(np.asarray(result.autosam_mask[:]), (prob > 0.5).astype(np.uint8))
 
 
-def test_tiled_instances_equal_whole_plane_instances_across_tile_borders(sam, tmp_path):
+def test_tiled_instances_equal_whole_plane_instances_across_tile_borders(threshold_segmenter, tmp_path):
     """Each object is found once, whole, by the tile owning its inner point: as if the plane were not tiled."""
     image, _ = make_nuclei_image((384, 320), seed=5, n_nuclei=14, touching_fraction=0.5, noise=0.3)
-    options = InstanceOptions(source="h", min_agreement=1.01)  # keep the auxiliary objects: SAM is random here
-    seg = Segmenter(sam, threshold_model(0.3), instance_options=options)
+    seg = threshold_segmenter  # keeps the auxiliary objects (refine=False): the tiny SAM is random
+    options = seg.instance_options
     result = run(seg.segment(image, mode="instances", tile=256, overlap=96, store=tmp_path))
     labels = np.asarray(result.instances[:])
     rgb, _ = to_rgb_uint8(image, normalization=result.normalization)
@@ -122,15 +128,15 @@ def test_tiled_instances_equal_whole_plane_instances_across_tile_borders(sam, tm
     assert crossing >= 2  # some objects do straddle the border between two tiles' cores
 
 
-def test_lazy_tiff_input_gives_the_same_result_as_numpy(sam, tmp_path):
-    image, _ = make_nuclei_image((300, 260), seed=7)
-    path = tmp_path / "plain.tif"
-    tifffile.imwrite(path, image, tile=(64, 64))  # tiled TIFF: read through tifffile's zarr store
+def test_lazy_tiff_input_gives_the_same_result_as_numpy(threshold_segmenter, tmp_path):
+    image, _ = make_nuclei_image((384, 320), seed=5, n_nuclei=14, touching_fraction=0.5, noise=0.3)
+    path = tmp_path / "tiled.tif"
+    tifffile.imwrite(path, image, tile=(64, 64))  # a tiled TIFF: read through tifffile's zarr store
     from napari_autosam.io.images import open_lazy
 
     lazy = open_lazy(path)
-    assert not isinstance(lazy, np.ndarray) or isinstance(lazy, np.memmap)
-    seg = Segmenter(sam, threshold_model(0.3))
-    a = run(seg.segment(lazy, tile=256, overlap=64))
-    b = run(seg.segment(image, tile=256, overlap=64))
+    assert not isinstance(lazy, np.ndarray)
+    a = run(threshold_segmenter.segment(lazy, tile=256, overlap=96))
+    b = run(threshold_segmenter.segment(image, tile=256, overlap=96))
     np.testing.assert_array_equal(np.asarray(a.h_prob[:]), np.asarray(b.h_prob[:]))
+    np.testing.assert_array_equal(np.asarray(a.autosam_prob[:]), np.asarray(b.autosam_prob[:]))

@@ -1,0 +1,204 @@
+"""``napari-autosam segment``: automatic masks (and instances) for image files.
+
+For each input ``DIR/<stem>_autosam.tif`` (SAM prompted by g, uint8 0/1) and
+``DIR/<stem>_h.tif`` (the surrogate h(g(I)), uint8 0/1) are written, plus
+``DIR/<stem>_instances.tif`` (int32 labels) with ``--mode instances``.
+TIFFs are read lazily; planes larger than ``--tile`` (by default: larger
+than 2048 pixels on a side, with 1024-pixel tiles) are segmented tile by
+tile into a scratch zarr store beside the outputs and written out as tiled
+TIFFs without ever being loaded whole.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+#: Planes larger than this on a side are tiled when --tile is not given.
+AUTO_TILE_ABOVE = 2048
+AUTO_TILE = 1024
+
+
+def _channels(text: str) -> list[int]:
+    try:
+        return [int(c) for c in text.split(",") if c.strip()]
+    except ValueError:
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"expected comma-separated channel numbers like 0,2,1, got {text!r}") from None
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "segment",
+        help="segment images automatically (AutoSAM masks, h(g(I)), optional instances)",
+        description="Segment images with a frozen SAM prompted by the prompt generator g. Writes "
+        "<stem>_autosam.tif and <stem>_h.tif (uint8 0/1 masks), and <stem>_instances.tif "
+        "(int32 labels) with --mode instances.",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (TIFF/OME-TIFF, PNG, JPEG, BMP)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output directory (created if missing)")
+    parser.add_argument("--model", metavar="PATH", help="a trained g/h checkpoint (.safetensors); "
+                        "default: the untrained prompt generator")
+    parser.add_argument("--sam", default="vit_b", metavar="NAME|PATH",
+                        help="SAM variant (vit_b, vit_l, vit_h, tiny) or checkpoint file (default: vit_b)")
+    parser.add_argument("--mode", choices=("semantic", "instances"), default="semantic",
+                        help="semantic: masks only; instances: also self-prompted instance labels")
+    parser.add_argument("--device", default=None, help="cuda, mps, cpu or auto (default: auto)")
+    parser.add_argument("--tile", type=int, default=None, metavar="N",
+                        help=f"tile planes larger than N pixels (default: {AUTO_TILE} for planes over "
+                        f"{AUTO_TILE_ABOVE} pixels, else no tiling; 0: never tile)")
+    parser.add_argument("--overlap", type=int, default=128, metavar="N", help="tile overlap in pixels (default 128)")
+    parser.add_argument("--channels", type=_channels, default=None, metavar="C[,C[,C]]",
+                        help="channels shown to SAM: one as gray, or up to three as R,G,B")
+    parser.add_argument("--channel-axis", type=int, default=None, metavar="AXIS", help="axis holding the channels")
+    parser.add_argument("--stack", action="store_true", help="treat a 3D image as a Z stack even with <= 4 slices")
+    parser.add_argument("--cache-dir", default=None, metavar="DIR",
+                        help="keep SAM embeddings on disk here, so re-segmenting skips the encoder")
+    parser.add_argument("--batch-size", type=int, default=None, metavar="N", help="slices or tiles per batch")
+    parser.add_argument("--save-prob", action="store_true", help="also write float32 probability maps")
+    parser.set_defaults(func=_run)
+
+
+def _load_model(args, sam):
+    if args.model is None:
+        print("note: no --model given: using the untrained default prompt generator (hardnet_small, fixed seed); "
+              "its masks are only a starting point. Train one with `napari-autosam train` or in napari.",
+              file=sys.stderr)
+        return None
+    from ..models.checkpoint import load_checkpoint
+
+    model = load_checkpoint(args.model)
+    trained_with = model.sam_variant
+    if trained_with and trained_with != getattr(sam, "variant", None):
+        print(f"warning: {args.model} was trained with SAM {trained_with}, segmenting with "
+              f"{getattr(sam, 'variant', '?')}", file=sys.stderr)
+    return model
+
+
+def _load_sam(args):
+    from ..sam.download import DownloadError
+    from ..sam.registry import SamCheckpointError, load_sam
+    from . import CommandError
+    from .progressbar import ProgressBar
+
+    try:
+        return ProgressBar(unit="B", unit_scale=True).run(load_sam(args.sam, device=args.device))
+    except (DownloadError, SamCheckpointError) as exc:
+        raise CommandError(f"{exc} (try --sam tiny for a test, or a local checkpoint file)") from exc
+
+
+def _run(args) -> int:
+    from ..inference import Segmenter
+    from ..sam.cache import EmbeddingCache
+
+    if args.tile is not None and args.tile != 0 and not (args.tile >= 64 and 0 <= args.overlap < args.tile):
+        raise ValueError(f"need --tile >= 64 and 0 <= --overlap < --tile, got {args.tile} and {args.overlap}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sam = _load_sam(args)
+    model = _load_model(args, sam)
+    cache = EmbeddingCache(sam, args.cache_dir) if args.cache_dir else None
+    segmenter = Segmenter(sam, model, cache=cache, batch_size=args.batch_size)
+    failed = 0
+    for path in args.inputs:
+        try:
+            _segment_file(segmenter, Path(path), out, args)
+        except (ValueError, OSError) as exc:  # one bad file does not stop the others
+            print(f"napari-autosam segment: error: {path}: {exc}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
+def _segment_file(segmenter, path: Path, out: Path, args) -> None:
+    from ..inference.inputs import image_layout
+    from ..io.images import ImageReadError, image_stem, open_lazy
+    from .progressbar import ProgressBar
+
+    try:
+        image = open_lazy(path)
+    except ImageReadError as exc:
+        raise ValueError(exc.reason) from exc
+    layout = image_layout(image, args.channel_axis, stack=True if args.stack else None)
+    tile = args.tile
+    if tile is None:
+        tile = AUTO_TILE if max(layout.plane_shape) > AUTO_TILE_ABOVE else None
+    stem = image_stem(path)
+    scratch = out / f".{stem}.autosam-scratch"
+    try:
+        task = segmenter.segment(image, channel_axis=args.channel_axis, channels=args.channels, mode=args.mode,
+                                 tile=tile or None, overlap=args.overlap, store=scratch, stack=layout.is_stack)
+        result = ProgressBar(unit="tile" if tile else "image").run(task)
+        written = _write_outputs(result, out, stem, args.save_prob)
+        _report(path, layout, result, written)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _write_outputs(result, out: Path, stem: str, save_prob: bool) -> list[Path]:
+    outputs = {"autosam": result.autosam_mask, "h": result.h_mask, "instances": result.instances}
+    if save_prob:
+        outputs.update({"autosam_prob": result.autosam_prob, "h_prob": result.h_prob})
+    return [write_array(out / f"{stem}_{name}.tif", array) for name, array in outputs.items() if array is not None]
+
+
+def write_array(path: Path, array, *, tile: int = 512) -> Path:
+    """Write a numpy array with :func:`write_tiff`, or a zarr array as a tiled TIFF, one tile at a time."""
+    import numpy as np
+
+    from ..io.images import write_tiff
+
+    if isinstance(array, np.ndarray):
+        return write_tiff(path, array)
+    import tifffile
+
+    from ..io.atomic import atomic_path
+
+    def tiles():
+        planes = [()] if array.ndim == 2 else [(z,) for z in range(array.shape[0])]
+        for z in planes:
+            for y in range(0, array.shape[-2], tile):
+                for x in range(0, array.shape[-1], tile):
+                    yield np.asarray(array[(*z, slice(y, y + tile), slice(x, x + tile))])
+
+    nbytes = int(np.prod(array.shape)) * np.dtype(array.dtype).itemsize
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, tiles(), shape=array.shape, dtype=array.dtype, tile=(tile, tile),
+                         compression="zlib", photometric="minisblack", bigtiff=nbytes > 2**31)
+    return path
+
+
+def _blockwise(array):
+    """The array in memory-sized pieces (numpy arrays come whole)."""
+    import numpy as np
+
+    from ..inference.tiling import blocks
+
+    if isinstance(array, np.ndarray):
+        yield array
+        return
+    planes = [()] if array.ndim == 2 else [(z,) for z in range(array.shape[0])]
+    for z in planes:
+        for window in blocks(array.shape[-2:]):
+            yield np.asarray(array[(*z, *window)])
+
+
+def _report(path: Path, layout, result, written: list[Path]) -> None:
+    import numpy as np
+
+    def fraction(mask) -> float:
+        return sum(int(np.count_nonzero(b)) for b in _blockwise(mask)) / float(np.prod(mask.shape))
+
+    shape = "×".join(str(s) for s in layout.output_shape)
+    parts = [f"{path.name}: {shape}", f"AutoSAM {fraction(result.autosam_mask):.1%} foreground"]
+    if result.h_mask is not None:
+        parts.append(f"h {fraction(result.h_mask):.1%}")
+        mean = float(np.mean(result.agreement))
+        parts.append(f"agreement (Dice) {mean:.3f}" + (" mean over slices" if len(result.agreement) > 1 else ""))
+    if result.instances is not None:
+        parts.append(f"{max(int(b.max()) for b in _blockwise(result.instances))} instances")
+    parts += result.messages
+    if result.cancelled:
+        parts.append("cancelled")
+    print("; ".join(parts) + " → " + ", ".join(p.name for p in written))
