@@ -1,0 +1,79 @@
+"""``napari-autosam evaluate``: Dice and IoU of AutoSAM and of h on a folder of images and masks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _model_path(text: str) -> Path:
+    """A checkpoint file, or a model-store folder (its active version)."""
+    from ..models.store import ModelStore
+
+    path = Path(text).expanduser()
+    if path.is_dir():
+        store = ModelStore(path)
+        if store.active is None:
+            raise FileNotFoundError(f"{path} is a folder without model versions")
+        return store.path(store.active)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model checkpoint at {path}")
+    return path
+
+
+def _print_table(report: dict) -> None:
+    rows = report["autosam"]["per_image"]
+    h_rows = report["h"]["per_image"] if report["h"] else [None] * len(rows)
+    width = max([len("image")] + [len(r["name"]) for r in rows])
+    print(f"{'image':<{width}}  {'AutoSAM Dice':>12} {'IoU':>6}  {'h Dice':>6} {'IoU':>6}")
+    for row, h_row in zip(rows, h_rows):
+        h_text = f"{h_row['dice']:>6.3f} {h_row['iou']:>6.3f}" if h_row else f"{'-':>6} {'-':>6}"
+        print(f"{row['name']:<{width}}  {row['dice']:>12.3f} {row['iou']:>6.3f}  {h_text}")
+    h = report["h"]
+    h_text = f"{h['dice']:>6.3f} {h['iou']:>6.3f}" if h else f"{'-':>6} {'-':>6}"
+    print(f"{'mean':<{width}}  {report['autosam']['dice']:>12.3f} {report['autosam']['iou']:>6.3f}  {h_text}")
+
+
+def _run(args) -> int:
+    from ..models.checkpoint import load_checkpoint, read_metadata
+    from ..sam.cache import EmbeddingCache
+    from ..sam.registry import load_sam
+    from ..training import evaluate, load_samples
+    from .progressbar import ProgressBar
+
+    model_path = _model_path(args.model)
+    channels = [int(c) for c in args.channels.split(",")] if args.channels else None
+    samples = load_samples(args.images, args.masks, channels=channels)
+    bar = ProgressBar(unit="image")
+    sam_name = args.sam or read_metadata(model_path).get("sam_variant") or "vit_b"
+    sam = bar.run(load_sam(sam_name, device=args.device))
+    model = load_checkpoint(model_path, device=next(sam.parameters()).device)
+    cache = EmbeddingCache(sam, args.cache_dir) if args.cache_dir else None
+    report = bar.run(evaluate(sam, model, samples, cache=cache)).to_dict()
+    report["model"] = str(model_path)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"model: {model_path}")
+        _print_table(report)
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="Dice and IoU of a trained model on images with masks",
+        description="Segment every image with AutoSAM (g + frozen SAM) and with h, threshold at 0.5, "
+        "and compare with the masks (matched by file stem); prints per-image and mean Dice and IoU.",
+    )
+    parser.add_argument("--images", required=True, help="folder of images")
+    parser.add_argument("--masks", required=True, help="folder of masks or label images (foreground > 0)")
+    parser.add_argument("--model", required=True, help="model checkpoint, or a model-store folder (its active version)")
+    parser.add_argument("--sam", default=None,
+                        help="SAM variant (vit_b, vit_l, vit_h, tiny) or checkpoint file (default: the one the model was trained for)")
+    parser.add_argument("--channels", help="comma-separated channels to use (1 gray, or 2-3 as R,G,B)")
+    parser.add_argument("--cache-dir", help="SAM embeddings on disk (reused, and filled for later runs)")
+    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
+    parser.add_argument("--json", action="store_true",
+                        help='one JSON object on stdout: {"autosam": {"dice", "iou", "per_image"}, "h": {...}}')
+    parser.set_defaults(func=_run)

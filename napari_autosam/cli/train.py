@@ -1,0 +1,138 @@
+"""``napari-autosam train``: fine-tune the prompt generator g (and h) on a folder of images and masks."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import sys
+import threading
+
+from . import CommandError
+
+
+def _config(args):
+    from ..training import Augmentation, TrainConfig
+
+    return TrainConfig(
+        generator=args.generator,
+        input_size=args.input_size,
+        epochs=args.epochs,
+        h_epochs=args.h_epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        h_lr=args.lr,
+        patience=args.patience if args.patience > 0 else None,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        device=args.device,
+        variants=tuple(args.variants.split(",")) if args.variants else None,
+        augment=Augmentation() if not args.no_augment else Augmentation.none(),
+        pretrained_backbone=args.pretrained_backbone,
+    )
+
+
+def _summary(result) -> dict:
+    meta = result.model.metadata
+    return {
+        "path": str(result.path),
+        "version": result.version,
+        "cancelled": result.cancelled,
+        "ended": meta.get("ended"),
+        "metrics": meta.get("metrics"),
+        "trained_on_count": meta.get("trained_on_count"),
+        "validation": meta.get("validation"),
+    }
+
+
+@contextlib.contextmanager
+def _first_interrupt_cancels(cancel):
+    """The first Ctrl-C asks training to stop after the current step (the best model is saved); the second aborts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if cancel.cancelled:
+            raise KeyboardInterrupt
+        cancel.cancel()
+        print("\ncancelling: saving the best model so far (Ctrl-C again to abort)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _run(args) -> int:
+    from ..models.checkpoint import read_metadata
+    from ..progress import CancelToken
+    from ..sam.cache import EmbeddingCache
+    from ..sam.registry import load_sam
+    from ..training import load_samples, train
+    from .progressbar import ProgressBar
+
+    if bool(args.val_images) != bool(args.val_masks):
+        raise CommandError("--val-images and --val-masks go together")
+    channels = [int(c) for c in args.channels.split(",")] if args.channels else None
+    samples = load_samples(args.images, args.masks, channels=channels)
+    val = load_samples(args.val_images, args.val_masks, channels=channels) if args.val_images else None
+    config = _config(args)
+    bar = ProgressBar(unit="step")
+    sam_name = args.sam or (read_metadata(args.init).get("sam_variant") if args.init else None) or "vit_b"
+    sam = bar.run(load_sam(sam_name, device=args.device))
+    cache = EmbeddingCache(sam, args.cache_dir) if args.cache_dir else None
+    cancel = CancelToken()
+    task = train(sam, samples, config=config, init=args.init, out=args.out, val_samples=val, cache=cache, cancel=cancel)
+    with _first_interrupt_cancels(cancel):
+        result = bar.run(task)
+    summary = _summary(result)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        metrics = summary["metrics"] or {}
+        print(f"model: {summary['path']}" + (f" (version {result.version})" if result.version else ""))
+        for key in ("val_dice_autosam", "val_dice_h"):
+            if key in metrics:
+                print(f"{key}: {metrics.get('initial_' + key, float('nan')):.4f} -> {metrics[key]:.4f}")
+        if result.cancelled:
+            print("training was cancelled; the best model so far was saved")
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="fine-tune the prompt generator on images and masks",
+        description="Train g through the frozen SAM, then the surrogate h, and save a new model version. "
+        "Masks are matched to images by file stem (img_001.tif ↔ img_001.tif / img_001_mask.png).",
+    )
+    parser.add_argument("--images", required=True, help="folder of images")
+    parser.add_argument("--masks", required=True, help="folder of masks or label images (foreground > 0)")
+    parser.add_argument("--out", required=True,
+                        help="model-store folder (a new version vNNNN.safetensors is written inside) "
+                        "or a new .safetensors file")
+    parser.add_argument("--sam", default=None,
+                        help="SAM variant (vit_b, vit_l, vit_h, tiny) or checkpoint file (default: --init's SAM, else vit_b)")
+    parser.add_argument("--init", help="checkpoint to fine-tune from (warm start)")
+    parser.add_argument("--epochs", type=int, default=50, help="maximum epochs for g (default 50)")
+    parser.add_argument("--h-epochs", type=int, default=None, help="maximum epochs for h (default: --epochs; 0 skips h)")
+    parser.add_argument("--batch-size", type=int, default=None, help="images per step (default 4 on CPU, 10 on GPU)")
+    parser.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (default 3e-4)")
+    parser.add_argument("--patience", type=int, default=10, help="early stopping patience in epochs (0: off)")
+    parser.add_argument("--val-fraction", type=float, default=0.2, help="share of images held out (default 0.2)")
+    parser.add_argument("--val-images", help="explicit validation images (instead of a split)")
+    parser.add_argument("--val-masks", help="masks of --val-images")
+    parser.add_argument("--generator", choices=("hardnet85", "hardnet_small"), default=None,
+                        help="prompt generator (default hardnet_small on CPU, hardnet85 on GPU)")
+    parser.add_argument("--input-size", type=int, default=None, help="g's input size (default 256 on CPU, 512 on GPU)")
+    parser.add_argument("--variants", help="comma-separated cached geometric variants, e.g. identity,hflip,vflip,rot90")
+    parser.add_argument("--no-augment", action="store_true", help="no colour jitter or affine")
+    parser.add_argument("--channels", help="comma-separated channels to use (1 gray, or 2-3 as R,G,B)")
+    parser.add_argument("--pretrained-backbone", help="ImageNet HarDNet weights for a new g")
+    parser.add_argument("--cache-dir", help="keep SAM embeddings on disk here, for later runs")
+    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    parser.set_defaults(func=_run)
