@@ -14,7 +14,11 @@ import numpy as np
 from napari.layers import Image, Labels
 from napari.utils.colormaps import DirectLabelColormap
 
-from ..inference.inputs import ImageLayout, image_layout
+from . import avoid_triton_llvm_clash
+
+avoid_triton_llvm_clash()  # before torch's chain of imports (see napari_autosam._qt)
+
+from ..inference.inputs import ImageLayout, image_layout  # noqa: E402
 
 META_KEY = "autosam"
 

@@ -6,14 +6,16 @@ here it runs inside a napari thread worker (``yielded`` → progress bar,
 ``returned`` → the caller's callback, ``errored`` → a notification).
 ``NAPARI_AUTOSAM_SYNC=1`` runs it in the calling thread instead (scripts, CI).
 
-Three measures keep the GUI responsive while a task runs (see
-``benchmarks/bench_responsiveness.py`` for the numbers behind them):
+Four measures keep the GUI responsive while a task runs (see
+``benchmarks/bench_responsiveness.py`` and docs/user-guide.md for the numbers):
 
 * the worker thread caps torch's intra-op threads (:func:`background_threads`)
   so the GUI thread always has a core (the cap is per thread: the GUI's own
   torch calls keep the default);
+* the worker thread runs at a lower OS priority (:func:`_lower_this_thread`),
+  in a pool of its own;
 * progress events are throttled (:func:`throttle`) so a fast loop cannot
-  flood the Qt event loop with queued signals;
+  flood the Qt event loop with queued signals and repaints;
 * cancellation is cooperative through a :class:`~napari_autosam.progress.CancelToken`,
   so a cancelled task still returns its best result so far.
 """
@@ -21,12 +23,13 @@ Three measures keep the GUI responsive while a task runs (see
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 from napari.qt.threading import GeneratorWorker, create_worker
-from qtpy.QtCore import QObject, Qt, Signal
+from qtpy.QtCore import QObject, Qt, QThread, QThreadPool, Signal
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from ..progress import CancelToken, Progress, Task
@@ -36,8 +39,11 @@ from . import notify
 SYNC_ENV = "NAPARI_AUTOSAM_SYNC"
 #: Number of torch threads for background work (default: all cores but one).
 THREADS_ENV = "NAPARI_AUTOSAM_THREADS"
-#: Minimum seconds between two progress events forwarded to the GUI.
-EVENT_INTERVAL = 0.1
+#: Minimum seconds between two progress events forwarded to the GUI.  Each one repaints the
+#: dock, which costs ~20 ms under software OpenGL (the whole window is composited).
+EVENT_INTERVAL = 0.25
+#: How much nicer than the GUI thread the worker threads run (Linux nice levels).
+BACKGROUND_NICE = 10
 
 
 def sync_mode() -> bool:
@@ -101,13 +107,48 @@ def single_step(phase: str, message: str, func: Callable[[], Any]) -> Task:
     return func()
 
 
-def _in_worker(task: Task, threads: int | None) -> Task:
+def _lower_this_thread() -> None:
+    """Give the calling (worker) thread a lower scheduling priority than the GUI thread.
+
+    On Linux a thread has its own nice value (``setpriority`` with its thread id);
+    elsewhere Qt's thread priority maps to the platform's.  The worker threads
+    belong to this module's own pool, so napari's global pool is never affected.
+    """
+    import threading
+
+    try:
+        if sys.platform.startswith("linux"):
+            tid = threading.get_native_id()
+            target = min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + BACKGROUND_NICE)
+            if os.getpriority(os.PRIO_PROCESS, tid) < target:
+                os.setpriority(os.PRIO_PROCESS, tid, target)
+        else:
+            QThread.currentThread().setPriority(QThread.Priority.LowPriority)
+    except (OSError, AttributeError):  # not permitted or not supported: run at normal priority
+        pass
+
+
+_POOL: QThreadPool | None = None
+
+
+def _pool() -> QThreadPool:
+    """The thread pool of napari-autosam's workers (threads keep their lowered priority here)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = QThreadPool()
+        _POOL.setMaxThreadCount(4)
+    return _POOL
+
+
+def _in_worker(task: Task, threads: int | None, interval: float, lower_priority: bool) -> Task:
     """The generator the worker thread drives: cap torch's threads there, then run the task."""
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)  # per thread: the GUI thread keeps its own setting
-    return (yield from throttle(task))
+    if lower_priority:
+        _lower_this_thread()
+    return (yield from throttle(task, interval) if interval > 0 else task)
 
 
 class _Worker(GeneratorWorker):
@@ -118,6 +159,18 @@ class _Worker(GeneratorWorker):
 
     def _relay_error(self, exc: Exception) -> None:  # reported by TaskRunner instead
         pass
+
+    def start(self) -> None:
+        """Run in this module's pool rather than napari's global one (see :func:`_lower_this_thread`)."""
+        registry = getattr(type(self), "_worker_set", None)
+        if registry is None or not hasattr(self, "_set_discard"):
+            super().start()  # superqt changed its internals: use its own start
+            return
+        if self in registry:
+            raise RuntimeError("This worker is already started!")
+        registry.add(self)  # superqt's bookkeeping of running workers (napari waits on it at exit)
+        self._finished.connect(self._set_discard)
+        _pool().start(self)
 
     def quit(self) -> None:
         if self.token is not None:
@@ -140,9 +193,15 @@ class TaskRunner(QObject):
     progress = Signal(object)
     finished = Signal(str, str)
 
-    def __init__(self, parent: QObject | None = None, *, threads: int | None = None) -> None:
+    def __init__(self, parent: QObject | None = None, *, threads: int | None = -1,
+                 interval: float = EVENT_INTERVAL, lower_priority: bool = True) -> None:
         super().__init__(parent)
-        self.threads = threads if threads is not None else background_threads()
+        #: torch threads in the worker (-1: :func:`background_threads`; None: leave torch's default)
+        self.threads = background_threads() if threads == -1 else threads
+        #: minimum seconds between forwarded progress events (0: forward every event)
+        self.interval = interval
+        #: run the worker thread at a lower OS priority than the GUI thread
+        self.lower_priority = lower_priority
         self.token: CancelToken | None = None
         self.worker: _Worker | None = None
         self.title = ""
@@ -182,7 +241,8 @@ class TaskRunner(QObject):
         if sync_mode():
             self._run_sync(task, on_result, on_error)
             return True
-        worker = create_worker(_in_worker, task, self.threads, _worker_class=_Worker, _start_thread=False)
+        worker = create_worker(_in_worker, task, self.threads, self.interval, self.lower_priority,
+                               _worker_class=_Worker, _start_thread=False)
         worker.token = token
         worker.yielded.connect(self.progress.emit, Qt.ConnectionType.QueuedConnection)
         worker.returned.connect(lambda result: self._succeed(result, on_result))
