@@ -1,0 +1,205 @@
+"""The training generator end to end with the tiny SAM: learning, caching, versions, warm start, cancel."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from napari_autosam.data.synthetic import make_nuclei_dataset
+from napari_autosam.models.checkpoint import ModelCheckpoint, load_checkpoint
+from napari_autosam.models.store import ModelStore
+from napari_autosam.progress import CancelToken, run
+from napari_autosam.sam.cache import EmbeddingCache
+from napari_autosam.training import TrainConfig, evaluate, initial_model, samples_from_arrays, train
+
+# Small and fast: 96² images, g at 64², batch 2, the paper's loss and optimiser.
+CONFIG = TrainConfig(generator="hardnet_small", input_size=64, batch_size=2, lr=1e-3, h_lr=1e-3,
+                     epochs=12, h_epochs=3, patience=None, variants=("identity", "hflip"))
+
+
+def _samples(n, seed):
+    return samples_from_arrays(*zip(*make_nuclei_dataset(n, (96, 96), seed=seed)))
+
+
+class EncoderCalls:
+    """Counts images through SAM's image encoder."""
+
+    def __init__(self, sam):
+        self.count = 0
+        self._handle = sam.image_encoder.register_forward_hook(self._hook)
+
+    def _hook(self, module, inputs, output):
+        self.count += inputs[0].shape[0]
+
+    def close(self):
+        self._handle.remove()
+
+
+@pytest.fixture(scope="module")
+def data():
+    return {"train": _samples(4, seed=1), "val": _samples(2, seed=2), "test": _samples(2, seed=3)}
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("embeddings")
+
+
+@pytest.fixture(scope="module")
+def cache(tiny_sam, cache_dir):
+    """Embeddings shared by this module's runs, so each test image is encoded once."""
+    return EmbeddingCache(tiny_sam, cache_dir)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_sam, data, cache_dir, tmp_path_factory):
+    """One real training run shared by the tests below (the expensive part of this module)."""
+    root = tmp_path_factory.mktemp("training")
+    cache = EmbeddingCache(tiny_sam, cache_dir)
+    calls = EncoderCalls(tiny_sam)
+    events = []
+    result = run(train(tiny_sam, data["train"], config=CONFIG, store=ModelStore(root / "models"),
+                       val_samples=data["val"], cache=cache), events.append)
+    calls.close()
+    return {"result": result, "events": events, "encoded": calls.count, "store": ModelStore(root / "models")}
+
+
+def test_training_clearly_improves_autosam_and_h_on_held_out_images(tiny_sam, data, trained, cache):
+    untrained = run(evaluate(tiny_sam, initial_model(CONFIG), data["test"], cache=cache))
+    after = run(evaluate(tiny_sam, trained["result"].model, data["test"], cache=cache))
+    assert after.autosam.mean_dice > untrained.autosam.mean_dice + 0.2, (untrained.to_dict(), after.to_dict())
+    assert after.h.mean_dice > untrained.h.mean_dice + 0.2, (untrained.to_dict(), after.to_dict())
+    metrics = trained["result"].metrics
+    assert metrics["val_dice_autosam"] > metrics["initial_val_dice_autosam"] + 0.2
+    assert metrics["val_dice_h"] > metrics["initial_val_dice_h"] + 0.2
+
+
+def test_the_encoder_runs_once_per_image_and_variant_never_per_step(trained, data):
+    n_train, n_val = len(data["train"]), len(data["val"])
+    assert trained["encoded"] == n_train * 2 + n_val  # identity + hflip per training image, identity for validation
+    steps = [e for e in trained["events"] if e.phase == "train_g" and e.step > 0]
+    assert max(e.step for e in steps) == 12 * 2  # 12 epochs × 2 steps, all on cached embeddings
+
+
+def test_progress_events_carry_phase_epoch_loss_dice_and_time(trained):
+    events = trained["events"]
+    assert [p for p in dict.fromkeys(e.phase for e in events)] == ["encode", "train_g", "train_h", "save"]
+    train_g = [e for e in events if e.phase == "train_g"]
+    assert [e.step for e in train_g] == sorted(e.step for e in train_g)
+    last = train_g[-1]
+    assert {"epoch", "loss", "val_dice_autosam", "val_dice_h"} <= set(last.metrics)
+    assert last.metrics["epoch"] == 12 and last.total == 24
+    assert last.elapsed > 0 and train_g[5].eta is not None and train_g[5].eta > 0
+    assert all(0.0 <= e.metrics["val_dice_autosam"] <= 1.0 for e in train_g)
+
+
+def test_the_checkpoint_records_the_run_and_is_the_active_version(trained, data):
+    result = trained["result"]
+    assert result.version == "v0001" and trained["store"].active == "v0001" and not result.cancelled
+    loaded = load_checkpoint(result.path)
+    meta = loaded.metadata
+    assert meta["sam_variant"] == "tiny" and meta["parent"] is None
+    assert [t["name"] for t in meta["trained_on"]] == [s.name for s in data["train"]]
+    assert [t["sha1"] for t in meta["validated_on"]] == [s.key for s in data["val"]]
+    assert meta["training"]["generator"] == "hardnet_small" and meta["training"]["input_size"] == 64
+    assert meta["training"]["variants"] == ["identity", "hflip"]
+    assert meta["normalization"]["percentiles"] == [0.5, 99.5]
+    assert meta["ended"] == {"g": "completed", "h": "completed"}
+    assert meta["metrics"]["val_dice_autosam"] == pytest.approx(result.metrics["val_dice_autosam"])
+    # the in-memory result and the file hold the same weights
+    for name, value in loaded.prompt_generator.state_dict().items():
+        torch.testing.assert_close(value, result.model.prompt_generator.state_dict()[name].cpu())
+
+
+def test_warm_start_writes_a_new_version_and_reuses_the_disk_cache(tiny_sam, data, trained, cache_dir):
+    first = trained["result"]
+    before = hashlib.sha1(first.path.read_bytes()).hexdigest()
+    init = load_checkpoint(first.path)
+    init_state = {k: v.clone() for k, v in init.prompt_generator.state_dict().items()}
+    calls = EncoderCalls(tiny_sam)
+    cache = EmbeddingCache(tiny_sam, cache_dir)  # a new process would start like this
+    config = TrainConfig(batch_size=2, epochs=1, h_epochs=1, variants=("identity", "hflip"))
+    second = run(train(tiny_sam, data["train"], config=config, init=init, store=trained["store"],
+                       val_samples=data["val"][:1], cache=cache))
+    calls.close()
+    assert calls.count == 0  # every embedding came from the disk cache
+    assert second.version == "v0002" and trained["store"].active == "v0002"
+    assert hashlib.sha1(first.path.read_bytes()).hexdigest() == before  # never overwritten
+    assert second.model.metadata["training"]["input_size"] == 64  # the warm start's architecture
+    for name, value in init.prompt_generator.state_dict().items():
+        torch.testing.assert_close(value, init_state[name])  # the caller's model is left alone
+    # the best state is kept: fine-tuning never returns something worse on validation than where it began
+    assert second.metrics["val_dice_autosam"] >= second.metrics["initial_val_dice_autosam"]
+    second_by_path = run(train(tiny_sam, data["train"][:1], config=TrainConfig(epochs=0, h_epochs=0),
+                               init=second.path, store=trained["store"], val_samples=data["val"][:1], cache=cache))
+    assert second_by_path.model.metadata["parent"] == str(second.path)
+
+
+def test_cancelling_mid_epoch_returns_a_saved_model_that_loads(tiny_sam, data, cache, tmp_path):
+    cancel = CancelToken()
+    config = TrainConfig(generator="hardnet_small", input_size=64, batch_size=1, epochs=3, h_epochs=3,
+                         variants=("identity",))
+    seen = []
+
+    def on_progress(event):
+        seen.append(event)
+        if event.phase == "train_g" and event.step == 2:  # halfway through epoch 1 (4 steps)
+            cancel.cancel()
+
+    out = tmp_path / "cancelled.safetensors"
+    result = run(train(tiny_sam, data["train"], config=config, out=out, val_samples=data["val"], cache=cache,
+                       cancel=cancel), on_progress)
+    assert result.cancelled and result.path == out and result.version is None
+    assert max(e.step for e in seen if e.phase == "train_g") == 2
+    assert not any(e.phase == "train_h" for e in seen)
+    loaded = load_checkpoint(out)
+    assert loaded.metadata["cancelled"] is True and loaded.metadata["ended"] == {"g": "cancelled", "h": "skipped"}
+    assert [h["epoch"] for h in result.history] == [0, 1]  # the partial epoch was validated too
+    with torch.no_grad():
+        prompt = loaded.prompt_generator(torch.zeros(1, 3, 64, 64))
+        logits = loaded.surrogate(prompt)
+    assert prompt.shape == (1, 256, 64, 64) and logits.shape == (1, 1, 256, 256)
+    assert torch.isfinite(logits).all()
+
+
+def test_early_stopping_ends_a_stage_that_stops_improving(tiny_sam, data, cache, tmp_path):
+    # h with a zero learning rate cannot improve: the stage must stop after `patience` epochs.
+    config = TrainConfig(generator="hardnet_small", input_size=64, batch_size=2, epochs=0, h_epochs=6,
+                         h_lr=0.0, patience=2, variants=("identity",))
+    result = run(train(tiny_sam, data["train"][:2], config=config, out=tmp_path / "m.safetensors",
+                       val_samples=data["val"][:1], cache=cache))
+    h_epochs = [h["epoch"] for h in result.history if h["stage"] == "h"]
+    assert h_epochs == [0, 1, 2]
+    assert result.model.metadata["ended"]["h"] == "early_stopping"
+
+
+def test_bad_destinations_and_mismatched_models_fail_before_any_encoding(tiny_sam, data, tmp_path):
+    calls = EncoderCalls(tiny_sam)
+    existing = tmp_path / "model.safetensors"
+    existing.write_bytes(b"x")
+    with pytest.raises(ValueError, match="already exists"):
+        run(train(tiny_sam, data["train"], config=CONFIG, out=existing))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="not a folder"):
+        run(train(tiny_sam, data["train"], config=CONFIG, out=tmp_path / "file"))
+    other = initial_model(CONFIG)
+    other = ModelCheckpoint(other.prompt_generator, other.surrogate, {"sam_variant": "vit_b"})
+    with pytest.raises(ValueError, match="vit_b"):
+        run(train(tiny_sam, data["train"], config=CONFIG, init=other, out=tmp_path / "new.safetensors"))
+    with pytest.raises(ValueError, match="hardnet85"):
+        run(train(tiny_sam, data["train"], config=TrainConfig(generator="hardnet85"), init=initial_model(CONFIG),
+                  out=tmp_path / "new.safetensors"))
+    calls.close()
+    assert calls.count == 0 and not (tmp_path / "new.safetensors").exists()
+
+
+def test_a_single_image_is_trained_and_validated_on_itself(tiny_sam, data, cache, tmp_path):
+    config = TrainConfig(generator="hardnet_small", input_size=64, epochs=1, h_epochs=0, variants=("identity",))
+    result = run(train(tiny_sam, data["train"][:1], config=config, out=tmp_path / "one.safetensors", cache=cache))
+    meta = result.model.metadata
+    assert meta["trained_on_count"] == 1 and meta["validated_on"] == meta["trained_on"]
+    assert "only one image" in meta["validation"]
+    assert np.isfinite(result.metrics["val_dice_autosam"])
