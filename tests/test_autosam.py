@@ -103,41 +103,51 @@ def test_model_store_numbers_versions_and_rolls_back(model, tmp_path):
         store.activate("v0009")
 
 
-def test_a_model_trained_against_tiny_gives_identical_results_in_a_new_process(model, batch, tmp_path):
-    """Train a few steps, save; a fresh process with a fresh cache rebuilds tiny SAM and agrees bit for bit."""
-    g_input, embedding, masks = batch
-    optimiser = torch.optim.Adam(model.prompt_generator.parameters(), lr=1e-3)
-    model.train()
-    for _ in range(2):
-        optimiser.zero_grad()
-        bce_dice_loss(model(g_input, embedding, with_surrogate=False).sam_logits, masks).backward()
-        optimiser.step()
-    model.eval()
-    path = save_checkpoint(tmp_path / "trained.safetensors", model.prompt_generator, model.surrogate, sam_variant="tiny")
-    torch.save({"g_input": g_input}, tmp_path / "inputs.pt")
-    image = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
-    np.save(tmp_path / "image.npy", image)
-    code = f"""
-import numpy as np, torch
+_TRAIN_AND_SAVE = """
+import sys, numpy as np, torch
 from napari_autosam.progress import run
 from napari_autosam.sam.registry import load_sam
-from napari_autosam.sam.embedding import image_embedding, prepare_image
-from napari_autosam.models.checkpoint import load_checkpoint
+from napari_autosam.sam.embedding import image_embedding, mask_to_padded_frame, prepare_image
 from napari_autosam.models.autosam import AutoSAM
+from napari_autosam.models.checkpoint import load_checkpoint, save_checkpoint
+from napari_autosam.models.prompt_generator import build_prompt_generator
+from napari_autosam.models.surrogate import SurrogateDecoder
+from napari_autosam.losses import bce_dice_loss
+mode, folder, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
 sam = run(load_sam("tiny"))
-ck = load_checkpoint(r"{path}")
-image = np.load(r"{tmp_path / 'image.npy'}")
-m = AutoSAM(sam, ck.prompt_generator, ck.surrogate).eval()
+image = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+g_input, embedding = prepare_image(image, size)[0], image_embedding(sam, image)
+if mode == "train":
+    torch.manual_seed(0)
+    model = AutoSAM(sam, build_prompt_generator("hardnet_small", input_size=size), SurrogateDecoder()).train()
+    optimiser = torch.optim.Adam(model.prompt_generator.parameters(), lr=1e-3)
+    target = mask_to_padded_frame(image[..., 0] > 128)[None]
+    for _ in range(2):
+        optimiser.zero_grad()
+        bce_dice_loss(model(g_input, embedding, with_surrogate=False).sam_logits, target).backward()
+        optimiser.step()
+    save_checkpoint(folder + "/trained.safetensors", model.prompt_generator, model.surrogate, sam_variant="tiny")
+else:
+    ck = load_checkpoint(folder + "/trained.safetensors")
+    model = AutoSAM(sam, ck.prompt_generator, ck.surrogate)
+model.eval()
 with torch.no_grad():
-    out = m(prepare_image(image, {SIZE})[0], image_embedding(sam, image))
-torch.save({{"sam": out.sam_logits, "h": out.h_logits}}, r"{tmp_path / 'out.pt'}")
+    out = model(g_input, embedding)
+torch.save({"sam": out.sam_logits, "h": out.h_logits}, f"{folder}/{mode}.pt")
 """
-    env = {"NAPARI_AUTOSAM_CACHE": str(tmp_path / "fresh-cache"), "NAPARI_AUTOSAM_DEVICE": "cpu",
-           "PATH": "/usr/bin:/bin"}
-    subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=tmp_path)
-    assert (tmp_path / "fresh-cache" / "checkpoints").is_dir()  # tiny SAM was rebuilt there
-    theirs = torch.load(tmp_path / "out.pt", weights_only=True)
-    with torch.no_grad():
-        ours = model(prepare_image(image, SIZE)[0], image_embedding(model.sam, image))
-    assert torch.equal(theirs["sam"], ours.sam_logits)
-    assert torch.equal(theirs["h"], ours.h_logits)
+
+
+def test_a_model_trained_against_tiny_gives_identical_results_in_a_new_process(tmp_path):
+    """Train and save in one process; a fresh process, with a fresh cache that rebuilds
+    the tiny SAM from its seed, reloads the model and agrees bit for bit."""
+    for mode in ("train", "reload"):
+        env = {"NAPARI_AUTOSAM_CACHE": str(tmp_path / f"cache-{mode}"), "NAPARI_AUTOSAM_DEVICE": "cpu",
+               "PATH": "/usr/bin:/bin"}
+        subprocess.run([sys.executable, "-c", _TRAIN_AND_SAVE, mode, str(tmp_path), str(SIZE)],
+                       env=env, check=True, cwd=tmp_path)
+        assert (tmp_path / f"cache-{mode}" / "checkpoints").is_dir()  # tiny SAM was rebuilt there
+    trained = torch.load(tmp_path / "train.pt", weights_only=True)
+    reloaded = torch.load(tmp_path / "reload.pt", weights_only=True)
+    assert trained["sam"].shape == (1, 1, 256, 256)
+    assert torch.equal(trained["sam"], reloaded["sam"])
+    assert torch.equal(trained["h"], reloaded["h"])
