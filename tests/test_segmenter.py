@@ -197,6 +197,8 @@ def test_prompt_uses_the_cached_embedding(sam):
         seg.prompt(rgb.astype(float), points=[(1, 1)])
     with pytest.raises(ValueError, match="labels"):
         seg.prompt(rgb, points=[(1, 1), (2, 2)], labels=[1])
+    with pytest.raises(ValueError, match="one of them"):
+        seg.prompt(rgb, points=[(1, 1)], mask_input=mask, dense="autosam")
 
 
 @pytest.mark.parametrize(

@@ -31,9 +31,12 @@ def sam(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def threshold_segmenter(sam):
-    """Known h(g(I)) (mean intensity > 0.3), one embedding cache for the module."""
-    return Segmenter(sam, threshold_model(0.3), instance_options=InstanceOptions(source="h", refine=False))
+def threshold_segmenter(sam, tmp_path_factory):
+    """Known h(g(I)) (mean intensity > 0.3); an on-disk embedding cache shared by the module's tiled runs."""
+    from napari_autosam.sam.cache import EmbeddingCache
+
+    cache = EmbeddingCache(sam, tmp_path_factory.mktemp("embeddings"))
+    return Segmenter(sam, threshold_model(0.3), cache=cache, instance_options=InstanceOptions(source="h", refine=False))
 
 
 @pytest.mark.parametrize("length", [1, 5, 256, 257, 300, 1000, 4097])
@@ -136,7 +139,9 @@ def test_lazy_tiff_input_gives_the_same_result_as_numpy(threshold_segmenter, tmp
 
     lazy = open_lazy(path)
     assert not isinstance(lazy, np.ndarray)
+    encoded = threshold_segmenter.cache.encoded
     a = run(threshold_segmenter.segment(lazy, tile=256, overlap=96))
     b = run(threshold_segmenter.segment(image, tile=256, overlap=96))
+    assert threshold_segmenter.cache.encoded - encoded <= 4  # tiles of a large image are cached on disk
     np.testing.assert_array_equal(np.asarray(a.h_prob[:]), np.asarray(b.h_prob[:]))
     np.testing.assert_array_equal(np.asarray(a.autosam_prob[:]), np.asarray(b.autosam_prob[:]))

@@ -45,6 +45,11 @@ def register(subparsers) -> None:
                         help="SAM variant (vit_b, vit_l, vit_h, tiny) or checkpoint file (default: vit_b)")
     parser.add_argument("--mode", choices=("semantic", "instances"), default="semantic",
                         help="semantic: masks only; instances: also self-prompted instance labels")
+    parser.add_argument("--instance-source", choices=("autosam", "h"), default="autosam",
+                        help="the mask the instance prompts come from (default: the AutoSAM mask)")
+    parser.add_argument("--no-refine", action="store_true",
+                        help="instances: keep the split auxiliary objects instead of asking SAM for each "
+                        "(no decoder call per object: much faster on a CPU)")
     parser.add_argument("--device", default=None, help="cuda, mps, cpu or auto (default: auto)")
     parser.add_argument("--tile", type=int, default=None, metavar="N",
                         help=f"tile planes larger than N pixels (default: {AUTO_TILE} for planes over "
@@ -90,7 +95,7 @@ def _load_sam(args):
 
 
 def _run(args) -> int:
-    from ..inference import Segmenter
+    from ..inference import InstanceOptions, Segmenter
     from ..sam.cache import EmbeddingCache
 
     if args.tile is not None and args.tile != 0 and not (args.tile >= 64 and 0 <= args.overlap < args.tile):
@@ -100,7 +105,8 @@ def _run(args) -> int:
     sam = _load_sam(args)
     model = _load_model(args, sam)
     cache = EmbeddingCache(sam, args.cache_dir) if args.cache_dir else None
-    segmenter = Segmenter(sam, model, cache=cache, batch_size=args.batch_size)
+    options = InstanceOptions(source=args.instance_source, refine=not args.no_refine)
+    segmenter = Segmenter(sam, model, cache=cache, batch_size=args.batch_size, instance_options=options)
     failed = 0
     for path in args.inputs:
         try:

@@ -62,6 +62,15 @@ def whole_image_normalization(image, layout: ImageLayout, channels=None) -> Norm
     return compute_normalization(image, channel_axis=layout.channel_axis, channels=channels)
 
 
+def _output_store(store: str | os.PathLike | None) -> Path:
+    """The directory for the zarr outputs of a tiled image (a new temporary one by default)."""
+    if store is None:
+        return new_scratch_dir()
+    store = Path(store)
+    store.mkdir(parents=True, exist_ok=True)
+    return store
+
+
 class Segmenter:
     """Automatic segmentation with a frozen SAM, a prompt generator g and a surrogate h.
 
@@ -96,8 +105,8 @@ class Segmenter:
 
     def set_model(self, model: ModelCheckpoint | None) -> None:
         """Use new g and h (e.g. after fine-tuning); cached embeddings stay valid and are kept."""
-        self.untrained = model is None
         model = default_model() if model is None else model
+        self.untrained = bool(model.metadata.get("untrained"))
         g = model.prompt_generator.to(self.device).eval()
         h = model.surrogate.to(self.device).eval() if model.surrogate is not None else None
         self.checkpoint = model
@@ -142,13 +151,7 @@ class Segmenter:
         options = instance_options or self.instance_options
         height, width = layout.plane_shape
         tiles = tile_grid((height, width), tile or max(height, width), overlap if tile else 0)
-        if len(tiles) == 1:
-            store = None
-        elif store is None:
-            store = new_scratch_dir()
-        else:
-            store = Path(store)
-            store.mkdir(parents=True, exist_ok=True)
+        store = _output_store(store) if len(tiles) > 1 else None
         out = Accumulator(layout.output_shape, with_h=self.model.surrogate is not None,
                           with_instances=mode == "instances", store=store)
         messages = []
@@ -157,7 +160,9 @@ class Segmenter:
             items = []
         else:
             items = [(z, t) for z in range(layout.n_planes) for t in tiles]
-        use_cache = self.cache.directory is not None or len(items) <= self.cache.max_items
+        # Tiles of a large image go to the cache only when it keeps them on disk: in memory they
+        # would make the memory held grow with the image.
+        use_cache = self.cache.directory is not None or len(tiles) == 1
         clock = Stopwatch(len(items))
         cancelled = False
         for start in range(0, len(items), self.batch_size):
@@ -209,7 +214,7 @@ class Segmenter:
                 self._instances(out, z, t, source, embeddings[k : k + 1], options)
 
     def _embeddings(self, rgbs: list[np.ndarray], use_cache: bool) -> torch.Tensor:
-        """``N×256×64×64`` SAM embeddings; from the cache unless the image has too many tiles to keep."""
+        """``N×256×64×64`` SAM embeddings, through the cache when ``use_cache``."""
         if use_cache:
             return run(self.cache.embed_many(rgbs, batch_size=len(rgbs)))
         return run(embed_images(self.sam, rgbs, batch_size=len(rgbs)))
@@ -253,8 +258,9 @@ class Segmenter:
         points : N×2 ``(x, y)`` in image pixels; labels : N ints (1 foreground, 0 background; default 1)
         box : ``(x0, y0, x1, y1)`` in image pixels
         mask_input : ``H×W`` mask (anything > 0.5 is foreground) sent as SAM's mask prompt
-        dense : "sam": SAM's own dense prompt (no-mask embedding, or ``mask_input``);
-            "autosam": g(I), so clicks edit the automatic mask instead of starting afresh
+        dense : "sam": SAM's own dense prompt (its no-mask embedding, or ``mask_input``),
+            i.e. plain interactive SAM; "autosam": g(I), so the clicks and box edit the
+            automatic mask instead of starting afresh
         multimask : ask SAM for three masks and keep the best scored; default: only
             for a single point without box or mask (an ambiguous prompt)
 
@@ -269,6 +275,8 @@ class Segmenter:
             raise ValueError("give at least one of points, box or mask_input")
         if dense not in ("sam", "autosam"):
             raise ValueError(f"dense must be 'sam' or 'autosam', got {dense!r}")
+        if dense == "autosam" and mask_input is not None:
+            raise ValueError("mask_input and dense='autosam' both set SAM's dense prompt; give one of them")
         geometry = Geometry(*rgb.shape[:2])
         point_arg = None
         if points is not None:
