@@ -26,12 +26,9 @@ def _own_cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def sam(tmp_path_factory):
-    from napari_autosam.sam.registry import load_sam
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NAPARI_AUTOSAM_CACHE", str(tmp_path_factory.mktemp("sam-cache")))
-        return run(load_sam("tiny", device="cpu"))
+def sam(tiny_sam):
+    """The session's frozen tiny SAM (tests/conftest.py)."""
+    return tiny_sam
 
 
 def disc(shape, center, radius):

@@ -20,18 +20,21 @@ def _own_cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def sam(tmp_path_factory):
-    from napari_autosam.sam.registry import load_sam
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NAPARI_AUTOSAM_CACHE", str(tmp_path_factory.mktemp("sam-cache")))
-        return run(load_sam("tiny", device="cpu"))
+def sam(tiny_sam):
+    """The session's frozen tiny SAM (tests/conftest.py)."""
+    return tiny_sam
 
 
 @pytest.fixture(scope="module")
 def seg(sam):
     """A segmenter whose g and h cost nothing (their answer is known); the input handling is what is tested."""
     return Segmenter(sam, threshold_model(0.45))
+
+
+@pytest.fixture(scope="module")
+def default_cache(sam):
+    """Embeddings shared by the tests of the untrained default model."""
+    return EmbeddingCache(sam)
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +55,8 @@ def check_result(result: SegmentationResult, shape):
     assert result.instances is None and result.store is None and not result.cancelled
 
 
-def test_grayscale_uint16_with_progress_and_reproducible_scaling(sam, gray):
-    seg = Segmenter(sam)
+def test_grayscale_uint16_with_progress_and_reproducible_scaling(sam, gray, default_cache):
+    seg = Segmenter(sam, cache=default_cache)
     events = []
     result = run(seg.segment(gray), events.append)
     check_result(result, gray.shape)
@@ -66,14 +69,13 @@ def test_grayscale_uint16_with_progress_and_reproducible_scaling(sam, gray):
     np.testing.assert_array_equal(again.autosam_prob, result.autosam_prob)
 
 
-def test_the_untrained_default_is_the_same_everywhere(sam, gray):
+def test_the_untrained_default_is_the_same_everywhere(sam, gray, default_cache):
     a, b = default_model(), default_model()
     for (name, p), q in zip(a.prompt_generator.state_dict().items(), b.prompt_generator.state_dict().values()):
         assert p.equal(q), name
     assert a.prompt_generator.config == {"name": "hardnet_small", "input_size": 256}
-    cache = EmbeddingCache(sam)
-    one = run(Segmenter(sam, cache=cache).segment(gray))
-    two = run(Segmenter(sam, cache=cache).segment(gray))
+    one = run(Segmenter(sam, cache=default_cache).segment(gray))
+    two = run(Segmenter(sam, cache=default_cache).segment(gray))
     np.testing.assert_array_equal(one.autosam_prob, two.autosam_prob)
 
 
@@ -148,14 +150,13 @@ def test_new_model_reuses_the_cached_embeddings(sam):
     np.testing.assert_array_equal(after.h_mask, (rgb.mean(-1) / 255 > 0.4).astype(np.uint8))
 
 
-def test_a_saved_checkpoint_segments_like_the_model_it_came_from(sam, gray, tmp_path):
+def test_a_saved_checkpoint_segments_like_the_model_it_came_from(sam, gray, default_cache, tmp_path):
     from napari_autosam.models.checkpoint import load_checkpoint, save_checkpoint
 
     model = default_model()
     path = save_checkpoint(tmp_path / "m.safetensors", model.prompt_generator, model.surrogate, sam_variant="tiny")
-    cache = EmbeddingCache(sam)
-    loaded = run(Segmenter(sam, load_checkpoint(path), cache=cache).segment(gray))
-    np.testing.assert_array_equal(loaded.autosam_prob, run(Segmenter(sam, cache=cache).segment(gray)).autosam_prob)
+    loaded = run(Segmenter(sam, load_checkpoint(path), cache=default_cache).segment(gray))
+    np.testing.assert_array_equal(loaded.autosam_prob, run(Segmenter(sam, cache=default_cache).segment(gray)).autosam_prob)
     assert not loaded.untrained
 
 

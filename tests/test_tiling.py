@@ -22,12 +22,9 @@ def _own_cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def sam(tmp_path_factory):
-    from napari_autosam.sam.registry import load_sam
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NAPARI_AUTOSAM_CACHE", str(tmp_path_factory.mktemp("sam-cache")))
-        return run(load_sam("tiny", device="cpu"))
+def sam(tiny_sam):
+    """The session's frozen tiny SAM (tests/conftest.py)."""
+    return tiny_sam
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +128,7 @@ def test_tiled_instances_equal_whole_plane_instances_across_tile_borders(thresho
     assert crossing >= 2  # some objects do straddle the border between two tiles' cores
 
 
-def test_lazy_tiff_input_gives_the_same_result_as_numpy(threshold_segmenter, tmp_path):
+def test_lazy_tiled_tiff_input_is_read_window_by_window(threshold_segmenter, tmp_path):
     image, _ = make_nuclei_image((384, 320), seed=5, n_nuclei=14, touching_fraction=0.5, noise=0.3)
     path = tmp_path / "tiled.tif"
     tifffile.imwrite(path, image, tile=(64, 64))  # a tiled TIFF: read through tifffile's zarr store
@@ -139,9 +136,6 @@ def test_lazy_tiff_input_gives_the_same_result_as_numpy(threshold_segmenter, tmp
 
     lazy = open_lazy(path)
     assert not isinstance(lazy, np.ndarray)
-    encoded = threshold_segmenter.cache.encoded
-    a = run(threshold_segmenter.segment(lazy, tile=256, overlap=96))
-    b = run(threshold_segmenter.segment(image, tile=256, overlap=96))
-    assert threshold_segmenter.cache.encoded - encoded <= 4  # tiles of a large image are cached on disk
-    np.testing.assert_array_equal(np.asarray(a.h_prob[:]), np.asarray(b.h_prob[:]))
-    np.testing.assert_array_equal(np.asarray(a.autosam_prob[:]), np.asarray(b.autosam_prob[:]))
+    result = run(threshold_segmenter.segment(lazy, tile=256, overlap=96))
+    rgb, _ = to_rgb_uint8(image, normalization=result.normalization)
+    np.testing.assert_array_equal(np.asarray(result.h_mask[:]).astype(bool), rgb.mean(-1) / 255 > 0.3)
