@@ -134,6 +134,7 @@ class CompareSection(QWidget):
             layer.visible = True
         grid_of(self.viewer).stride = 2
         grid_of(self.viewer).enabled = True
+        self.viewer.reset_view()  # every pane shows the whole image
 
     def leave(self) -> None:
         """Back to the normal view: extra image views removed, visibility and grid restored."""

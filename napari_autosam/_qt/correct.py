@@ -283,7 +283,7 @@ class CorrectSection(QWidget):
             return None
         z = current_plane(self.viewer, target)
         height, width = target.plane_shape
-        region = None if height * width <= ACCEPT_WHOLE_BELOW else visible_region(target)
+        region = None if height * width <= ACCEPT_WHOLE_BELOW else visible_region(self.viewer, target)
         y0, y1, x0, x1 = region or (0, height, 0, width)
         image = target.layout.read(target.data, z, (y0, y1, x0, x1))
         index = ((z,) if target.is_stack else ()) + (slice(y0, y1), slice(x0, x1))

@@ -22,9 +22,20 @@ from ..inference.inputs import ImageLayout, image_layout  # noqa: E402
 
 META_KEY = "autosam"
 
-#: role → (default layer name, dtype, colours or None for napari's label colours, tooltip-ish description)
-ROLES: dict[str, tuple[str, type, dict | None]] = {
-    "autosam": ("AutoSAM", np.uint8, None),
+def _autosam_colors() -> dict:
+    """Label 1 (the automatic mask) in bright cyan, visible on H&E and fluorescence; objects drawn
+    with prompts (2, 3, …) in napari's usual label colours."""
+    from napari.utils.colormaps import label_colormap
+
+    palette = label_colormap(49)
+    colors = {None: "transparent", 0: "transparent", 1: "#00e5ff"}
+    colors.update({i: palette.map(np.array([i]))[0] for i in range(2, 256)})
+    return colors
+
+
+#: role → (default layer name, dtype, colours or None for napari's label colours)
+ROLES: dict[str, tuple[str, type, dict | str | None]] = {
+    "autosam": ("AutoSAM", np.uint8, "autosam"),
     "h": ("h(g(I))", np.uint8, {None: "transparent", 0: "transparent", 1: "#ff8c1a"}),
     "instances": ("instances", np.int32, None),
     "disagreement": ("disagreement", np.uint8, {None: "transparent", 0: "transparent", 1: "#ffe119", 2: "#f032e6"}),
@@ -105,6 +116,8 @@ def ensure_output(viewer, target: ImageTarget, role: str) -> Labels:
     base, dtype, colors = ROLES[role]
     kwargs = {"name": _free_name(viewer, base, target.name), "metadata": {META_KEY: {"image": target.name, "role": role}},
               **target.output_transform()}
+    if colors == "autosam":
+        colors = _autosam_colors()
     if colors is not None:
         kwargs["colormap"] = DirectLabelColormap(color_dict=colors)
     if role == "disagreement":
@@ -121,18 +134,31 @@ def current_plane(viewer, target: ImageTarget) -> int:
     return int(np.clip(np.round(point[axis]), 0, target.layout.n_planes - 1))
 
 
-def visible_region(target: ImageTarget) -> tuple[int, int, int, int]:
-    """``(y0, y1, x0, x1)`` of the plane the canvas shows, at full resolution, clipped to the image."""
-    layer = target.layer
-    corners = np.asarray(layer.corner_pixels, dtype=float)
-    if layer.multiscale:
-        corners = corners * np.asarray(layer.downsample_factors[layer.data_level])[: corners.shape[1]]
+def visible_region(viewer, target: ImageTarget) -> tuple[int, int, int, int]:
+    """``(y0, y1, x0, x1)`` of the plane the canvas shows, in full-resolution pixels, clipped to the image.
+
+    Computed from the camera (centre, zoom) and the canvas size, so it does
+    not depend on what has been drawn yet, nor on the pyramid level shown.
+    """
+    canvas = getattr(viewer, "canvas", None)
+    size = np.asarray(getattr(canvas, "size", None) or viewer.window._qt_viewer.canvas.size, dtype=float)
+    if canvas is not None and hasattr(canvas, "viewbox_size"):
+        size = np.asarray(canvas.viewbox_size(viewer.layers), dtype=float)
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera  # napari 0.9 moved it
+    half = size / camera.zoom / 2  # world units, (rows, columns) of the displayed plane
+    displayed = list(viewer.dims.displayed)[-2:]
+    low, high = np.asarray(viewer.dims.point, dtype=float), np.asarray(viewer.dims.point, dtype=float)
+    center = np.asarray(camera.center, dtype=float)[-2:]
+    for axis, c, h in zip(displayed, center, half):
+        low[axis], high[axis] = c - h, c + h
+    corners = np.stack([target.layer.world_to_data(low), target.layer.world_to_data(high)])
     y_axis, x_axis = target.layout.spatial_axes
     height, width = target.plane_shape
-    y0, y1 = int(max(0, np.floor(corners[0, y_axis]))), int(min(height, np.ceil(corners[1, y_axis]) + 1))
-    x0, x1 = int(max(0, np.floor(corners[0, x_axis]))), int(min(width, np.ceil(corners[1, x_axis]) + 1))
+    ys, xs = np.sort(corners[:, y_axis]), np.sort(corners[:, x_axis])
+    y0, y1 = int(max(0, np.floor(ys[0]))), int(min(height, np.ceil(ys[1]) + 1))
+    x0, x1 = int(max(0, np.floor(xs[0]))), int(min(width, np.ceil(xs[1]) + 1))
     if y1 <= y0 or x1 <= x0:
-        return 0, height, 0, width
+        raise ValueError("the canvas does not show any part of the image; pan to it first")
     return y0, y1, x0, x1
 
 

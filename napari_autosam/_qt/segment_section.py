@@ -46,6 +46,7 @@ class SegmentSection(QWidget):
         self.runner = runner
         self.model_section = model_section
         self.last: Request | None = None
+        self.last_region: tuple[int, int, int, int] | None = None
         #: image layer name → the intensity scaling of its last segmentation (prompts reuse it)
         self.normalizations: dict[str, object] = {}
 
@@ -131,11 +132,11 @@ class SegmentSection(QWidget):
         """Segment as the controls say (or as ``request`` says); loads SAM first if needed."""
         request = request or Request(self.image_combo.currentText(), self.scope_combo.currentData(),
                                      self.instances_check.isChecked())
-        if self.session.segmenter is None:
-            return self.model_section.load(then=lambda: self.segment(request))
         if request.layer_name not in self.viewer.layers:
             notify.info("Open an image first (File ▸ Open, or File ▸ Open Sample ▸ AutoSAM).")
             return False
+        if self.session.segmenter is None:
+            return self.model_section.load(then=lambda: self.segment(request))
         try:
             target = image_target(self.viewer.layers[request.layer_name])
         except ValueError as exc:
@@ -144,7 +145,12 @@ class SegmentSection(QWidget):
         scope = request.scope if request.scope in (("slice", "stack") if target.is_stack else ("image", "region")) \
             else ("slice" if target.is_stack else "image")
         z = current_plane(self.viewer, target)
-        region = visible_region(target) if scope == "region" else None
+        try:
+            region = visible_region(self.viewer, target) if scope == "region" else None
+        except ValueError as exc:
+            notify.error(f"Segmenting the visible region of {target.name}", exc)
+            return False
+        self.last_region = region
         mode = "instances" if request.instances else "semantic"
         segmenter = self.session.segmenter
         model_label = self.session.model_label

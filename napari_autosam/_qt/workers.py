@@ -242,7 +242,7 @@ class TaskRunner(QObject):
             self._run_sync(task, on_result, on_error)
             return True
         worker = create_worker(_in_worker, task, self.threads, self.interval, self.lower_priority,
-                               _worker_class=_Worker, _start_thread=False)
+                               _worker_class=_Worker, _start_thread=False, _ignore_errors=True)
         worker.token = token
         worker.yielded.connect(self.progress.emit, Qt.ConnectionType.QueuedConnection)
         worker.returned.connect(lambda result: self._succeed(result, on_result))
@@ -342,15 +342,15 @@ class ProgressPanel(QWidget):
         self.bar.setVisible(True)
         self.cancel_button.setVisible(True)
         self.cancel_button.setEnabled(True)
-        self.bar.setRange(0, 0)  # busy until the first event says how much there is
+        # Not Qt's "busy" bar: its animation repaints the window ~30 times a second, and under
+        # software OpenGL every repaint of a dock composites the whole napari window.
+        self.bar.setValue(0)
+        self.bar.setFormat("…")
         self.status.setText(f"{title}…")
 
     def _progress(self, event: Progress) -> None:
         fraction = event.fraction
-        if fraction is None:
-            self.bar.setRange(0, 0)
-        else:
-            self.bar.setRange(0, 1000)
+        if fraction is not None:
             self.bar.setValue(int(fraction * 1000))
             self.bar.setFormat(f"{fraction:.0%}")
         text = event.message or f"{event.phase} {event.step}/{event.total or '?'}"
@@ -360,7 +360,6 @@ class ProgressPanel(QWidget):
 
     def _finished(self, title: str, outcome: str) -> None:
         took = _duration(time.perf_counter() - self.runner.started_at)
-        self.bar.setRange(0, 1000)
         self.bar.setValue(1000 if outcome == "done" else 0)
         self.bar.setFormat("")
         self.bar.setVisible(False)

@@ -16,6 +16,12 @@ pytestmark = pytest.mark.gui
 BOUND_MS = 100
 
 
+@pytest.fixture
+def viewer(make_napari_viewer):
+    """A shown window: repaints of the canvas and the dock are part of what the GUI thread must do."""
+    return make_napari_viewer(show=True)
+
+
 class Heartbeat:
     """A 10 ms QTimer on the GUI thread; records how late each tick comes."""
 

@@ -1,0 +1,157 @@
+"""The GUI half of ``napari-autosam demo``: drive the real widget through the loop while the user watches.
+
+Each step is what a user would do with the widget's own controls; the demo
+only replaces the human parts (drawing the corrected mask) with the sample's
+true mask.  Steps are chained on the runners' ``finished`` signals, so the
+GUI stays live throughout and the user can interrupt or take over.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..cli.demo import DEMO_TRAINING, EXTRA_CORRECTIONS, dice, extra_corrections
+from . import notify
+
+
+def text_overlay(viewer):
+    canvas = getattr(viewer, "canvas", None)
+    overlays = getattr(canvas, "overlays", None)
+    return overlays.text if overlays is not None and hasattr(overlays, "text") else viewer.text_overlay
+
+
+class DemoDriver:
+    """Runs the demo's steps one after the other on a viewer holding the H&E sample and the widget.
+
+    ``on_step(name)`` is called after each step (the screenshot script uses it).
+    """
+
+    def __init__(self, viewer, widget, folder: Path, *, sam_name: str = "tiny", on_step=None, on_done=None) -> None:
+        self.viewer = viewer
+        self.widget = widget
+        self.folder = Path(folder)
+        self.sam_name = sam_name
+        self.on_step = on_step or (lambda name: None)
+        self.on_done = on_done or (lambda summary: None)
+        self.started = 0.0
+        self.times: dict[str, float] = {}
+        self.summary: dict = {}
+        self._next = None
+        for runner in (widget.model_runner, widget.segment_runner, widget.train_runner):
+            runner.finished.connect(self._finished)
+
+    # ---------------------------------------------------------------- plumbing
+
+    def say(self, text: str) -> None:
+        overlay = text_overlay(self.viewer)
+        overlay.text = text
+        overlay.font_size = 10
+        overlay.position = "top_left"
+        overlay.visible = True
+        print(f"[{time.perf_counter() - self.started:5.1f} s] {text}", flush=True)
+
+    def _finished(self, title: str, outcome: str) -> None:
+        step, self._next = self._next, None
+        if step is None:
+            return
+        if outcome != "done":
+            self.say(f"Demo stopped: {title} {outcome}. The widget is yours.")
+            return
+        from qtpy.QtCore import QTimer
+
+        QTimer.singleShot(0, step)  # after the runner's own result handler has shown the result
+
+    def _then(self, step) -> None:
+        self._next = step
+
+    @property
+    def truth(self) -> np.ndarray:
+        return np.asarray(self.viewer.layers["nuclei H&E ground truth"].data)
+
+    # ---------------------------------------------------------------- steps
+
+    def start(self) -> None:
+        self.started = time.perf_counter()
+        widget = self.widget
+        widget.session.set_root(self.folder)
+        widget.session.train_settings = dict(DEMO_TRAINING)
+        widget.finetune_section.epochs.setValue(DEMO_TRAINING["epochs"])
+        widget.model_section.select_sam(self.sam_name)
+        widget.segment_section.select("nuclei H&E", "image")
+        self.say("1/4  Segmenting with an untrained g (expect noise)…")
+        self._then(self.segmented)
+        widget.segment_section.segment()
+
+    def segmented(self) -> None:
+        # segment() may have loaded SAM first; the segmentation itself ends here
+        if "AutoSAM" not in self.viewer.layers or self.widget.segment_runner.running:
+            self._then(self.segmented)
+            return
+        self.times["untrained"] = time.perf_counter() - self.started
+        autosam = self.viewer.layers["AutoSAM"].data
+        self.summary["dice_untrained"] = dice(autosam, self.truth)
+        self.on_step("segmented")
+        # The human part: the corrected mask.  The demo uses the sample's true mask.
+        layer = self.viewer.layers["AutoSAM"]
+        layer.data = (self.truth > 0).astype(layer.data.dtype)
+        self.widget.correct_section.accept()
+        for i, (image, mask) in enumerate(extra_corrections()):
+            self.widget.session.annotations.accept(image, mask, source=f"synthetic H&E #{i} (demo)")
+        self.widget.session.annotations_changed.emit()
+        self.on_step("accepted")
+        self.say(f"2/4  Accepted the corrected mask (+{EXTRA_CORRECTIONS} earlier ones).\n"
+                 "      Fine-tuning g, then h, in the background…")
+        self._then(self.trained)
+        self.widget.finetune_section.start()
+
+    def trained(self) -> None:
+        self.times["trained"] = time.perf_counter() - self.started
+        self.say("3/4  Fine-tuned: new version in use; segmenting again…")
+        self._then(self.resegmented)  # the fine-tune section starts the re-segmentation itself
+
+    def resegmented(self) -> None:
+        self.times["result"] = time.perf_counter() - self.started
+        autosam = self.viewer.layers["AutoSAM"].data
+        h = self.viewer.layers["h(g(I))"].data
+        self.summary.update(dice_autosam=dice(autosam, self.truth), dice_h=dice(h, self.truth),
+                            version=self.widget.session.model_label, seconds=self.times["result"], folder=self.folder)
+        self.widget.compare_section.compare()
+        self.say(f"4/4  {self.summary['version']} after {self.times['result']:.0f} s. Dice with the true mask:\n"
+                 f"      AutoSAM {self.summary['dice_autosam']:.2f}, h(g(I)) {self.summary['dice_h']:.2f} "
+                 f"(untrained {self.summary['dice_untrained']:.2f})\n"
+                 "      top left h(g(I)), top right AutoSAM, below: disagreement")
+        notify.info(f"Demo done. Its corrections and model versions are in {self.folder}.")
+        self.on_step("result")
+        self.on_done(self.summary)
+
+
+def run_gui(folder: Path, *, sam_name: str = "tiny", quit_after: bool = False, screenshot: str | None = None) -> int:
+    """Open napari with the sample and the widget, run the demo, and hand napari to the user."""
+    from .main_widget import AutoSAMWidget  # torch's imports before napari draws (see napari_autosam._qt)
+
+    import napari
+    from qtpy.QtCore import QTimer
+
+    viewer = napari.Viewer(title="napari-autosam demo")
+    viewer.window._qt_window.resize(1500, 950)
+    viewer.open_sample("napari-autosam", "nuclei_he")
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-autosam", "AutoSAM")
+    assert isinstance(widget, AutoSAMWidget)
+
+    def done(summary: dict) -> None:
+        print(f"napari-autosam demo: first meaningful result after {summary['seconds']:.0f} s "
+              f"(Dice with the true mask: AutoSAM {summary['dice_autosam']:.2f}, h(g(I)) {summary['dice_h']:.2f}; "
+              f"untrained {summary['dice_untrained']:.2f}); files in {summary['folder']}", flush=True)
+        if screenshot:
+            QTimer.singleShot(500, lambda: viewer.screenshot(screenshot, canvas_only=False))
+        if quit_after:
+            QTimer.singleShot(1500, viewer.close)
+
+    driver = DemoDriver(viewer, widget, folder, sam_name=sam_name, on_done=done)
+    widget._demo = driver  # keep it alive with the widget
+    QTimer.singleShot(300, driver.start)
+    napari.run()
+    return 0

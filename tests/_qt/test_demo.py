@@ -1,0 +1,53 @@
+"""``napari-autosam demo``: the GUI driver on the real widget, and the headless fallback."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qtpy.QtCore import QTimer
+
+from napari_autosam.cli import main
+from napari_autosam.cli import demo as cli_demo
+
+pytestmark = pytest.mark.gui
+
+QUICK = {"epochs": 2, "h_epochs": 2, "batch_size": 2, "h_batch_size": 2, "input_size": 128, "variants": ("identity",),
+         "patience": None, "lr": 1e-3, "h_lr": 1e-3, "seed": 0}
+
+
+def test_demo_drives_the_widget_through_the_loop(viewer, widget, he_sample, tmp_path, qtbot, monkeypatch):
+    from napari_autosam._qt import demo as qt_demo
+
+    monkeypatch.setattr(qt_demo, "DEMO_TRAINING", QUICK)
+    monkeypatch.setattr(cli_demo, "EXTRA_CORRECTIONS", 1)
+    steps, summaries = [], []
+    driver = qt_demo.DemoDriver(viewer, widget, tmp_path / "demo", on_step=steps.append, on_done=summaries.append)
+    QTimer.singleShot(0, driver.start)
+    qtbot.waitUntil(lambda: bool(summaries), timeout=180_000)
+    [summary] = summaries
+    assert steps == ["segmented", "accepted", "result"]
+    assert summary["version"] == "v0001"
+    assert 0.0 <= summary["dice_untrained"] <= 1.0 and 0.0 <= summary["dice_autosam"] <= 1.0
+    assert widget.session.root == tmp_path / "demo"  # never the working directory
+    assert len(widget.session.annotations) == 2
+    assert widget.compare_section.active
+    assert "4/4" in qt_demo.text_overlay(viewer).text
+    qtbot.waitUntil(lambda: not any(r.running for r in widget.runners), timeout=60_000)
+
+
+def test_demo_without_a_display_runs_headless(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(cli_demo, "DEMO_TRAINING", QUICK)
+    monkeypatch.setattr(cli_demo, "EXTRA_CORRECTIONS", 1)
+    assert main(["demo", "--out", str(tmp_path / "out")]) == 0
+    captured = capsys.readouterr()
+    assert "no display found" in captured.err
+    assert "headless" in captured.out and "Dice" in captured.out
+    for name in ("autosam.tif", "h.tif", "ground_truth.tif", "autosam_untrained.tif", "overview.png"):
+        assert (tmp_path / "out" / name).is_file(), name
+    assert (tmp_path / "out" / "models" / "tiny" / "v0001.safetensors").is_file()
+    import tifffile
+
+    assert tifffile.imread(tmp_path / "out" / "autosam.tif").shape == (384, 384)
+    assert np.asarray(tifffile.imread(tmp_path / "out" / "ground_truth.tif")).max() > 10

@@ -1,0 +1,183 @@
+"""The widget's parts one by one: stacks, regions, cancel, errors, models, shortcuts, tooltips."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from napari.utils.notifications import notification_manager
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QAbstractButton, QCheckBox, QComboBox, QSpinBox
+
+from napari_autosam._qt.main_widget import SHORTCUTS
+
+pytestmark = pytest.mark.gui
+
+
+def click(qtbot, button):
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+
+
+def test_stack_current_slice_then_whole_stack(viewer, widget, stack_sample, qtbot, idle):
+    seg, cmp = widget.segment_section, widget.compare_section
+    seg.select("nuclei stack")
+    assert [seg.scope_combo.itemData(i) for i in range(seg.scope_combo.count())] == ["slice", "stack"]
+    viewer.dims.set_current_step(0, 5)
+    seg.select("nuclei stack", "slice")
+    click(qtbot, seg.segment_button)
+    idle()
+    h = viewer.layers["h(g(I))"]
+    assert h.data.shape == (8, 192, 192)
+    filled = [z for z in range(8) if h.data[z].any()]
+    assert filled == [5], "only the shown slice is segmented"
+    seg.select("nuclei stack", "stack")
+    click(qtbot, seg.segment_button)
+    idle()
+    assert all(h.data[z].any() for z in range(8))
+    # instance mode on the shown slice (the untrained mask is noise: only big objects, to keep the test short)
+    from napari_autosam.inference.instances import InstanceOptions
+
+    widget.session.segmenter.instance_options = InstanceOptions(min_size=150, batch_size=64)
+    seg.select("nuclei stack", "slice", instances=True)
+    click(qtbot, seg.segment_button)
+    idle()
+    instances = viewer.layers["instances"].data
+    assert instances.shape == (8, 192, 192) and instances[5].max() >= 1 and not instances[4].any()
+    assert cmp.compare()
+    assert len(cmp.dice_values) == 8 and "per slice" in cmp.result.text()
+    cmp.leave()
+
+
+def test_visible_region_only(viewer, widget, he_sample, qtbot, idle):
+    seg = widget.segment_section
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    camera.center = (100, 100)
+    camera.zoom = 4
+    qtbot.wait(50)
+    seg.select("nuclei H&E", "region")
+    click(qtbot, seg.segment_button)
+    idle()
+    y0, y1, x0, x1 = seg.last_region
+    assert 0 <= y0 < y1 <= 250 and 0 <= x0 < x1 <= 250, "the region is what the zoomed-in canvas shows"
+    h = viewer.layers["h(g(I))"].data
+    assert h.shape == (384, 384)
+    outside = np.ones(h.shape, bool)
+    outside[y0:y1, x0:x1] = False
+    assert not h[outside].any(), "pixels outside the view stay untouched"
+    assert h[y0:y1, x0:x1].any()
+
+
+def test_cancel_keeps_gui_alive(viewer, widget, stack_sample, qtbot, idle):
+    seg = widget.segment_section
+    widget.model_section.load()
+    idle()
+    seg.select("nuclei stack", "stack")
+    outcomes = []
+    widget.segment_runner.finished.connect(lambda title, outcome: outcomes.append(outcome))
+    click(qtbot, seg.segment_button)
+    panel_cancel = [b for b in seg.findChildren(QAbstractButton) if b.text() == "Cancel"][0]
+    assert panel_cancel.isEnabled()
+    click(qtbot, panel_cancel)
+    idle()
+    assert outcomes == ["cancelled"]
+    assert "Cancelled" in seg.note.text()
+
+
+def test_errors_become_notifications(viewer, widget, tmp_path, qtbot, idle):
+    bad = tmp_path / "not_a_sam.pth"
+    bad.write_bytes(b"this is not a checkpoint")
+    notification_manager.records.clear()
+    widget.model_section.select_sam(str(bad))
+    outcomes = []
+    widget.model_runner.finished.connect(lambda title, outcome: outcomes.append(outcome))
+    widget.model_section.load()
+    idle()
+    assert outcomes == ["failed"]
+    messages = [str(n.message) for n in notification_manager.records]
+    assert any("Loading SAM" in m and "not_a_sam.pth" in m for m in messages), messages
+    assert not any("Traceback" in m for m in messages)
+    assert widget.session.sam is None
+
+
+def test_segmenting_without_an_image_says_what_to_do(viewer, widget, qtbot):
+    notification_manager.records.clear()
+    assert widget.segment_section.segment() is False
+    assert any("Open an image" in str(n.message) for n in notification_manager.records)
+
+
+def test_prompt_generator_new_save_load(viewer, widget, he_sample, tmp_path, qtbot, idle):
+    from napari_autosam._qt.session import sam_key
+    from napari_autosam.models.checkpoint import save_checkpoint
+    from napari_autosam.training import initial_model, TrainConfig
+
+    widget.model_section.load()
+    idle()
+    assert widget.session.model is None and not widget.model_section.save_button.isEnabled()
+    model = initial_model(TrainConfig(generator="hardnet_small", input_size=128))
+    path = save_checkpoint(tmp_path / "shared.safetensors", model.prompt_generator, model.surrogate, sam_variant="tiny")
+    widget.model_section.open_model(str(path))
+    idle()
+    assert widget.session.model_label == "shared.safetensors"
+    assert "shared.safetensors" in widget.model_section.model_status.text()
+    saved = widget.model_section.save_model(str(tmp_path / "copy"))
+    assert saved.name == "copy.safetensors" and saved.is_file()
+    click(qtbot, widget.model_section.new_button)
+    assert widget.session.model is None and "untrained" in widget.model_section.model_status.text()
+    # versions live in the data folder, per SAM, never in the working directory
+    assert widget.session.model_store.root == widget.session.root / "models" / sam_key(widget.session.sam)
+    assert str(widget.session.root) in widget.model_section.folder_label.text()
+    assert not str(widget.session.root).startswith(os.getcwd())
+
+
+def test_shortcuts_do_not_clash_with_napari(viewer, widget):
+    from app_model.types import KeyBinding
+    from napari._app_model import get_app_model
+    from napari.utils.shortcuts import default_shortcuts
+
+    ours = {KeyBinding.from_str(key) for key, _, _ in SHORTCUTS}
+    napari_keys = {KeyBinding.from_str(str(k)) for keys in default_shortcuts.values() for k in keys}
+    napari_keys |= {KeyBinding.validate(kb.keybinding) for kb in get_app_model().keybindings}
+    assert not ours & napari_keys
+    bound = {KeyBinding.validate(k) for k in viewer.keymap}
+    assert ours <= bound
+    for key, what, _ in SHORTCUTS:  # every shortcut is listed in the widget's help
+        assert key.replace("-", "+") in widget.help.text() and what in widget.help.text()
+
+
+def test_shortcut_runs_its_action(viewer, widget, he_sample, qtbot, idle):
+    from app_model.types import KeyBinding
+
+    action = viewer.keymap[KeyBinding.from_str("Shift-Alt-R")]
+    action(viewer)
+    idle()
+    assert "AutoSAM" in viewer.layers
+
+
+def test_every_control_has_a_tooltip(widget):
+    controls = widget.findChildren(QAbstractButton) + widget.findChildren(QComboBox) + widget.findChildren(QSpinBox)
+    controls += widget.findChildren(QCheckBox)
+    missing = [c.text() if hasattr(c, "text") else type(c).__name__ for c in controls if not c.toolTip()]
+    assert controls and not missing, missing
+
+
+def test_opening_the_plugin_after_napari_has_drawn_does_not_crash(tmp_path):
+    """Regression: torch's triton import after Mesa's LLVM is loaded killed the process (segfault)."""
+    script = textwrap.dedent("""
+        import napari
+        from qtpy.QtWidgets import QApplication
+        viewer = napari.Viewer()
+        viewer.add_image(__import__("numpy").zeros((32, 32)))
+        QApplication.processEvents()
+        dock, widget = viewer.window.add_plugin_dock_widget("napari-autosam", "AutoSAM")
+        QApplication.processEvents()
+        print("ok", type(widget).__name__)
+        viewer.close()
+    """)
+    env = {**os.environ, "NAPARI_AUTOSAM_DATA": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "ok AutoSAMWidget" in done.stdout
