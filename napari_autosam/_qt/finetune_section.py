@@ -20,20 +20,22 @@ from .plot import LivePlot
 from .session import Session
 from .workers import ProgressPanel, TaskRunner
 
-PHASES = {"encode": "Computing SAM embeddings", "train_g": "Training g", "train_h": "Training h", "save": "Saving"}
+PHASES = {"encode": "SAM embeddings", "train_g": "Stage 1/2, g", "train_h": "Stage 2/2, h", "save": "Saving"}
 
 
-def _version_text(row: dict, active: str | None) -> str:
+def _version_text(row: dict, active: str | None) -> tuple[str, str]:
+    """A short line for the list and a longer tooltip."""
     metrics = row.get("metrics") or {}
     dice = metrics.get("val_dice_autosam")
     parts = [row["version"]]
-    if row.get("created"):
-        parts.append(str(row["created"]).replace("T", " ")[:16])
     if row.get("trained_on_count"):
-        parts.append(f"{row['trained_on_count']} images")
+        parts.append(f"{row['trained_on_count']} img")
     if dice is not None:
-        parts.append(f"val Dice {dice:.3f}")
-    return " · ".join(parts) + ("   ← in use" if row["version"] == active else "")
+        parts.append(f"Dice {dice:.2f}")
+    text = " · ".join(parts) + ("  ✓ in use" if row["version"] == active else "")
+    tip = f"{row['version']}, made {str(row.get('created') or '?').replace('T', ' ')}; validation Dice AutoSAM " \
+          f"{dice if dice is not None else '?'}, h(g(I)) {metrics.get('val_dice_h', '?')}; file {row['path']}"
+    return text, tip
 
 
 class FinetuneSection(QWidget):
@@ -75,7 +77,7 @@ class FinetuneSection(QWidget):
         layout.addWidget(self.info)
         layout.addLayout(form)
         layout.addWidget(self.train_button)
-        layout.addWidget(ProgressPanel(runner))
+        layout.addWidget(ProgressPanel(runner, phase_names=PHASES))
         layout.addWidget(self.plot)
         layout.addWidget(QLabel("Model versions"))
         layout.addWidget(self.versions)
@@ -106,7 +108,9 @@ class FinetuneSection(QWidget):
             return
         active = store.active
         for row in store.describe():
-            item = QListWidgetItem(_version_text(row, active if self.session.model is not None else None))
+            text, tip = _version_text(row, active if self.session.model is not None else None)
+            item = QListWidgetItem(text)
+            item.setToolTip(tip)
             item.setData(Qt.ItemDataRole.UserRole, row["version"])
             self.versions.addItem(item)
             if row["version"] == active:

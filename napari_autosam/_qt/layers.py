@@ -22,14 +22,16 @@ from ..inference.inputs import ImageLayout, image_layout  # noqa: E402
 
 META_KEY = "autosam"
 
+#: Colours of objects drawn with SAM prompts (labels 2, 3, …), distinct from label 1's cyan.
+OBJECT_COLORS = ("#ffe119", "#f58231", "#3cb44b", "#e6194b", "#911eb4", "#f032e6", "#bcf60c", "#fabebe",
+                 "#008080", "#e6beff", "#9a6324", "#fffac8", "#800000", "#aaffc3", "#808000", "#ffd8b1")
+
+
 def _autosam_colors() -> dict:
     """Label 1 (the automatic mask) in bright cyan, visible on H&E and fluorescence; objects drawn
-    with prompts (2, 3, …) in napari's usual label colours."""
-    from napari.utils.colormaps import label_colormap
-
-    palette = label_colormap(49)
+    with prompts (2, 3, …) in other distinct colours."""
     colors = {None: "transparent", 0: "transparent", 1: "#00e5ff"}
-    colors.update({i: palette.map(np.array([i]))[0] for i in range(2, 256)})
+    colors.update({i: OBJECT_COLORS[(i - 2) % len(OBJECT_COLORS)] for i in range(2, 256)})
     return colors
 
 

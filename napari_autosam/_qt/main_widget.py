@@ -6,14 +6,15 @@
 4. Correct — napari's label tools or SAM point/box prompts; accept the result
 5. Fine-tune — train on accepted corrections in the background; versions and rollback
 
-Two background runners: one for SAM loading / segmentation / prompt embeddings,
-one for fine-tuning, so users keep segmenting and correcting while g trains.
+Four background runners (loading models, segmenting, fine-tuning, answering
+SAM prompts), each running one task at a time, so users keep segmenting and
+correcting while g trains.
 """
 
 from __future__ import annotations
 
-from qtpy.QtCore import QSize, Qt
-from qtpy.QtWidgets import QComboBox, QGroupBox, QLabel, QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtCore import QEvent, QSize, Qt
+from qtpy.QtWidgets import QComboBox, QGroupBox, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
 from .compare import CompareSection
 from .correct import CorrectSection
@@ -42,6 +43,33 @@ def _pretty(key: str) -> str:
     return key.replace("-", "+")
 
 
+class _Column(QWidget):
+    """The scrolled content.  Qt's height-for-width estimate of nested layouts with wrapped
+    labels comes out too small, and the scroll area then squeezes the sections (cutting lines
+    off); so the content keeps its minimum height at the sum of its sections' needs."""
+
+    def _needed(self, width: int) -> int:
+        layout = self.layout()
+        margins = layout.contentsMargins()
+        inner = max(1, width - margins.left() - margins.right())
+        heights = []
+        for i in range(layout.count()):
+            child = layout.itemAt(i).widget()
+            if child is None or not child.isVisibleTo(self):
+                continue
+            hint = child.sizeHint().height()
+            heights.append(max(hint, child.heightForWidth(inner)) if child.hasHeightForWidth() else hint)
+        return sum(heights) + layout.spacing() * max(0, len(heights) - 1) + margins.top() + margins.bottom()
+
+    def event(self, event) -> bool:
+        handled = super().event(event)
+        if event.type() in (QEvent.Type.LayoutRequest, QEvent.Type.Resize, QEvent.Type.Show):
+            needed = self._needed(self.width())
+            if needed != self.minimumHeight():
+                self.setMinimumHeight(needed)
+        return handled
+
+
 def unbind_keys(viewer) -> None:
     for key, _what, _path in SHORTCUTS:
         try:
@@ -68,7 +96,7 @@ class AutoSAMWidget(QWidget):
         self.correct_section.start_points_negative = lambda: self.correct_section.start_points(False)
         self.finetune_section = FinetuneSection(napari_viewer, self.session, self.segment_section, self.train_runner)
 
-        content = QWidget()
+        content = _Column()
         column = QVBoxLayout(content)
         for title, section in (
             ("1  Model", self.model_section),
@@ -81,6 +109,7 @@ class AutoSAMWidget(QWidget):
             inner = QVBoxLayout(box)
             inner.addWidget(section)
             column.addWidget(box)
+            section.box = box
         self.help = QLabel(self.shortcut_help())
         self.help.setWordWrap(True)
         self.help.setToolTip("Keyboard shortcuts of this plugin (they work while the canvas has the focus)")
@@ -88,7 +117,7 @@ class AutoSAMWidget(QWidget):
         QVBoxLayout(help_box).addWidget(self.help)
         column.addWidget(help_box)
         column.addStretch(1)
-        scroll = QScrollArea()
+        self.scroll = scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         for combo in content.findChildren(QComboBox):  # long item texts must not widen the dock
@@ -126,6 +155,10 @@ class AutoSAMWidget(QWidget):
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
         return QSize(420, 900)
+
+    def show_section(self, section: QWidget) -> None:
+        """Scroll the dock so that ``section`` (e.g. ``self.finetune_section``) is in view."""
+        self.scroll.ensureWidgetVisible(getattr(section, "box", section), 0, 0)
 
     def cancel_all(self) -> None:
         for runner in self.runners:

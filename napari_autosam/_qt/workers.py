@@ -308,16 +308,18 @@ def _duration(seconds: float) -> str:
 class ProgressPanel(QWidget):
     """A progress bar, a status line with the time left, and a Cancel button for one runner."""
 
-    def __init__(self, runner: TaskRunner, parent: QWidget | None = None, *, idle_text: str = "") -> None:
+    def __init__(self, runner: TaskRunner, parent: QWidget | None = None, *, idle_text: str = "",
+                 phase_names: dict[str, str] | None = None) -> None:
         super().__init__(parent)
         self.runner = runner
         self.idle_text = idle_text
+        self.phase_names = phase_names or {}
         self.bar = QProgressBar()
         self.bar.setRange(0, 1000)
         self.bar.setTextVisible(True)
         self.bar.setFormat("")
         self.bar.setToolTip("Progress of the running task")
-        self.status = QLabel(idle_text)
+        self.status = QLabel()
         self.status.setWordWrap(True)
         self.status.setToolTip("What the background task is doing, and about how long it still needs")
         self.cancel_button = QPushButton("Cancel")
@@ -337,6 +339,11 @@ class ProgressPanel(QWidget):
         runner.finished.connect(self._finished)
         self.bar.setVisible(False)
         self.cancel_button.setVisible(False)
+        self._say(idle_text)
+
+    def _say(self, text: str) -> None:
+        self.status.setText(text)
+        self.status.setVisible(bool(text))  # no empty line while idle
 
     def _started(self, title: str) -> None:
         self.bar.setVisible(True)
@@ -346,7 +353,7 @@ class ProgressPanel(QWidget):
         # software OpenGL every repaint of a dock composites the whole napari window.
         self.bar.setValue(0)
         self.bar.setFormat("…")
-        self.status.setText(f"{title}…")
+        self._say(f"{title}…")
 
     def _progress(self, event: Progress) -> None:
         fraction = event.fraction
@@ -354,9 +361,11 @@ class ProgressPanel(QWidget):
             self.bar.setValue(int(fraction * 1000))
             self.bar.setFormat(f"{fraction:.0%}")
         text = event.message or f"{event.phase} {event.step}/{event.total or '?'}"
+        if event.phase in self.phase_names:
+            text = f"{self.phase_names[event.phase]}: {text}"
         if event.eta is not None and (fraction is None or fraction < 1):
             text += f" — about {_duration(event.eta)} left"
-        self.status.setText(text)
+        self._say(text)
 
     def _finished(self, title: str, outcome: str) -> None:
         took = _duration(time.perf_counter() - self.runner.started_at)
@@ -365,5 +374,5 @@ class ProgressPanel(QWidget):
         self.bar.setVisible(False)
         self.cancel_button.setEnabled(False)
         self.cancel_button.setVisible(False)
-        self.status.setText({"done": f"{title}: done in {took}.", "cancelled": f"{title}: cancelled after {took}.",
+        self._say({"done": f"{title}: done in {took}.", "cancelled": f"{title}: cancelled after {took}.",
                              "failed": f"{title}: failed (see the notification)."}[outcome])

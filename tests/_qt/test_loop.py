@@ -95,4 +95,4 @@ def test_whole_loop(viewer, widget, he_sample, qtbot, idle):
     assert widget.session.model_label == "v0001"
     assert widget.session.model_store.active == "v0001"
     assert autosam.metadata["autosam"]["model"] == "v0001"
-    assert "← in use" in fine.versions.item(0).text()
+    assert "in use" in fine.versions.item(0).text() and "in use" not in fine.versions.item(1).text()
