@@ -201,7 +201,8 @@ def measure(args) -> dict:
 
     images, masks, names = session.annotations.arrays()
     default_threads = torch.get_num_threads()
-    for name, threads in (("headless", default_threads), ("headless-capped", background_threads())):
+    # torch's default is one thread per core; set it explicitly (the GUI run may have changed it)
+    for name, threads in (("headless", os.cpu_count() or 1), ("headless-capped", background_threads())):
         torch.set_num_threads(threads)
         events = []
         run(train(session.sam, samples_from_arrays(images, masks, names), config=TrainConfig(**session.train_settings),
