@@ -181,3 +181,58 @@ def test_opening_the_plugin_after_napari_has_drawn_does_not_crash(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "ok AutoSAMWidget" in done.stdout
+
+
+def test_prompts_on_a_stack_edit_only_the_shown_slice(viewer, widget, stack_sample, qtbot, idle):
+    seg, cor = widget.segment_section, widget.correct_section
+    viewer.dims.set_current_step(0, 2)
+    seg.select("nuclei stack", "slice")
+    seg.segment()
+    idle()
+    autosam = viewer.layers["AutoSAM"]
+    before = np.array(autosam.data)
+    cor.start_points(True)
+    viewer.layers["SAM points"].add([[2, 96, 96]])
+    idle()
+    changed = np.nonzero((autosam.data != before).any(axis=(1, 2)))[0].tolist()
+    assert changed == [2]
+    assert autosam.data[2].max() == before.max() + 1
+    cor.start_points(False)  # a negative click on the same object shrinks or keeps it, never adds a label
+    viewer.layers["SAM points"].add([[2, 100, 100]])
+    idle()
+    assert autosam.data.max() == before.max() + 1
+    entry = cor.accept()
+    assert entry.slice_index == (2,) and entry.shape == (192, 192)
+
+
+def test_sync_mode_runs_tasks_in_the_gui_thread(viewer, widget, he_sample, monkeypatch):
+    monkeypatch.setenv("NAPARI_AUTOSAM_SYNC", "1")
+    assert widget.segment_section.segment()
+    # no waiting: loading SAM and segmenting both happened inside the call
+    assert not any(r.running for r in widget.runners)
+    assert viewer.layers["AutoSAM"].data.shape == (384, 384)
+
+
+def test_offline_download_failure_says_where_to_put_the_file(viewer, widget, qtbot, idle):
+    notification_manager.records.clear()
+    widget.model_section.select_sam("vit_b")
+    widget.model_section.load()
+    idle()
+    [message] = [str(n.message) for n in notification_manager.records if "Loading SAM" in str(n.message)]
+    assert "could not download" in message and "sam_vit_b_01ec64.pth" in message
+    assert "copy it" in message  # the by-hand instructions
+    assert widget.session.sam is None
+
+
+def test_cancelled_fine_tune_keeps_the_best_model_so_far(viewer, widget, he_sample, qtbot, idle):
+    truth = viewer.layers["nuclei H&E ground truth"].data
+    widget.session.annotations.accept(he_sample.data, truth > 0)
+    widget.session.annotations.accept(he_sample.data[::-1].copy(), truth[::-1] > 0)
+    widget.session.train_settings = {**widget.session.train_settings, "epochs": 50}
+    fine = widget.finetune_section
+    assert fine.start()
+    qtbot.waitUntil(lambda: bool(fine.plot.points["loss"]), timeout=120_000)
+    widget.cancel_all()
+    idle()
+    assert fine.last_result is not None and fine.last_result.cancelled
+    assert widget.session.model_label == fine.last_result.version
