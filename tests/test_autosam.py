@@ -10,7 +10,7 @@ from napari_autosam.losses import bce_dice_loss
 from napari_autosam.models.autosam import AutoSAM
 from napari_autosam.models.checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
 from napari_autosam.models.prompt_generator import build_prompt_generator
-from napari_autosam.models.store import ModelStore
+from napari_autosam.models.store import ModelStore, resolve_model_path
 from napari_autosam.models.surrogate import SurrogateDecoder
 from napari_autosam.sam.embedding import image_embedding, mask_to_padded_frame, prepare_image
 
@@ -101,6 +101,11 @@ def test_model_store_numbers_versions_and_rolls_back(model, tmp_path):
     assert [row["version"] for row in store.describe()] == ["v0001", "v0002"]
     with pytest.raises(FileNotFoundError, match="v0009"):
         store.activate("v0009")
+    # a store folder stands for its active version wherever a model path is asked for
+    assert resolve_model_path(store.root) == store.path("v0001")
+    assert resolve_model_path(store.path("v0002")) == store.path("v0002")
+    with pytest.raises(FileNotFoundError, match="without model versions"):
+        resolve_model_path(tmp_path)
 
 
 _TRAIN_AND_SAVE = """

@@ -3,22 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
-
-def _model_path(text: str) -> Path:
-    """A checkpoint file, or a model-store folder (its active version)."""
-    from ..models.store import ModelStore
-
-    path = Path(text).expanduser()
-    if path.is_dir():
-        store = ModelStore(path)
-        if store.active is None:
-            raise FileNotFoundError(f"{path} is a folder without model versions")
-        return store.path(store.active)
-    if not path.is_file():
-        raise FileNotFoundError(f"no model checkpoint at {path}")
-    return path
 
 
 def _print_table(report: dict) -> None:
@@ -36,12 +20,13 @@ def _print_table(report: dict) -> None:
 
 def _run(args) -> int:
     from ..models.checkpoint import load_checkpoint, read_metadata
+    from ..models.store import resolve_model_path
     from ..sam.cache import EmbeddingCache
     from ..sam.registry import load_sam
     from ..training import evaluate, load_samples
     from .progressbar import ProgressBar
 
-    model_path = _model_path(args.model)
+    model_path = resolve_model_path(args.model)
     channels = [int(c) for c in args.channels.split(",")] if args.channels else None
     samples = load_samples(args.images, args.masks, channels=channels)
     bar = ProgressBar(unit="image")

@@ -39,8 +39,8 @@ def register(subparsers) -> None:
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (TIFF/OME-TIFF, PNG, JPEG, BMP)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory (created if missing)")
-    parser.add_argument("--model", metavar="PATH", help="a trained g/h checkpoint (.safetensors); "
-                        "default: the untrained prompt generator")
+    parser.add_argument("--model", metavar="PATH", help="a trained g/h checkpoint (.safetensors) or a model-store "
+                        "folder (its active version); default: the untrained prompt generator")
     parser.add_argument("--sam", default="vit_b", metavar="NAME|PATH",
                         help="SAM variant (vit_b, vit_l, vit_h, tiny) or checkpoint file (default: vit_b)")
     parser.add_argument("--mode", choices=("semantic", "instances"), default="semantic",
@@ -73,8 +73,9 @@ def _load_model(args, sam):
               file=sys.stderr)
         return None
     from ..models.checkpoint import load_checkpoint
+    from ..models.store import resolve_model_path
 
-    model = load_checkpoint(args.model)
+    model = load_checkpoint(resolve_model_path(args.model))
     trained_with = model.sam_variant
     if trained_with and trained_with != getattr(sam, "variant", None):
         print(f"warning: {args.model} was trained with SAM {trained_with}, segmenting with "

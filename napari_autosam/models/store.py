@@ -92,3 +92,16 @@ class ModelStore:
         return rows
 
 
+
+
+def resolve_model_path(path: str | os.PathLike) -> Path:
+    """A checkpoint file as given, or a model-store folder's active version."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        store = ModelStore(path)
+        if store.active is None:
+            raise FileNotFoundError(f"{path} is a folder without model versions")
+        return store.path(store.active)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model checkpoint at {path}")
+    return path
