@@ -165,15 +165,32 @@ def test_cancelling_mid_epoch_returns_a_saved_model_that_loads(tiny_sam, data, c
     assert torch.isfinite(logits).all()
 
 
-def test_early_stopping_ends_a_stage_that_stops_improving(tiny_sam, data, cache, tmp_path):
-    # h with a zero learning rate cannot improve: the stage must stop after `patience` epochs.
-    config = TrainConfig(generator="hardnet_small", input_size=64, batch_size=2, epochs=0, h_epochs=6,
-                         h_lr=0.0, patience=2, variants=("identity",))
+def test_early_stopping_waits_for_a_first_gain_then_keeps_the_best_state(tiny_sam, data, cache, tmp_path,
+                                                                         monkeypatch):
+    # Scripted validation scores (one per validation call): g's start, then h's epochs 0..7, then the final check.
+    scores = iter([0.5, 0.3, 0.1, 0.1, 0.1, 0.2, 0.4, 0.35, 0.35, 0.35])
+    states = []
+
+    def scripted_validate(self, val):
+        states.append({k: v.clone() for k, v in self.model.surrogate.state_dict().items()})
+        value = next(scores)
+        self.latest = {"val_dice_autosam": 0.5, "val_iou_autosam": 0.4, "val_dice_h": value, "val_iou_h": value}
+        return self.latest
+
+    monkeypatch.setattr("napari_autosam.training.engine._Trainer.validate", scripted_validate)
+    config = TrainConfig(generator="hardnet_small", input_size=64, batch_size=2, epochs=0, h_epochs=20,
+                         patience=2, variants=("identity",))
     result = run(train(tiny_sam, data["train"][:2], config=config, out=tmp_path / "m.safetensors",
                        val_samples=data["val"][:1], cache=cache))
-    h_epochs = [h["epoch"] for h in result.history if h["stage"] == "h"]
-    assert h_epochs == [0, 1, 2]
+    h_rows = [row for row in result.history if row["stage"] == "h"]
+    # epochs 1-4 are below the start (0.3) and do not count; 5 is the best; 6 and 7 exhaust the patience
+    assert [row["epoch"] for row in h_rows] == list(range(8))
     assert result.model.metadata["ended"]["h"] == "early_stopping"
+    assert result.metrics["best_epoch_h"] == 5
+    best = states[1 + 5]  # the state validated at h's epoch 5
+    for name, value in result.model.surrogate.state_dict().items():
+        torch.testing.assert_close(value, best[name])
+    assert not torch.equal(states[-2]["layers.0.weight"], best["layers.0.weight"])  # it did train past epoch 5
 
 
 def test_bad_destinations_and_mismatched_models_fail_before_any_encoding(tiny_sam, data, tmp_path):

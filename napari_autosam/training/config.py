@@ -38,7 +38,9 @@ class TrainConfig:
         Adam settings (paper: 3e-4, 1e-5).
     patience : int or None
         Stop a stage after this many epochs without a better validation
-        Dice; None trains every epoch.
+        Dice, counted once the stage has beaten its starting model (a new g
+        typically predicts background for a few epochs before it learns);
+        None trains every epoch.
     val_fraction : float
         Share of images held out for validation when none are given.
     seed : int

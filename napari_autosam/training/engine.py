@@ -147,62 +147,73 @@ class _Trainer:
             logits = self.model.surrogate(prompt.float())
         return bce_dice_loss(logits.float(), target)
 
+    def _epoch(self, stage: str, train: PreparedSet, epoch: int, optimizer, scaler, clock: Stopwatch,
+               step: int) -> Task[list[float]]:
+        """One pass over the training images in random order; returns the step losses (fewer if cancelled)."""
+        is_g = stage == "g"
+        batch = self.config.batch_size if is_g else self.config.h_batch_size
+        epochs = self.config.epochs if is_g else self.config.h_epochs
+        loss_fn = self._g_loss if is_g else self._h_loss
+        losses: list[float] = []
+        order = torch.randperm(len(train), generator=self.generator).tolist()
+        for start in range(0, len(order), batch):
+            if self.cancelled:
+                break
+            idx = order[start : start + batch]
+            variants = torch.randint(len(train.variants), (len(idx),), generator=self.generator).tolist()
+            if is_g:
+                self.model.train()  # SAM stays in eval mode (AutoSAM.train)
+            else:
+                self.model.surrogate.train()  # g stays in eval mode: its BatchNorm statistics are frozen too
+            tensors = train.batch(idx, variants, device=self.device, augment=self.config.augment,
+                                  generator=self.generator, with_embedding=is_g)
+            losses.append(_optimise(loss_fn(*tensors), optimizer, scaler))
+            yield clock.event(f"train_{stage}", step + len(losses),
+                              f"{stage} epoch {epoch}/{epochs} loss {losses[-1]:.4f}",
+                              epoch=epoch, loss=losses[-1], **_dice_only(self.latest))
+        return losses
+
     def stage(self, stage: str, train: PreparedSet, val: PreparedSet) -> Task[str]:
-        """Train g (``stage="g"``) or h (``"h"``); returns how it ended: completed, early_stopping, cancelled."""
+        """Train g (``stage="g"``) or h (``"h"``); returns how it ended: completed, early_stopping, cancelled.
+
+        The module ends in its best validated state (epoch 0 = the starting state).  Early
+        stopping counts epochs without improvement from the first epoch that beat the start.
+        """
         cfg = self.config
         is_g = stage == "g"
         module = self.model.prompt_generator if is_g else self.model.surrogate
         epochs = cfg.epochs if is_g else cfg.h_epochs
-        batch = cfg.batch_size if is_g else cfg.h_batch_size
         key = "val_dice_autosam" if is_g else "val_dice_h"
-        loss_fn = self._g_loss if is_g else self._h_loss
-        phase = f"train_{stage}"
         for p in self.model.prompt_generator.parameters():
             p.requires_grad_(is_g)
         optimizer = torch.optim.Adam(module.parameters(), lr=cfg.lr if is_g else cfg.h_lr, weight_decay=cfg.weight_decay)
         scaler = torch.amp.GradScaler("cuda") if cfg.mixed_precision and needs_grad_scaler(self.device) else None
-        steps = math.ceil(len(train) / batch)
-        clock = Stopwatch(epochs * steps)
+        clock = Stopwatch(epochs * math.ceil(len(train) / (cfg.batch_size if is_g else cfg.h_batch_size)))
         best = self.validate(val)[key]
-        best_state, best_epoch, stale, step = _snapshot(module), 0, 0, 0
+        best_state, self.best_epoch, stale, step = _snapshot(module), 0, 0, 0
         self.history.append({"stage": stage, "epoch": 0, "loss": None, **self.latest})
-        yield clock.event(phase, 0, f"{stage}: starting {key}={best:.3f}", epoch=0, **self.latest)
+        yield clock.event(f"train_{stage}", 0, f"{stage}: starting {key}={best:.3f}", epoch=0, **self.latest)
         ended = "completed"
         for epoch in range(1, epochs + 1):
-            losses = []
-            order = torch.randperm(len(train), generator=self.generator).tolist()
-            for start in range(0, len(order), batch):
-                if self.cancelled:
-                    ended = "cancelled"
-                    break
-                idx = order[start : start + batch]
-                variants = torch.randint(len(train.variants), (len(idx),), generator=self.generator).tolist()
-                if is_g:
-                    self.model.train()  # SAM stays in eval mode (AutoSAM.train)
-                else:
-                    self.model.surrogate.train()  # g stays in eval mode: its BatchNorm statistics are frozen too
-                tensors = train.batch(idx, variants, device=self.device, augment=cfg.augment,
-                                      generator=self.generator, with_embedding=is_g)
-                losses.append(_optimise(loss_fn(*tensors), optimizer, scaler))
-                step += 1
-                yield clock.event(phase, step, f"{stage} epoch {epoch}/{epochs} loss {losses[-1]:.4f}",
-                                  epoch=epoch, loss=losses[-1], **_dice_only(self.latest))
+            losses = yield from self._epoch(stage, train, epoch, optimizer, scaler, clock, step)
+            step += len(losses)
             if losses:  # a cancelled epoch's partial training may still be the best so far
                 result = self.validate(val)
-                self.history.append({"stage": stage, "epoch": epoch, "loss": sum(losses) / len(losses), **result})
+                loss = sum(losses) / len(losses)
+                self.history.append({"stage": stage, "epoch": epoch, "loss": loss, **result})
                 if result[key] > best:
-                    best, best_state, best_epoch, stale = result[key], _snapshot(module), epoch, 0
-                else:
+                    best, best_state, self.best_epoch, stale = result[key], _snapshot(module), epoch, 0
+                elif self.best_epoch > 0:  # a new model often gets worse before it learns: wait for a first gain
                     stale += 1
-                yield clock.event(phase, step, f"{stage} epoch {epoch}: {key}={result[key]:.3f} (best {best:.3f})",
-                                  epoch=epoch, loss=sum(losses) / len(losses), **_dice_only(result))
-            if ended == "cancelled":
+                yield clock.event(f"train_{stage}", step, f"{stage} epoch {epoch}: {key}={result[key]:.3f} "
+                                  f"(best {best:.3f})", epoch=epoch, loss=loss, **_dice_only(result))
+            if self.cancelled:
+                ended = "cancelled"
                 break
             if cfg.patience is not None and stale >= cfg.patience:
                 ended = "early_stopping"
                 break
         module.load_state_dict(best_state)
-        self.best_epoch = best_epoch
         self.model.eval()
         for p in self.model.prompt_generator.parameters():
             p.requires_grad_(True)

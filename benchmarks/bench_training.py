@@ -1,0 +1,152 @@
+"""Cost of training with cached SAM embeddings, against re-encoding the image every step.
+
+Usage::
+
+    python benchmarks/bench_training.py [--device auto|cpu|cuda|mps] [--repeats 3]
+                                        [--images 20] [--size 512] [--skip-vit-b] [--skip-epochs]
+
+Part 1 times one training step of g (forward, frozen mask decoder, BCE +
+Dice, backward, Adam) on one image whose SAM embedding is cached, and the
+same step when the image goes through ViT-B's image encoder first, and
+prints their ratio.  Part 2 runs the real ``train()`` generator on
+``--images`` synthetic nuclei images of ``--size``² for two epochs with the
+tiny SAM and with ViT-B, and reports the one-off encoding time apart from
+the seconds per epoch.  SAMs have random weights (nothing is downloaded):
+the cost does not depend on the values.  The prompt generator follows the
+device defaults of :class:`~napari_autosam.training.TrainConfig`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from napari_autosam.data.synthetic import make_nuclei_dataset
+from napari_autosam.device import pick_device
+from napari_autosam.progress import Stopwatch, run
+from napari_autosam.sam.embedding import embed_images
+from napari_autosam.sam.registry import SAM_BUILDERS, freeze
+from napari_autosam.training import TrainConfig, initial_model, samples_from_arrays, train
+from napari_autosam.training.engine import _optimise, _Trainer
+from napari_autosam.training.prepared import prepare
+
+
+def build_sam(name: str, device: torch.device):
+    torch.manual_seed(0)
+    sam = freeze(SAM_BUILDERS[name]())
+    sam.variant = name  # type: ignore[attr-defined]
+    return sam.to(device)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def step_times(sam, samples, config: TrainConfig, device: torch.device, repeats: int) -> tuple[float, float, float]:
+    """Median seconds of (cached step, encoder alone, re-encoding step) for one image."""
+    from napari_autosam.models.autosam import AutoSAM
+    from napari_autosam.sam.cache import EmbeddingCache
+
+    config = config.resolved(device)
+    start = initial_model(config, device=device)
+    model = AutoSAM(sam, start.prompt_generator, start.surrogate)
+    trainer = _Trainer(model, config, device, None)
+    data = run(prepare(samples[:1], ("identity",), cache=EmbeddingCache(sam, max_items=1),
+                       input_size=config.input_size, clock=Stopwatch(1)))
+    optimizer = torch.optim.Adam(model.prompt_generator.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(0)
+
+    def cached_step() -> float:
+        _sync(device)
+        t0 = time.perf_counter()
+        model.train()
+        tensors = data.batch([0], [0], device=device, augment=config.augment, generator=generator)
+        _optimise(trainer._g_loss(*tensors), optimizer, None)
+        _sync(device)
+        return time.perf_counter() - t0
+
+    def encode() -> float:
+        _sync(device)
+        t0 = time.perf_counter()
+        run(embed_images(sam, [samples[0].image]))
+        _sync(device)
+        return time.perf_counter() - t0
+
+    cached_step()  # warm-up
+    cached = statistics.median(cached_step() for _ in range(max(3, repeats)))
+    encode()
+    encoder = statistics.median(encode() for _ in range(repeats))
+    # A re-encoding step is exactly the encoder followed by the same step.
+    reencoding = statistics.median(encode() + cached_step() for _ in range(repeats))
+    return cached, encoder, reencoding
+
+
+def epoch_times(sam, samples, config: TrainConfig) -> dict:
+    """Run train() for its epochs; encoding seconds, seconds per g epoch and per h epoch."""
+    marks: dict[str, list[float]] = {"encode": [], "train_g": [], "train_h": []}
+
+    def on_progress(event):
+        if event.phase == "encode" and event.step == event.total:
+            marks["encode"].append(event.elapsed)
+        elif event.phase in ("train_g", "train_h") and "val_dice" in event.message:
+            marks[event.phase].append(event.elapsed)  # after each epoch's validation (epoch 0 first)
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run(train(sam, samples, config=config, out=f"{tmp}/model.safetensors"), on_progress)
+
+    def per_epoch(times: list[float]) -> float:
+        return float(np.mean(np.diff(times))) if len(times) > 1 else float("nan")
+
+    return {"encode": marks["encode"][-1], "g": per_epoch(marks["train_g"]), "h": per_epoch(marks["train_h"])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--images", type=int, default=20)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--skip-vit-b", action="store_true", help="tiny SAM only (ViT-B encodes ~10-15 s/image on a CPU)")
+    parser.add_argument("--skip-epochs", action="store_true", help="only the step comparison")
+    args = parser.parse_args()
+    device = pick_device(args.device)
+    config = TrainConfig(epochs=args.epochs, h_epochs=args.epochs, patience=None, variants=("identity",))
+    resolved = config.resolved(device)
+    print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}; "
+          f"g = {resolved.generator} at {resolved.input_size}², batch {resolved.batch_size}")
+    pairs = make_nuclei_dataset(args.images, (args.size, args.size), seed=0, stain="he")
+    samples = samples_from_arrays([p[0] for p in pairs], [p[1] for p in pairs])
+    sams = ["tiny"] if args.skip_vit_b else ["tiny", "vit_b"]
+
+    print(f"\none training step on one {args.size}² image (median of {args.repeats})")
+    print(f"{'SAM':<6} {'cached step s':>14} {'encoder s':>10} {'re-encoding step s':>19} {'ratio':>8}")
+    for name in sams:
+        sam = build_sam(name, device)
+        cached, encoder, reencoding = step_times(sam, samples, config, device, args.repeats)
+        print(f"{name:<6} {cached:>14.3f} {encoder:>10.2f} {reencoding:>19.2f} {reencoding / cached:>7.1f}×",
+              flush=True)
+    if args.skip_epochs:
+        return
+
+    n_val = max(1, round(0.2 * args.images))
+    print(f"\ntrain(): {args.images} images of {args.size}² ({args.images - n_val} train, {n_val} validation), "
+          f"{args.epochs} epochs per stage, one cached variant")
+    print(f"{'SAM':<6} {'encode s (once)':>16} {'per image':>10} {'g epoch s':>10} {'h epoch s':>10}")
+    for name in sams:
+        sam = build_sam(name, device)
+        t = epoch_times(sam, samples, config)
+        print(f"{name:<6} {t['encode']:>16.1f} {t['encode'] / args.images:>10.2f} {t['g']:>10.1f} {t['h']:>10.1f}",
+              flush=True)
+    print("\n(g epoch = its training steps plus validation; h epoch = g forward without gradients plus h)")
+
+
+if __name__ == "__main__":
+    main()
