@@ -87,29 +87,33 @@ def main() -> None:
         correct()
 
     def correct() -> None:
-        # SAM point prompts on one nucleus, zoomed in
-        camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
-        camera.center, camera.zoom = (140, 110), 4.0
+        # A correction with napari's own brush: paint in the nucleus AutoSAM missed most.
+        import numpy as np
+
         text_overlay(viewer).visible = False
-        viewer.layers["h(g(I))"].visible = False  # AutoSAM and the prompted object only
+        viewer.layers["h(g(I))"].visible = False
+        autosam = viewer.layers["AutoSAM"]
+        truth = np.asarray(viewer.layers["nuclei H&E ground truth"].data)
+        inner = np.zeros(truth.shape, bool)
+        inner[80:-80, 80:-80] = True  # away from the edges, so the zoomed view is full
+        ids = [i for i in np.unique(truth[inner]) if i and (truth == i).sum() > 150]
+        missed = min(ids, key=lambda i: (autosam.data[truth == i] > 0).mean())
+        ys, xs = np.nonzero(truth == missed)
+        camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+        camera.center, camera.zoom = (float(ys.mean()), float(xs.mean())), 4.0
+        viewer.layers.selection.active = autosam
+        autosam.mode = "paint"
+        autosam.selected_label = 1
+        todo = autosam.data[ys, xs] == 0
+        autosam.data_setitem((ys[todo], xs[todo]), 1)  # what brush strokes over the nucleus write
         widget.show_section(widget.correct_section)
-        widget.correct_section.start_box()
-        viewer.layers["SAM box"].add_rectangles([[100, 80], [140, 120]])
-        widget.correct_section.start_points(True)
-        viewer.layers["SAM points"].add([[118, 98]])
-        waited = {"n": 0}
+        QTimer.singleShot(300, after_paint)
 
-        def after_prompt() -> None:
-            if widget.correct_section.prompt_runner.running and waited["n"] < 100:
-                waited["n"] += 1
-                QTimer.singleShot(100, after_prompt)
-                return
-            shot("06-correct-prompt")
-            widget.show_section(widget.finetune_section)
-            shot("07-versions", widget_only=True)
-            viewer.close()
-
-        QTimer.singleShot(200, after_prompt)
+    def after_paint() -> None:
+        shot("06-correct")
+        widget.show_section(widget.finetune_section)
+        shot("07-versions", widget_only=True)
+        viewer.close()
 
     driver = DemoDriver(viewer, widget, tmp / "data" / "demo", on_step=on_step, on_done=on_done)
     widget._demo = driver

@@ -14,7 +14,7 @@ correcting while g trains.
 from __future__ import annotations
 
 from qtpy.QtCore import QEvent, QSize, Qt
-from qtpy.QtWidgets import QComboBox, QGroupBox, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QComboBox, QGroupBox, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from .compare import CompareSection
 from .correct import CorrectSection
