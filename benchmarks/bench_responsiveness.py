@@ -9,7 +9,7 @@ settings of the background runner:
   forwarded to the GUI (what a plain ``thread_worker`` does);
 * ``tuned``: the defaults of :class:`napari_autosam._qt.workers.TaskRunner`
   (torch capped at cores - 1 in the worker, the worker thread at a lower OS
-  priority, progress events throttled to 4 per second).
+  priority, progress events throttled to 2 per second).
 
 It prints the worst and 99th-percentile stall of each, and the fine-tuning
 throughput (g steps per second) in the background against the same training

@@ -41,7 +41,7 @@ SYNC_ENV = "NAPARI_AUTOSAM_SYNC"
 THREADS_ENV = "NAPARI_AUTOSAM_THREADS"
 #: Minimum seconds between two progress events forwarded to the GUI.  Each one repaints the
 #: dock, which costs ~20 ms under software OpenGL (the whole window is composited).
-EVENT_INTERVAL = 0.25
+EVENT_INTERVAL = 0.5
 #: How much nicer than the GUI thread the worker threads run (Linux nice levels).
 BACKGROUND_NICE = 10
 
