@@ -189,15 +189,19 @@ class SegmentSection(QWidget):
             return  # the image was closed meanwhile
         self.normalizations[target.name] = result.normalization
         outputs = [("autosam", result.autosam_mask), ("h", result.h_mask), ("instances", result.instances)]
+        foreground = 0.0
         for role, values in outputs:
             if values is None:
                 continue
+            values = np.asarray(values)  # tiled results are zarr arrays in result.store: read them now
+            if role == "autosam":
+                foreground = float(np.mean(values > 0))
             layer = ensure_output(self.viewer, target, role)
             index = plane_index(target, z) if scope == "slice" else ()
             if region is not None:
                 y0, y1, x0, x1 = region
                 index = (*index, slice(y0, y1), slice(x0, x1))
-            layer.data[index] = np.asarray(values).astype(layer.data.dtype, copy=False)
+            layer.data[index] = values.astype(layer.data.dtype, copy=False)
             info = layer.metadata["autosam"]
             info["model"] = model_label
             if role == "autosam":
@@ -215,8 +219,8 @@ class SegmentSection(QWidget):
                          "correct it, accept, and fine-tune.")
         if result.cancelled:
             notes.append("Cancelled: the slices or tiles not reached are empty.")
-        fg = float(np.mean(np.asarray(result.autosam_mask) > 0))
-        self.note.setText(f"{model_label}: {fg:.0%} of the pixels are foreground." + (" " + " ".join(notes) if notes else ""))
+        self.note.setText(f"{model_label}: {foreground:.0%} of the pixels are foreground."
+                          + (" " + " ".join(notes) if notes else ""))
 
     def _select_for_editing(self, target: ImageTarget) -> None:
         layer = find_output(self.viewer, target.name, "autosam")

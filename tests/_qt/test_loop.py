@@ -29,6 +29,7 @@ def test_whole_loop(viewer, widget, he_sample, qtbot, idle):
     assert autosam.data.shape == h.data.shape == (384, 384)
     assert widget.session.model_label == "untrained (new)"
     assert "untrained" in seg.note.text()
+    assert f"{(autosam.data > 0).mean():.0%} of the pixels" in seg.note.text()
     assert viewer.layers.selection.active is autosam  # ready for napari's paint tools
 
     # --- compare: grid of three panes with one camera
