@@ -165,6 +165,21 @@ def test_cancelling_mid_epoch_returns_a_saved_model_that_loads(tiny_sam, data, c
     assert torch.isfinite(logits).all()
 
 
+def test_cancelling_while_encoding_saves_the_starting_model_without_activating_it(tiny_sam, data, tmp_path):
+    cancel = CancelToken()
+    cancel.cancel()
+    calls = EncoderCalls(tiny_sam)
+    store = ModelStore(tmp_path / "models")
+    result = run(train(tiny_sam, data["train"], config=CONFIG, store=store, val_samples=data["val"], cancel=cancel))
+    calls.close()
+    assert calls.count == 0 and result.cancelled and result.history == []
+    assert result.model.metadata["ended"] == {"g": "cancelled", "h": "skipped"}
+    assert store.versions() == ["v0001"] and not (store.root / "active.json").exists()
+    start = initial_model(CONFIG)
+    for name, value in load_checkpoint(result.path).prompt_generator.state_dict().items():
+        torch.testing.assert_close(value, start.prompt_generator.state_dict()[name])
+
+
 def test_early_stopping_waits_for_a_first_gain_then_keeps_the_best_state(tiny_sam, data, cache, tmp_path,
                                                                          monkeypatch):
     # Scripted validation scores (one per validation call): g's start, then h's epochs 0..7, then the final check.
