@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 
 def _print_table(report: dict) -> None:
@@ -33,7 +34,7 @@ def _run(args) -> int:
     sam_name = args.sam or read_metadata(model_path).get("sam_variant") or "vit_b"
     sam = bar.run(load_sam(sam_name, device=args.device))
     model = load_checkpoint(model_path, device=next(sam.parameters()).device)
-    cache = EmbeddingCache(sam, args.cache_dir) if args.cache_dir else None
+    cache = EmbeddingCache(sam, Path(args.cache_dir).expanduser()) if args.cache_dir else None
     report = bar.run(evaluate(sam, model, samples, cache=cache)).to_dict()
     report["model"] = str(model_path)
     if args.json:

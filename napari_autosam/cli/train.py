@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from . import CommandError
 
@@ -82,7 +83,7 @@ def _run(args) -> int:
     bar = ProgressBar(unit="step")
     sam_name = args.sam or (read_metadata(args.init).get("sam_variant") if args.init else None) or "vit_b"
     sam = bar.run(load_sam(sam_name, device=args.device))
-    cache = EmbeddingCache(sam, args.cache_dir) if args.cache_dir else None
+    cache = EmbeddingCache(sam, Path(args.cache_dir).expanduser()) if args.cache_dir else None
     cancel = CancelToken()
     task = train(sam, samples, config=config, init=args.init, out=args.out, val_samples=val, cache=cache, cancel=cancel)
     with _first_interrupt_cancels(cancel):
