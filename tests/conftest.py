@@ -29,3 +29,15 @@ def tiny_sam(session_cache):
 
     os.environ["NAPARI_AUTOSAM_CACHE"] = str(session_cache)
     return run(load_sam("tiny", device="cpu"))
+
+
+@pytest.fixture
+def own_cache(tmp_path, monkeypatch):
+    """A cache of this test's own, for tests that count what lands in it."""
+    monkeypatch.setenv("NAPARI_AUTOSAM_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def sam(tiny_sam):
+    """The session's frozen tiny SAM under the short name the engine tests use."""
+    return tiny_sam

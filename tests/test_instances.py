@@ -20,15 +20,7 @@ from napari_autosam.progress import run
 from napari_autosam.sam.embedding import Geometry, frame_to_original
 
 
-@pytest.fixture(autouse=True)
-def _own_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("NAPARI_AUTOSAM_CACHE", str(tmp_path / "cache"))
-
-
-@pytest.fixture(scope="module")
-def sam(tiny_sam):
-    """The session's frozen tiny SAM (tests/conftest.py)."""
-    return tiny_sam
+pytestmark = pytest.mark.usefixtures("own_cache")
 
 
 def disc(shape, center, radius):

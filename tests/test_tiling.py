@@ -16,15 +16,7 @@ from napari_autosam.io.normalize import to_rgb_uint8
 from napari_autosam.progress import run
 
 
-@pytest.fixture(autouse=True)
-def _own_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("NAPARI_AUTOSAM_CACHE", str(tmp_path / "cache"))
-
-
-@pytest.fixture(scope="module")
-def sam(tiny_sam):
-    """The session's frozen tiny SAM (tests/conftest.py)."""
-    return tiny_sam
+pytestmark = pytest.mark.usefixtures("own_cache")
 
 
 @pytest.fixture(scope="module")
