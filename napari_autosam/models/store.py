@@ -88,7 +88,8 @@ class ModelStore:
         for name in self.versions():
             meta = read_metadata(self.root / f"{name}.safetensors")
             rows.append({"version": name, "path": str(self.root / f"{name}.safetensors"), **{
-                k: meta.get(k) for k in ("created", "parent", "metrics", "sam_variant", "trained_on_count")}})
+                k: meta.get(k) for k in ("created", "parent", "metrics", "sam_variant", "trained_on_count",
+                                        "validation", "val_kind")}})
         return rows
 
 
