@@ -95,6 +95,8 @@ class AutoSAMWidget(QWidget):
         self.correct_section.start_points_positive = lambda: self.correct_section.start_points(True)
         self.correct_section.start_points_negative = lambda: self.correct_section.start_points(False)
         self.finetune_section = FinetuneSection(napari_viewer, self.session, self.segment_section, self.train_runner)
+        self.segment_section.view_locked = lambda: self.compare_section.active
+        self.correct_section.before_editing = self.compare_section.leave
 
         content = _Column()
         column = QVBoxLayout(content)

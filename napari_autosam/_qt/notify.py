@@ -18,12 +18,17 @@ def describe(exc: BaseException, limit: int = 1200) -> str:
 
 
 def error(what: str, exc: BaseException) -> None:
-    """Report that ``what`` failed because of ``exc``; the traceback goes to the log only."""
+    """Report that ``what`` failed because of ``exc``; the traceback goes to the log only.
+
+    napari's toast shows the first line of a message, elided to its width, and
+    the rest when expanded; so the first line is only what failed (short
+    enough to be read whole) and the reason follows on the next lines.
+    """
     if isinstance(exc, Cancelled):
         info(f"{what} cancelled.")
         return
     log.error("%s failed", what, exc_info=(type(exc), exc, exc.__traceback__))
-    show_error(f"{what} failed: {describe(exc)}")
+    show_error(f"{what} failed:\n{describe(exc)}")
 
 
 def info(message: str) -> None:

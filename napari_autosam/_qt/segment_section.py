@@ -7,10 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from napari.layers import Image
+from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from . import notify
-from .layers import ImageTarget, current_plane, ensure_output, find_output, image_target, plane_index, visible_region
+from .layers import ImageTarget, current_plane, ensure_output, focus_for_editing, image_target, plane_index, visible_region
 from .session import Session
 from .workers import ProgressPanel, TaskRunner
 
@@ -18,6 +19,11 @@ from .workers import ProgressPanel, TaskRunner
 TILE = 1024
 TILE_ABOVE = 1536
 OVERLAP = 128
+
+
+def tile_for(plane_shape: tuple[int, int]) -> int | None:
+    """The tile size for a plane of this shape (None: one window), for segmenting and for prompts alike."""
+    return TILE if max(plane_shape) > TILE_ABOVE else None
 
 SCOPES = {
     "slice": "Current slice",
@@ -37,7 +43,14 @@ class Request:
 
 
 class SegmentSection(QWidget):
-    """Pick an image layer and a scope, then segment; outputs go to the "AutoSAM", "h(g(I))" and "instances" layers."""
+    """Pick an image layer and a scope, then segment; outputs go to the "AutoSAM", "h(g(I))" and "instances" layers.
+
+    Signals
+    -------
+    segmented(str) : the name of the image whose output layers were just rewritten
+    """
+
+    segmented = Signal(str)
 
     def __init__(self, viewer, session: Session, runner: TaskRunner, model_section, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -49,6 +62,9 @@ class SegmentSection(QWidget):
         self.last_region: tuple[int, int, int, int] | None = None
         #: image layer name → the intensity scaling of its last segmentation (prompts reuse it)
         self.normalizations: dict[str, object] = {}
+        #: True while another view owns the layer arrangement (the comparison): results then
+        #: update the layers without rearranging them for editing
+        self.view_locked = lambda: False
 
         self.image_combo = QComboBox()
         self.image_combo.setToolTip("The image layer to segment")
@@ -163,7 +179,7 @@ class SegmentSection(QWidget):
             if scope == "region":
                 return segmenter.segment_region(data, region, channel_axis=target.layout.channel_axis, mode=mode,
                                                 cancel=token)
-            tile = TILE if max(target.plane_shape) > TILE_ABOVE else None
+            tile = tile_for(target.plane_shape)
             return segmenter.segment(data, channel_axis=target.layout.channel_axis, mode=mode, tile=tile,
                                      overlap=OVERLAP, cancel=token)
 
@@ -212,7 +228,8 @@ class SegmentSection(QWidget):
             layer.refresh()
         if result.store is not None:
             shutil.rmtree(result.store, ignore_errors=True)  # tiled results were copied into the layers
-        self._select_for_editing(target)
+        if not self.view_locked():
+            focus_for_editing(self.viewer, target.name)
         notes = list(result.messages)
         if result.untrained:
             notes.append("The prompt generator is untrained, so this mask is only a starting point: "
@@ -221,8 +238,4 @@ class SegmentSection(QWidget):
             notes.append("Cancelled: the slices or tiles not reached are empty.")
         self.note.setText(f"{model_label}: {foreground:.0%} of the pixels are foreground."
                           + (" " + " ".join(notes) if notes else ""))
-
-    def _select_for_editing(self, target: ImageTarget) -> None:
-        layer = find_output(self.viewer, target.name, "autosam")
-        if layer is not None:
-            self.viewer.layers.selection.active = layer
+        self.segmented.emit(target.name)

@@ -110,7 +110,6 @@ def test_segmenting_without_an_image_says_what_to_do(viewer, widget, qtbot):
 
 
 def test_prompt_generator_new_save_load(viewer, widget, he_sample, tmp_path, qtbot, idle):
-    from napari_autosam._qt.session import sam_key
     from napari_autosam.models.checkpoint import save_checkpoint
     from napari_autosam.training import initial_model, TrainConfig
 
@@ -128,7 +127,9 @@ def test_prompt_generator_new_save_load(viewer, widget, he_sample, tmp_path, qtb
     click(qtbot, widget.model_section.new_button)
     assert widget.session.model is None and "untrained" in widget.model_section.model_status.text()
     # versions live in the data folder, per SAM, never in the working directory
-    assert widget.session.model_store.root == widget.session.root / "models" / sam_key(widget.session.sam)
+    from napari_autosam.sam.registry import sam_identity
+
+    assert widget.session.model_store.root == widget.session.root / "models" / sam_identity(widget.session.sam).lineage
     assert str(widget.session.root) in widget.model_section.folder_label.text()
     assert not str(widget.session.root).startswith(os.getcwd())
 
