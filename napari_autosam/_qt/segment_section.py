@@ -177,11 +177,9 @@ class SegmentSection(QWidget):
                 data = target.layout.read(data, z)
                 return segmenter.segment(data, channel_axis=target.layout.plane_channel_axis, mode=mode, cancel=token)
             if scope == "region":
-                return segmenter.segment_region(data, region, channel_axis=target.layout.channel_axis, mode=mode,
-                                                cancel=token)
+                return segmenter.segment_region(data, region, layout=target.layout, mode=mode, cancel=token)
             tile = tile_for(target.plane_shape)
-            return segmenter.segment(data, channel_axis=target.layout.channel_axis, mode=mode, tile=tile,
-                                     overlap=OVERLAP, cancel=token)
+            return segmenter.segment(data, layout=target.layout, mode=mode, tile=tile, overlap=OVERLAP, cancel=token)
 
         def done(result) -> None:
             self.last = Request(request.layer_name, scope, request.instances)
