@@ -10,8 +10,8 @@ cached embedding can follow cheaply.  Three kinds are used:
   its own exact SAM embedding from the content-keyed cache (one encoder run
   per image and variant, reused by later runs).  The training loop picks a
   random cached variant per sample and step.
-* **Photometric jitter** (brightness, contrast, saturation, hue; METHOD.md
-  §2): applied to g's input only.  SAM still sees the original colours, so
+* **Photometric jitter** (brightness, contrast, saturation, hue; see
+  docs/method.md): applied to g's input only.  SAM still sees the original colours, so
   g learns to find the same objects under colour changes — what matters
   when stains vary — while the target does not move.
 * **Small affine** (rotation, scale, translation): one random transform

@@ -2,7 +2,7 @@
 
 Stage 1 trains the prompt generator g through the frozen SAM mask decoder
 (BCE + Dice on the decoder's 256² logits); stage 2 trains the surrogate
-decoder h on g's output with g frozen (METHOD.md §2).  Each stage keeps the
+decoder h on g's output with g frozen (docs/method.md).  Each stage keeps the
 state with the best validation Dice in memory, stops early after
 ``patience`` epochs without improvement, and can be cancelled between any
 two steps: the routine then returns the best model so far, saved like a
