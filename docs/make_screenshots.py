@@ -50,7 +50,8 @@ def main() -> None:
     taken: list[str] = []
 
     def shot(name: str, *, widget_only: bool = False) -> None:
-        app.processEvents()
+        for _ in range(5):  # nested layouts (wrapped labels in a scroll area) settle over a few passes
+            app.processEvents()
         path = OUT / f"{name}.png"
         if widget_only:
             widget.grab().save(str(path))

@@ -46,11 +46,11 @@ class DemoDriver:
 
     # ---------------------------------------------------------------- plumbing
 
-    def say(self, text: str) -> None:
+    def say(self, text: str, position: str = "top_left") -> None:
         overlay = text_overlay(self.viewer)
         overlay.text = text
         overlay.font_size = 10
-        overlay.position = "top_left"
+        overlay.position = position
         overlay.visible = True
         print(f"[{time.perf_counter() - self.started:5.1f} s] {text}", flush=True)
 
@@ -118,8 +118,9 @@ class DemoDriver:
         self.summary.update(dice_autosam=dice(autosam, self.truth), dice_h=dice(h, self.truth),
                             version=self.widget.session.model_label, seconds=self.times["result"], folder=self.folder)
         self.widget.compare_section.compare()
-        self.say(demo_loop.summary_text(self.summary) + "\n      Close napari (Ctrl+Q) to end the demo.")
-        notify.info(f"Demo done; napari stays open for you. Its corrections and model versions are in {self.folder}.")
+        # below the panes' titles, which the comparison shows at the top of each pane
+        self.say(demo_loop.summary_text(self.summary) + "\n      Close napari (Ctrl+Q) to end the demo.", "bottom_right")
+        notify.info(f"Demo done; napari stays open. Its corrections and model versions are in {self.folder}.")
         self.on_step("result")
         self.on_done(self.summary)
 

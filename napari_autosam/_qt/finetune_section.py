@@ -199,14 +199,15 @@ class FinetuneSection(QWidget):
         activated = result.version is not None and store is not None and store.active == result.version
         dice = dice_text(result.model.metadata)
         if result.version is not None and not activated:  # a cancelled run that did not improve
-            notify.info(f"Fine-tuning cancelled before it improved: still using {session.model_label}; "
+            notify.info(f"Cancelled: still using {session.model_label}. Fine-tuning stopped before it improved; "
                         f"{result.version} is kept in the version list, not in use.")
             self.refresh()
             return
         label = result.version or result.path.name
         session.set_model(result.model, label, version=result.version)
         how = "cancelled — kept the best model so far" if result.cancelled else "done"
-        notify.info(f"Fine-tuning {how}: now using {label}" + (f" ({dice})" if dice else "") + ". Segmenting again.")
+        notify.info(f"Fine-tuning {how}: now using {label}. " + (f"{dice[0].upper()}{dice[1:]}. " if dice else "")
+                    + "Segmenting again.")
         self.refresh()
         self.segment_section.rerun()
 

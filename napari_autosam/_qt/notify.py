@@ -31,11 +31,29 @@ def error(what: str, exc: BaseException) -> None:
     show_error(f"{what} failed:\n{describe(exc)}")
 
 
+#: About as many characters as napari's toast shows on its one collapsed line.
+TOAST_LINE = 48
+
+
+def toast_text(message: str) -> str:
+    """The message with its first sentence on a line of its own when the whole would not fit the toast.
+
+    The toast shows the first line (elided) and the rest when expanded, so
+    the gist ("Fine-tuning done: now using v0002.") is read whole.
+    """
+    if "\n" in message or len(message) <= TOAST_LINE:
+        return message
+    cut = message.find(". ")
+    if 0 < cut < TOAST_LINE:
+        return message[: cut + 1] + "\n" + message[cut + 2 :]
+    return message
+
+
 def info(message: str) -> None:
     log.info(message)
-    show_info(message)
+    show_info(toast_text(message))
 
 
 def warning(message: str) -> None:
     log.warning(message)
-    show_warning(message)
+    show_warning(toast_text(message))

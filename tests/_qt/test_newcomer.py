@@ -152,3 +152,11 @@ def test_texts_a_newcomer_reads_whole(viewer, widget, qtbot, idle):
     assert "could not download" in toast
     assert "could not download" in widget.model_section.sam_status.text(), "the reason stays readable in the widget"
     assert widget.finetune_section.info.text().startswith("Trains on the 0 accepted corrections")
+
+
+def test_long_notifications_put_their_gist_on_the_visible_line():
+    from napari_autosam._qt.notify import TOAST_LINE, toast_text
+
+    text = toast_text("Fine-tuning done: now using v0002. Held-out validation Dice 0.812. Segmenting again.")
+    assert text.splitlines()[0] == "Fine-tuning done: now using v0002." and len(text.splitlines()[0]) <= TOAST_LINE
+    assert toast_text("Short.") == "Short."
