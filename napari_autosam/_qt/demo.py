@@ -119,7 +119,7 @@ class DemoDriver:
                             version=self.widget.session.model_label, seconds=self.times["result"], folder=self.folder)
         self.widget.compare_section.compare()
         # below the panes' titles, which the comparison shows at the top of each pane
-        self.say(demo_loop.summary_text(self.summary) + "\n      Close napari (Ctrl+Q) to end the demo.", "bottom_right")
+        self.say(demo_loop.summary_text(self.summary) + "\n      Close napari (Ctrl+Q) to end the demo.", "bottom_left")
         notify.info(f"Demo done; napari stays open. Its corrections and model versions are in {self.folder}.")
         self.on_step("result")
         self.on_done(self.summary)
