@@ -34,6 +34,15 @@ SAM_CHOICES = [
 ]
 
 
+def display_name(name_or_path: str) -> str:
+    """How a SAM is named in titles and notifications: ``"ViT-B"`` (not ``vit_b``: napari's collapsed
+    toast clips the underscore, so it reads "vit b"), ``"tiny"``, or a checkpoint's file name."""
+    for text, value, _tip in SAM_CHOICES:
+        if value == name_or_path and value != "file":
+            return text.split(" (")[0]
+    return Path(name_or_path).name
+
+
 def _label(text: str = "") -> QLabel:
     label = QLabel(text)
     label.setWordWrap(True)
@@ -151,7 +160,7 @@ class ModelSection(QWidget):
         def failed(exc) -> None:  # the toast shows one line; the reason in full stays here
             self.sam_status.setText(f"Could not load SAM {shown}: {notify.describe(exc)}")
 
-        shown = name if name in (value for _, value, _ in SAM_CHOICES) else Path(name).name
+        shown = display_name(name)
         return self.runner.start(f"Loading SAM {shown}", lambda token: cancellable(load_sam(name, device=device), token),
                                  done, on_error=failed)
 

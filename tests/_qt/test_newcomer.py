@@ -148,7 +148,7 @@ def test_texts_a_newcomer_reads_whole(viewer, widget, qtbot, idle):
     idle()
     [toast] = [m for m in messages() if "Loading SAM" in m]
     first_line = toast.splitlines()[0]
-    assert first_line == "Loading SAM vit_b failed:", "the toast's one visible line is short and whole"
+    assert first_line == "Loading SAM ViT-B failed:", "the toast's one visible line is short, whole, without '_'"
     assert "could not download" in toast
     assert "could not download" in widget.model_section.sam_status.text(), "the reason stays readable in the widget"
     assert widget.finetune_section.info.text().startswith("Trains on the 0 accepted corrections")
