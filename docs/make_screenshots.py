@@ -33,7 +33,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="autosam-shots-"))
     os.environ["NAPARI_AUTOSAM_DATA"] = str(tmp / "data")
     os.environ.setdefault("NAPARI_AUTOSAM_CACHE", str(tmp / "cache"))
-    from napari_autosam._qt.main_widget import AutoSAMWidget  # noqa: F401  (torch before OpenGL)
+    from napari_autosam._qt.main_widget import AutoSAMWidget  # noqa: F401, I001  (torch before OpenGL)
 
     import napari
     from qtpy.QtCore import QTimer

@@ -111,7 +111,7 @@ def test_segmenting_without_an_image_says_what_to_do(viewer, widget, qtbot):
 
 def test_prompt_generator_new_save_load(viewer, widget, he_sample, tmp_path, qtbot, idle):
     from napari_autosam.models.checkpoint import save_checkpoint
-    from napari_autosam.training import initial_model, TrainConfig
+    from napari_autosam.training import TrainConfig, initial_model
 
     widget.model_section.load()
     idle()
