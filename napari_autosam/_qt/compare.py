@@ -19,9 +19,13 @@ from __future__ import annotations
 import numpy as np
 from qtpy.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
 
-from ..inference.agreement import disagreement, per_plane_dice
-from . import notify
-from .layers import ImageTarget, camera_of, current_plane, ensure_output, find_output, focus_for_editing
+from . import avoid_triton_llvm_clash
+
+avoid_triton_llvm_clash()  # before torch's chain of imports (see napari_autosam._qt)
+
+from ..inference.agreement import disagreement, per_plane_dice  # noqa: E402
+from . import notify  # noqa: E402
+from .layers import ImageTarget, camera_of, current_plane, ensure_output, find_output, focus_for_editing  # noqa: E402
 
 #: The panes, top-left first (row by row): output roles, then the image itself.
 PANES = ("h", "autosam", "disagreement", "image")

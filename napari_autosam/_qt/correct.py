@@ -22,12 +22,24 @@ import numpy as np
 from napari.layers import Points, Shapes
 from qtpy.QtWidgets import QCheckBox, QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from ..inference.interactive import PromptWindow, prompt_in_window, prompt_window
-from ..progress import single_step
-from . import notify
-from .layers import ImageTarget, current_plane, find_output, focus_for_editing, plane_index, role_of, visible_region
-from .segment_section import OVERLAP, tile_for
-from .workers import ProgressPanel, TaskRunner
+from . import avoid_triton_llvm_clash
+
+avoid_triton_llvm_clash()  # before torch's chain of imports (see napari_autosam._qt)
+
+from ..inference.interactive import PromptWindow, prompt_in_window, prompt_window  # noqa: E402
+from ..progress import single_step  # noqa: E402
+from . import notify  # noqa: E402
+from .layers import (  # noqa: E402
+    ImageTarget,
+    current_plane,
+    find_output,
+    focus_for_editing,
+    plane_index,
+    role_of,
+    visible_region,
+)
+from .segment_section import OVERLAP, tile_for  # noqa: E402
+from .workers import ProgressPanel, TaskRunner  # noqa: E402
 
 POSITIVE, NEGATIVE = "#33ff66", "#ff3355"
 #: Planes up to this many pixels are accepted whole; larger ones: the visible region.

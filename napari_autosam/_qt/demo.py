@@ -13,9 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import demo_loop
-from ..losses import dice
-from . import notify
+from . import avoid_triton_llvm_clash
+
+avoid_triton_llvm_clash()  # before torch's chain of imports (see napari_autosam._qt)
+
+from .. import demo_loop  # noqa: E402
+from ..losses import dice  # noqa: E402
+from . import notify  # noqa: E402
 
 
 def text_overlay(viewer):

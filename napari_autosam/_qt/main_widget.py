@@ -16,7 +16,11 @@ from __future__ import annotations
 from qtpy.QtCore import QEvent, QSize, Qt
 from qtpy.QtWidgets import QComboBox, QGroupBox, QLabel, QScrollArea, QVBoxLayout, QWidget
 
-from .compare import CompareSection
+from . import avoid_triton_llvm_clash
+
+avoid_triton_llvm_clash()  # before any section pulls in torch (see napari_autosam._qt)
+
+from .compare import CompareSection  # noqa: E402
 from .correct import CorrectSection
 from .finetune_section import FinetuneSection
 from .model_section import ModelSection

@@ -166,8 +166,13 @@ def test_every_control_has_a_tooltip(widget):
 
 
 def test_opening_the_plugin_after_napari_has_drawn_does_not_crash(tmp_path):
-    """Regression: torch's triton import after Mesa's LLVM is loaded killed the process (segfault)."""
+    """Regression: torch's triton import after Mesa's LLVM is loaded killed the process (segfault).
+
+    The package's Qt half is imported before napari draws (as a test module or a script may do),
+    so the guard must also run where each section first pulls in torch, not only on import.
+    """
     script = textwrap.dedent("""
+        import napari_autosam._qt.workers  # before anything is drawn: no torch yet
         import napari
         from qtpy.QtWidgets import QApplication
         viewer = napari.Viewer()
