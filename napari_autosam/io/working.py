@@ -81,6 +81,8 @@ def describe(resolution: Resolution | dict | None) -> str:
     if resolution is None:
         return "full resolution"
     info = resolution.to_dict() if isinstance(resolution, Resolution) else dict(resolution)
+    if not isinstance(resolution, Resolution) and info.get("mpp") is not None:
+        return f"{info['mpp']:.3g} µm/px"  # a recorded resolution: its level was the training images' own
     where = f"level {info['level']}" if "level" in info else ""
     if isinstance(resolution, Resolution) and resolution.resampled:
         where += f" resampled {resolution.factor:.3g}×"
