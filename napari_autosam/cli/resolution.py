@@ -68,7 +68,7 @@ def open_input(path: Path, args, recorded: dict | None = None):
     """
     from ..io.images import ImageReadError, open_lazy
     from ..io.slides import open_slide
-    from ..io.working import describe, request_of, same_resolution, working_image
+    from ..io.working import request_of, resolution_note, working_image
 
     asked = requested(args)
     if not asked and not _is_slide(path):
@@ -81,10 +81,8 @@ def open_input(path: Path, args, recorded: dict | None = None):
     except ImageReadError as exc:
         raise ValueError(str(exc)) from exc
     image, resolution = working_image(slide, **(asked or request_of(recorded, slide)))
-    note = None
-    if recorded and not same_resolution(resolution, recorded):
-        note = f"{path.name}: working at {describe(resolution)}; the model was trained at {describe(recorded)}"
-    return image, resolution, note
+    note = resolution_note(resolution, recorded)
+    return image, resolution, (f"{path.name}: {note}" if note else None)
 
 
 def say(note: str | None) -> None:

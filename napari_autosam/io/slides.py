@@ -43,6 +43,7 @@ __all__ = [
     "SlideReadError",
     "is_slide_path",
     "open_slide",
+    "slide_from_layer",
     "slide_stem",
 ]
 
@@ -129,6 +130,21 @@ class Slide:
         for close in self._closers:
             close()
         self._closers.clear()
+
+
+def slide_from_layer(levels, metadata: dict | None) -> Slide | None:
+    """A :class:`Slide` over an image layer's levels, from the metadata :meth:`Slide.metadata` wrote; else None.
+
+    Lets the widget work on the layer napari shows without opening the file again.
+    """
+    if not isinstance(metadata, dict) or "downsamples" not in metadata or "vendor" not in metadata:
+        return None
+    levels = list(levels)
+    if len(levels) != len(metadata["downsamples"]):
+        return None
+    mpp = tuple(float(v) for v in metadata["mpp"]) if metadata.get("mpp") else None
+    return Slide(Path(metadata.get("source", "layer")), levels, [float(d) for d in metadata["downsamples"]], mpp,
+                 metadata.get("objective_power"), str(metadata["vendor"]), str(metadata.get("backend", "")))
 
 
 def slide_stem(path: str | os.PathLike) -> str:

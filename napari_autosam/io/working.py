@@ -33,6 +33,8 @@ __all__ = [
     "level_for_mpp",
     "region_to_level0",
     "region_to_working",
+    "resolution_note",
+    "level_choices",
     "same_resolution",
     "to_level0",
     "to_working",
@@ -183,6 +185,24 @@ def same_resolution(a: Resolution | dict | None, b: Resolution | dict | None) ->
     key = "mpp" if a.get("mpp") is not None and b.get("mpp") is not None else "downsample"
     x, y = float(a.get(key) or 1.0), float(b.get(key) or 1.0)
     return abs(x - y) <= TOLERANCE * max(x, y)
+
+
+def resolution_note(resolution: Resolution | None, recorded: dict | None) -> str | None:
+    """One sentence when ``resolution`` differs from the model's ``recorded`` one, else None."""
+    if not recorded or same_resolution(resolution, recorded):
+        return None
+    return f"working at {describe(resolution)}; the model was trained at {describe(recorded)}"
+
+
+def level_choices(slide) -> list[tuple[str, dict]]:
+    """``(label, working_image keywords)`` for each pyramid level, e.g. ``("Level 1 — 1 µm/px (4×)", {"level": 1})``."""
+    choices = []
+    for index, d in enumerate(slide.downsamples):
+        mpp = slide.level_mpp(index)
+        size = "×".join(str(int(s)) for s in slide.levels[index].shape[:2])
+        what = f"{float(np.mean(mpp)):.3g} µm/px" if mpp else "uncalibrated"
+        choices.append((f"Level {index} — {what}, {d:.3g}× ({size})", {"level": index}))
+    return choices
 
 
 # --------------------------------------------------------------------------- coordinates
