@@ -320,7 +320,7 @@ def _open_tiff(path: Path) -> Slide:
     except Exception as error:
         if vendor is not None:  # tifffile cannot, OpenSlide may
             return _open_openslide(path)
-        raise SlideReadError(path, f"{type(error).__name__}: {error}") from error
+        raise SlideReadError(path, f"not a readable TIFF slide ({type(error).__name__}: {error})") from error
     downsamples = [_downsample(levels[0].shape, level.shape) for level in levels]
     if vendor is None:
         mpp, power = tiff_meta
