@@ -70,3 +70,18 @@ def test_bad_slides_are_declined(tmp_path):
     (plain / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group", "attributes": {}}')
     for path in ("broken.svs", "broken.ndpi", "labels.zarr", "missing.svs"):
         assert napari_get_reader(str(tmp_path / path)) is None
+
+
+def test_napari_asks_no_one_else_for_slide_only_endings():
+    import npe2
+
+    manager = npe2.PluginManager.instance()
+    manager.discover()
+
+    def readers(name):
+        return {reader.plugin_name for reader in manager.iter_compatible_readers([name])}
+
+    for name in ("case.mrxs", "case.vms", "case.svslide", "CASE.MRXS"):
+        assert readers(name) == {"napari-autosam"}, name  # no chooser: only this plugin claims them
+    for name in ("case.svs", "case.ndpi", "case.scn", "case.bif", "case.ome.tif", "case.ome.zarr"):
+        assert readers(name) - {"napari"} == {"napari-autosam"}, name  # napari's builtin reader claims these too

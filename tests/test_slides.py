@@ -71,6 +71,18 @@ def test_openslide_backend_levels_slice_like_arrays(tmp_path, image):
     np.testing.assert_array_equal(slide.levels[1][0:10, 0:10], np.asarray(slide.levels[1])[0:10, 0:10])
 
 
+def test_strided_reads_stay_bounded_and_agree(tmp_path, image, monkeypatch):
+    from napari_autosam.io import slides as slides_module
+
+    monkeypatch.setattr(slides_module, "STRIDED_BLOCK", 64)  # many blocks on a small slide
+    level = open_slide(write_svs(tmp_path / "scan.svslide", image, downsamples=(4,))).levels[0]
+    np.testing.assert_array_equal(level[3:500:5, 7:700:9], np.asarray(level)[3:500:5, 7:700:9])
+    resampled = Resampled(image, 2.0)
+    sampled = resampled[::4, ::3]
+    assert sampled.shape == (64, 128, 3)
+    np.testing.assert_array_equal(sampled, image[1::8, 1::6][:64, :128])  # the source pixel at each centre
+
+
 def test_generic_tiled_tiff_without_calibration(tmp_path, image):
     slide = open_slide(write_tiled_tiff(tmp_path / "plain.tif", image, downsamples=(2, 4)))
     assert slide.vendor == "generic-tiff" and slide.mpp is None and slide.objective_power is None

@@ -55,6 +55,8 @@ TIFFFILE_SUFFIXES = (".ome.tiff", ".ome.tif", ".svs", ".tiff", ".tif")
 SLIDE_SUFFIXES = OPENSLIDE_SUFFIXES + TIFFFILE_SUFFIXES
 ZARR_SUFFIXES = (".ome.zarr", ".zarr")
 
+#: Strided reads of OpenSlide levels are done in blocks of about this many source pixels on a side.
+STRIDED_BLOCK = 2048
 #: µm per unit of length, for OME and NGFF units.
 _MICRONS = {"m": 1e6, "meter": 1e6, "mm": 1e3, "millimeter": 1e3, "µm": 1.0, "um": 1.0, "micrometer": 1.0,
             "micron": 1.0, "nm": 1e-3, "nanometer": 1e-3, "cm": 1e4, "centimeter": 1e4}
@@ -262,14 +264,23 @@ class OpenSlideLevel:
         (y0, y1, ys), (x0, x1, xs) = key[0].indices(self.shape[0]), key[1].indices(self.shape[1])
         if ys <= 0 or xs <= 0:
             raise IndexError("OpenSlide levels support only positive slice steps")
-        h, w = max(0, y1 - y0), max(0, x1 - x0)
-        if h == 0 or w == 0:
-            return np.zeros((len(range(y0, y1, ys)), len(range(x0, x1, xs)), 3), np.uint8)[..., key[2]]
+        rows, cols = range(y0, y1, ys), range(x0, x1, xs)
+        out = np.zeros((len(rows), len(cols), 3), np.uint8)
+        # Strided reads go block by block, so memory stays bounded (about 2048² source pixels at a time).
+        by, bx = max(1, STRIDED_BLOCK // ys), max(1, STRIDED_BLOCK // xs)
+        for i in range(0, len(rows), by):
+            for j in range(0, len(cols), bx):
+                top, left = rows[i], cols[j]
+                bottom, right = rows[min(i + by, len(rows)) - 1] + 1, cols[min(j + bx, len(cols)) - 1] + 1
+                out[i:i + by, j:j + bx] = self._window(top, bottom, left, right)[::ys, ::xs]
+        return out[..., key[2]]
+
+    def _window(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         location = (round(x0 * self._downsample), round(y0 * self._downsample))
-        rgba = np.asarray(self._handle.read_region(location, self._level, (w, h)))
+        rgba = np.asarray(self._handle.read_region(location, self._level, (x1 - x0, y1 - y0)))
         rgb = rgba[..., :3].copy()
         rgb[rgba[..., 3] == 0] = self._background
-        return rgb[::ys, ::xs][..., key[2]]
+        return rgb
 
 
 def _full_key(key, ndim: int) -> tuple:

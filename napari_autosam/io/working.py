@@ -250,7 +250,9 @@ class Resampled:
     Working pixel ``i`` averages source pixels ``[i·f, (i+1)·f)`` weighted by
     overlap, so a value depends only on its position, never on the window
     read: tiles read separately agree with one big read.  Slicing reads only
-    the source window under the requested one.
+    the source window under the requested one.  Strided slices (step > 1,
+    for previews and statistics) point-sample the source instead, read with
+    a matching stride so memory stays the size of the result.
     """
 
     def __init__(self, source, factor: float) -> None:
@@ -286,6 +288,8 @@ class Resampled:
         rest = key[2:]
         if y1 <= y0 or x1 <= x0:
             return np.zeros((max(0, y1 - y0), max(0, x1 - x0), *self.shape[2:]), self.dtype)[::ys, ::xs][picks + rest]
+        if ys > 1 or xs > 1:
+            return self._sampled(range(y0, y1, ys), range(x0, x1, xs))[picks + rest]
         f = self.factor
         sy0, sy1 = int(np.floor(y0 * f)), min(self.source.shape[0], int(np.ceil(y1 * f)))
         sx0, sx1 = int(np.floor(x0 * f)), min(self.source.shape[1], int(np.ceil(x1 * f)))
@@ -299,6 +303,29 @@ class Resampled:
                 window = np.clip(window, info.min, info.max)
         out = window.astype(self.dtype)[::ys, ::xs]
         return out[picks + rest]
+
+    def _sampled(self, rows: range, cols: range) -> np.ndarray:
+        """Strided reads (previews, statistics): the source pixel nearest each working pixel's centre.
+
+        The source is read with a matching stride, so memory stays the size
+        of the result; values are point samples, not area means.
+        """
+        if len(rows) == 0 or len(cols) == 0:
+            return np.zeros((len(rows), len(cols), *self.shape[2:]), self.dtype)
+        f, (height, width) = self.factor, self.source.shape[:2]
+        wanted_y = np.minimum(((np.asarray(rows) + 0.5) * f).astype(int), height - 1)
+        wanted_x = np.minimum(((np.asarray(cols) + 0.5) * f).astype(int), width - 1)
+        step_y = max(1, int(rows.step * f)) if len(rows) > 1 else 1
+        step_x = max(1, int(cols.step * f)) if len(cols) > 1 else 1
+        (sy, iy), (sx, ix) = _nearest_grid(wanted_y, step_y), _nearest_grid(wanted_x, step_x)
+        grid = np.asarray(self.source[sy, sx])
+        return grid[np.minimum(iy, grid.shape[0] - 1)][:, np.minimum(ix, grid.shape[1] - 1)]
+
+
+def _nearest_grid(wanted: np.ndarray, step: int) -> tuple[slice, np.ndarray]:
+    """A source slice with ``step`` covering ``wanted`` indices, and each wanted index's place in it."""
+    start = int(wanted[0])
+    return slice(start, int(wanted[-1]) + 1, step), np.rint((wanted - start) / step).astype(int)
 
 
 def _area_axis(window: np.ndarray, axis: int, o0: int, o1: int, f: float, s0: int, total: int) -> np.ndarray:
