@@ -67,3 +67,23 @@ def test_the_model_resolution_is_the_default_and_another_choice_is_said(viewer, 
     idle()
     assert viewer.layers["AutoSAM"].data.shape == (256, 384)
     assert "trained at 1 µm/px" in seg.note.text()
+
+
+def test_visible_region_of_a_slide_at_a_coarser_level(viewer, widget, slide_layer, qtbot, idle):
+    seg = widget.segment_section
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    camera.center = (20.0, 30.0)  # µm: the slide is 64 × 96 µm
+    camera.zoom = 40
+    qtbot.wait(50)
+    seg.select("biopsy", "region")
+    seg.set_resolution({"level": 1})
+    qtbot.mouseClick(seg.segment_button, Qt.MouseButton.LeftButton)
+    idle()
+    y0, y1, x0, x1 = seg.last_region  # in working (level-1) pixels
+    assert 0 <= y0 < y1 <= 128 and 0 <= x0 < x1 <= 192 and (y1 - y0) < 128
+    assert y0 <= 40 <= y1 and x0 <= 60 <= x1  # the centre (20, 30) µm is pixel (40, 60) at 0.5 µm/px
+    h = viewer.layers["h(g(I))"].data
+    assert h.shape == (128, 192)
+    outside = np.ones(h.shape, bool)
+    outside[y0:y1, x0:x1] = False
+    assert not h[outside].any()
