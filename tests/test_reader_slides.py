@@ -54,14 +54,6 @@ def test_ome_tiff_and_ome_zarr(tmp_path, image):
     assert kwargs["name"] == "s" and data[0].shape == (256, 256, 3)
 
 
-def test_napari_shows_the_slide_as_multiscale(tmp_path, image, make_napari_viewer_proxy):
-    viewer = make_napari_viewer_proxy()
-    path = write_svs(tmp_path / "biopsy.svs", image, downsamples=(4, 16))
-    [layer] = viewer.open(str(path), plugin="napari-autosam")
-    assert layer.multiscale and layer.rgb and list(layer.scale) == [0.25, 0.25]
-    assert layer.data[0].shape == (512, 640, 3)
-
-
 def test_bad_slides_are_declined(tmp_path):
     (tmp_path / "broken.svs").write_bytes(b"II*\x00" + b"\x00" * 64)
     (tmp_path / "broken.ndpi").write_bytes(b"not a slide")

@@ -72,9 +72,9 @@ def test_openslide_backend_levels_slice_like_arrays(tmp_path, image):
 
 
 def test_strided_reads_stay_bounded_and_agree(tmp_path, image, monkeypatch):
-    from napari_autosam.io import slides as slides_module
+    from napari_autosam.io import openslide_levels
 
-    monkeypatch.setattr(slides_module, "STRIDED_BLOCK", 64)  # many blocks on a small slide
+    monkeypatch.setattr(openslide_levels, "STRIDED_BLOCK", 64)  # many blocks on a small slide
     level = open_slide(write_svs(tmp_path / "scan.svslide", image, downsamples=(4,))).levels[0]
     np.testing.assert_array_equal(level[3:500:5, 7:700:9], np.asarray(level)[3:500:5, 7:700:9])
     resampled = Resampled(image, 2.0)

@@ -277,9 +277,9 @@ class Resampled:
         return array if dtype is None else array.astype(dtype)
 
     def __getitem__(self, key) -> np.ndarray:
-        from .slides import _full_key
+        from .openslide_levels import full_key
 
-        key = _full_key(key, self.ndim)
+        key = full_key(key, self.ndim)
         picks = tuple(0 if isinstance(k, (int, np.integer)) else slice(None) for k in key[:2])
         spans = [slice(k, k + 1) if isinstance(k, (int, np.integer)) else k for k in key[:2]]
         (y0, y1, ys), (x0, x1, xs) = spans[0].indices(self.shape[0]), spans[1].indices(self.shape[1])

@@ -21,6 +21,18 @@ def slide_layer(viewer, tmp_path):
     return layer
 
 
+def test_napari_opens_the_slide_as_a_multiscale_layer_in_micrometres(viewer, slide_layer, qtbot):
+    from napari_autosam._qt import avoid_triton_llvm_clash
+
+    viewer.window._qt_viewer.canvas.native.update()
+    qtbot.wait(50)
+    avoid_triton_llvm_clash()  # napari has drawn: keep torch from loading triton later in this process
+    assert slide_layer.multiscale and slide_layer.rgb and list(slide_layer.scale) == [0.25, 0.25]
+    assert slide_layer.data[0].shape == (256, 384, 3) and len(slide_layer.data) == 3
+    assert slide_layer.metadata["vendor"] == "aperio" and slide_layer.metadata["objective_power"] == 40.0
+    assert [str(u) for u in slide_layer.units] == ["micrometer", "micrometer"]
+
+
 def test_resolution_control_segments_at_a_level_and_at_a_custom_mpp(viewer, widget, slide_layer, qtbot, idle):
     seg = widget.segment_section
     seg.select("biopsy", "image")
