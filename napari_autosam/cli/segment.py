@@ -37,7 +37,8 @@ def register(subparsers) -> None:
         "<stem>_autosam.tif and <stem>_h.tif (uint8 0/1 masks), and <stem>_instances.tif "
         "(int32 labels) with --mode instances.",
     )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (TIFF/OME-TIFF, PNG, JPEG, BMP) or whole slides (SVS, NDPI, MRXS, SCN, BIF, VMS, SVSLIDE, OME-Zarr folders)")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (TIFF/OME-TIFF, PNG, JPEG, BMP) or whole slides "
+                        "(SVS, NDPI, MRXS, SCN, BIF, VMS, SVSLIDE, OME-Zarr folders)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory (created if missing)")
     parser.add_argument("--model", metavar="PATH", help="a trained g/h checkpoint (.safetensors) or a model-store "
                         "folder (its active version); default: the untrained prompt generator")
