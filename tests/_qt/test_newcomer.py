@@ -106,7 +106,9 @@ def test_compare_is_titled_and_its_dice_follows_a_resegment(viewer, widget, he_s
     assert camera.zoom > 0
 
 
-def test_one_correction_is_validated_on_itself_and_the_widget_says_so(viewer, widget, he_sample, qtbot, idle):
+def test_one_correction_says_honestly_what_it_was_validated_on(viewer, widget, he_sample, qtbot, idle):
+    from napari_autosam._qt.finetune_section import dice_text, on_training_data
+
     truth = viewer.layers["nuclei H&E ground truth"].data
     widget.session.annotations.accept(he_sample.data, truth > 0)
     widget.session.annotations_changed.emit()  # what the Correct section's accept does
@@ -120,9 +122,13 @@ def test_one_correction_is_validated_on_itself_and_the_widget_says_so(viewer, wi
     assert titles == ["Fine-tuning on 1 correction"]
     assert fine.last_result is not None and not fine.last_result.cancelled
     [done] = [m for m in messages() if "Fine-tuning" in m]
-    assert "on the training image" in done and "held-out" not in done
-    tip = fine.versions.item(0).toolTip()
-    assert "training image" in tip and "(train)" in fine.versions.item(0).text()
+    meta = fine.last_result.model.metadata
+    said = dice_text(meta)
+    assert said and said[1:] in done, (said, done)
+    # one image: either nothing was held out (and it says "training image"), or a strip of it was
+    assert ("training image" in done) == on_training_data(meta) and (("held-out" in done) != on_training_data(meta))
+    tip, row = fine.versions.item(0).toolTip(), fine.versions.item(0).text()
+    assert said in tip and (("(train)" in row) == on_training_data(meta))
 
 
 def test_fine_tune_without_corrections_never_loads_sam(viewer, widget, monkeypatch):
