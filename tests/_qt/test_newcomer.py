@@ -84,7 +84,10 @@ def test_compare_is_titled_and_its_dice_follows_a_resegment(viewer, widget, he_s
     seg, cmp = widget.segment_section, widget.compare_section
     seg.segment()
     idle()
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    camera.center, camera.zoom = (100.0, 120.0), 3.0
     assert cmp.compare()
+    assert camera.zoom < 3.0, "comparing shows the whole image in every pane"
     panes = [viewer.layers[name] for name in ("h(g(I))", "AutoSAM", "disagreement", "nuclei H&E")]
     assert all(layer.visible and layer.name_overlay.visible for layer in panes), "every pane shows its title"
     assert grid_of(viewer).shape == (2, 2)
@@ -99,11 +102,11 @@ def test_compare_is_titled_and_its_dice_follows_a_resegment(viewer, widget, he_s
     assert f"{dice(autosam, h):.3f}" in cmp.result.text()
     np.testing.assert_array_equal(viewer.layers["disagreement"].data == 2, (h > 0) & ~(autosam > 0))
     assert cmp.active and grid_of(viewer).enabled and viewer.layers["disagreement"].visible
-    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
     cmp.leave()
     assert not [layer.name for layer in panes if layer.name_overlay.visible]
     assert viewer.layers.selection.active is viewer.layers["AutoSAM"]
-    assert camera.zoom > 0
+    assert camera.zoom == pytest.approx(3.0) and tuple(camera.center)[-2:] == pytest.approx((100.0, 120.0)), \
+        "the canvas is where it was before comparing"
 
 
 def test_one_correction_says_honestly_what_it_was_validated_on(viewer, widget, he_sample, qtbot, idle):
