@@ -70,6 +70,7 @@ class CorrectSection(QWidget):
         self._pending = False
         #: called before prompts or painting start (the widget leaves the comparison here)
         self.before_editing = lambda: None
+        self._hooked: set = set()  # AutoSAM layers whose paint-tool choice brings them to the top
         #: Prompts run here, one at a time; changes made meanwhile are answered right after.
         self.prompt_runner = TaskRunner(self)
 
@@ -126,6 +127,9 @@ class CorrectSection(QWidget):
     def _selection_changed(self, event=None) -> None:
         layer = self.viewer.layers.selection.active
         owner, role = role_of(layer) if layer is not None else (None, None)
+        if role == "autosam" and layer.unique_id not in self._hooked:
+            self._hooked.add(layer.unique_id)  # picking a paint tool on it brings it to the top
+            layer.events.mode.connect(lambda event, name=owner: self._mode_changed(name, event))
         if role == "autosam":
             self.editing.setText(f"Editing: <b>{layer.name}</b> (of {owner}); it is drawn above the other masks.")
         elif role in ("points", "box"):
@@ -134,6 +138,11 @@ class CorrectSection(QWidget):
             self.editing.setText(f"Adding SAM prompts: they edit <b>{name}</b> (of {owner}).")
         elif find_output(self.viewer, self.segment_section.image_combo.currentText(), "autosam") is not None:
             self.editing.setText("Select the <b>AutoSAM</b> layer to correct it with napari's tools.")
+
+    def _mode_changed(self, image_name: str, event) -> None:
+        mode = str(getattr(event, "value", "") or getattr(event.source, "mode", ""))
+        if mode in ("paint", "fill", "erase", "polygon") and not self.segment_section.view_locked():
+            focus_for_editing(self.viewer, image_name)
 
     def start_editing(self) -> None:
         """Leave the comparison and bring the current image's AutoSAM layer to the top, selected."""

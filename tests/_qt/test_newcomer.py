@@ -71,6 +71,12 @@ def test_the_edited_layer_is_on_top_visible_and_named(viewer, widget, he_sample,
     assert autosam.visible and autosam.opacity >= 0.7 and h.opacity < autosam.opacity
     assert viewer.layers.selection.active is autosam
     assert "Editing" in widget.correct_section.editing.text() and "AutoSAM" in widget.correct_section.editing.text()
+    # layers moved by hand: picking the brush on AutoSAM brings it back to the top
+    viewer.layers.move(viewer.layers.index(autosam), 0)
+    h.opacity = 1.0
+    autosam.mode = "paint"
+    names = [layer.name for layer in viewer.layers]
+    assert names.index("AutoSAM") > names.index("h(g(I))") and h.opacity < 1.0
     # SAM prompts keep their layer above the mask they edit, and the text says what they edit
     widget.correct_section.start_points(True)
     names = [layer.name for layer in viewer.layers]
