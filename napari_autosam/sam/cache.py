@@ -7,7 +7,9 @@ interactive prompts all read the cached ``1×256×64×64`` embedding.
 The key is a hash of the RGB pixels (shape included) and a fingerprint of
 the SAM weights, so a different SAM, or a changed image, never gets a stale
 embedding.  On disk each embedding is one safetensors file under
-``<directory>/<sam fingerprint>/``, written atomically.
+``<directory>/<sam fingerprint>/``, written atomically.  Entries are checked
+when read (``1×256×64×64`` floating point, every value finite); a damaged or foreign
+entry is deleted and the embedding computed again.
 """
 
 from __future__ import annotations
@@ -26,6 +28,15 @@ from safetensors.torch import load_file, save_file
 from ..io.atomic import atomic_path
 from ..progress import Stopwatch, Task, run
 from .embedding import embed_images
+
+#: Shape of one cached embedding.
+EMBEDDING_SHAPE = (1, 256, 64, 64)
+
+
+def valid_embedding(embedding) -> bool:
+    """True for a finite floating-point ``1×256×64×64`` tensor (what the cache stores)."""
+    return (isinstance(embedding, torch.Tensor) and tuple(embedding.shape) == EMBEDDING_SHAPE
+            and embedding.dtype.is_floating_point and bool(torch.isfinite(embedding).all()))
 
 
 def sam_fingerprint(sam) -> str:
@@ -81,8 +92,10 @@ class EmbeddingCache:
             return None
         try:
             embedding = load_file(str(path))["embedding"]
-        except (SafetensorError, OSError, KeyError):
-            path.unlink(missing_ok=True)  # a damaged entry is recomputed, not trusted
+        except (SafetensorError, OSError, KeyError, ValueError):
+            embedding = None
+        if not valid_embedding(embedding):
+            path.unlink(missing_ok=True)  # a damaged or foreign entry is recomputed, not trusted
             return None
         self._remember(key, embedding)
         return embedding
