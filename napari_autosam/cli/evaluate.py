@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from . import channel_list
+
 
 def _print_table(report: dict) -> None:
     rows = report["autosam"]["per_image"]
@@ -23,16 +25,16 @@ def _run(args) -> int:
     from ..models.checkpoint import load_checkpoint, read_metadata
     from ..models.store import resolve_model_path
     from ..sam.cache import EmbeddingCache
-    from ..sam.registry import load_sam
     from ..training import evaluate, load_samples
+    from . import open_sam
     from .progressbar import ProgressBar
 
     model_path = resolve_model_path(args.model)
-    channels = [int(c) for c in args.channels.split(",")] if args.channels else None
+    channels = args.channels
     samples = load_samples(args.images, args.masks, channels=channels)
     bar = ProgressBar(unit="image")
     sam_name = args.sam or read_metadata(model_path).get("sam_variant") or "vit_b"
-    sam = bar.run(load_sam(sam_name, device=args.device))
+    sam = open_sam(sam_name, args.device, bar)
     model = load_checkpoint(model_path, device=next(sam.parameters()).device)
     cache = EmbeddingCache(sam, Path(args.cache_dir).expanduser()) if args.cache_dir else None
     report = bar.run(evaluate(sam, model, samples, cache=cache)).to_dict()
@@ -57,7 +59,8 @@ def register(subparsers) -> None:
     parser.add_argument("--model", required=True, help="model checkpoint, or a model-store folder (its active version)")
     parser.add_argument("--sam", default=None,
                         help="SAM variant (vit_b, vit_l, vit_h, tiny) or checkpoint file (default: the one the model was trained for)")
-    parser.add_argument("--channels", help="comma-separated channels to use (1 gray, or 2-3 as R,G,B)")
+    parser.add_argument("--channels", type=channel_list, default=None,
+                        help="comma-separated channels to use (1 gray, or 2-3 as R,G,B)")
     parser.add_argument("--cache-dir", help="SAM embeddings on disk (reused, and filled for later runs)")
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
     parser.add_argument("--json", action="store_true",

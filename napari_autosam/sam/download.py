@@ -31,7 +31,7 @@ from typing import Any
 
 import platformdirs
 
-from napari_autosam.io.atomic import atomic_path, atomic_write_text
+from napari_autosam.io.atomic import atomic_path, atomic_write_text, remove_stale_parts
 from napari_autosam.progress import CancelToken, Cancelled, Progress, Stopwatch
 
 #: Environment variable naming the cache directory (default: the platform user cache).
@@ -101,10 +101,27 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("napari-autosam"))
 
 
+class CacheDirError(OSError):
+    """The cache folder cannot be used (a file is in the way, no permission)."""
+
+
 def checkpoint_dir() -> Path:
-    """``cache_dir() / "checkpoints"``, created if missing."""
+    """``cache_dir() / "checkpoints"``, created if missing.
+
+    Raises
+    ------
+    CacheDirError
+        The folder (or ``$NAPARI_AUTOSAM_CACHE``) is a file or cannot be created.
+    """
     path = cache_dir() / "checkpoints"
-    path.mkdir(parents=True, exist_ok=True)
+    where = f"the cache folder {cache_dir()}" + (f" (from ${CACHE_ENV})" if os.environ.get(CACHE_ENV, "").strip() else "")
+    for folder in (cache_dir(), path, *cache_dir().parents):
+        if folder.exists() and not folder.is_dir():
+            raise CacheDirError(f"{where} cannot be used: {folder} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CacheDirError(f"{where} cannot be created: {exc.strerror or exc}") from None
     return path
 
 
@@ -314,8 +331,9 @@ def download(
     dest = Path(dest)
     hint = _by_hand(url, dest, md5=md5, size=size)
     request = urllib.request.Request(url, headers={"User-Agent": "napari-autosam"})
+    remove_stale_parts(dest)  # what a killed download left behind
     try:
-        with atomic_path(dest) as tmp, urllib.request.urlopen(request, timeout=timeout) as response:
+        with atomic_path(dest, owned=True) as tmp, urllib.request.urlopen(request, timeout=timeout) as response:
             announced = _content_length(response)
             if size is not None and announced is not None and announced != size:
                 raise DownloadError(
