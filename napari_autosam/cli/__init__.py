@@ -139,7 +139,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_background_errors() -> None:
+    """Keep asyncio's 'exception was never retrieved' dumps (zarr's reader tasks of a damaged file) off stderr.
+
+    The error itself reaches the command as an exception and is reported in one line.
+    """
+    import logging
+
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if os.environ.get(DEBUG_ENV, "").strip() in ("", "0"):
+        _quiet_background_errors()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

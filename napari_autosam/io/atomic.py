@@ -38,9 +38,11 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None, *, owned: 
     os.close(fd)
     tmp = Path(tmp_name)
     # mkstemp makes the file private (0600); give it the permissions a plain open() would
-    os.chmod(tmp, 0o666 & ~_umask())
+    mode = 0o666 & ~_umask()
+    os.chmod(tmp, mode)
     try:
         yield tmp
+        os.chmod(tmp, mode)  # again: some writers (safetensors) replace the file with a private one
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
