@@ -299,3 +299,19 @@ def test_download_leftover_of_a_killed_run_is_removed_at_the_next_download(tmp_p
         pass
     assert not leftover.exists() and mine.exists()
     assert (tmp_path / "weights.pth").read_bytes() == b"payload"
+
+
+def test_cache_entries_half_written_by_a_dead_run_are_removed(sam, tmp_path):
+    import subprocess
+    import sys
+
+    pid = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                             text=True).stdout)
+    folder = EmbeddingCache(sam, tmp_path).directory
+    folder.mkdir(parents=True)
+    dead = folder / f".abc.safetensors.pid{pid}-x1.part.safetensors"
+    live = folder / f".def.safetensors.pid{os.getpid()}-x2.part.safetensors"
+    dead.write_bytes(b"\0" * 100)
+    live.write_bytes(b"\0")
+    EmbeddingCache(sam, tmp_path)
+    assert not dead.exists() and live.exists()

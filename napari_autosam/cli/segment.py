@@ -44,7 +44,9 @@ def register(subparsers) -> None:
         "(int32 labels) with --mode instances.",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (TIFF/OME-TIFF, PNG, JPEG, BMP)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output directory (created if missing)")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="output directory (created if missing); inputs from several folders keep their "
+                        "folders below their common parent")
     parser.add_argument("--model", metavar="PATH", help="a trained g/h checkpoint (.safetensors) or a model-store "
                         "folder (its active version); default: the untrained prompt generator")
     parser.add_argument("--sam", default="vit_b", metavar="NAME|PATH",

@@ -83,12 +83,21 @@ def remove_stale_parts(target: str | os.PathLike, *, stale_after: float = STALE_
     changed for ``stale_after`` seconds.
     """
     target = Path(target)
-    if not target.parent.is_dir():
+    return _remove_stale(target.parent, f".{glob_escape(target.name)}.*.part*", stale_after)
+
+
+def remove_stale_parts_in(folder: str | os.PathLike, *, stale_after: float = STALE_AFTER) -> list[Path]:
+    """:func:`remove_stale_parts` for every target in ``folder``."""
+    return _remove_stale(Path(folder), ".*.part*", stale_after)
+
+
+def _remove_stale(folder: Path, pattern: str, stale_after: float) -> list[Path]:
+    if not folder.is_dir():
         return []
-    owner = re.compile(rf"^\.{re.escape(target.name)}\.pid(\d+)-")
+    owner = re.compile(r"\.pid(\d+)-[^.]*\.part")
     removed = []
-    for part in target.parent.glob(f".{glob_escape(target.name)}.*.part*"):
-        match = owner.match(part.name)
+    for part in folder.glob(pattern):
+        match = owner.search(part.name)
         try:
             stale = (not _alive(int(match.group(1))) if match
                      else time.time() - part.stat().st_mtime > stale_after)

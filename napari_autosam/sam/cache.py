@@ -25,7 +25,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..io.atomic import atomic_path
+from ..io.atomic import atomic_path, remove_stale_parts_in
 from ..progress import Stopwatch, Task, run
 from .embedding import embed_images
 
@@ -71,6 +71,8 @@ class EmbeddingCache:
         self.sam = sam
         self.fingerprint = sam_fingerprint(sam)
         self.directory = Path(directory) / self.fingerprint if directory is not None else None
+        if self.directory is not None:
+            remove_stale_parts_in(self.directory)  # what runs killed while writing an entry left
         self.max_items = max_items
         self._memory: OrderedDict[str, torch.Tensor] = OrderedDict()
         self.encoded = 0  # how many images this cache had to run the encoder for
@@ -103,7 +105,7 @@ class EmbeddingCache:
     def _store(self, key: str, embedding: torch.Tensor) -> None:
         self._remember(key, embedding)
         if self.directory is not None:
-            with atomic_path(self.directory / f"{key}.safetensors") as tmp:
+            with atomic_path(self.directory / f"{key}.safetensors", owned=True) as tmp:
                 save_file({"embedding": embedding.contiguous()}, str(tmp))
 
     def __contains__(self, image: np.ndarray) -> bool:
