@@ -23,8 +23,9 @@ is written: binary (bool, 0/1) or non-negative integer labels; float masks
 only when they hold whole numbers >= 0.  Paths read from the record must stay
 inside the store.
 
-The default root is ``data_dir() / "annotations"``: the platform's user data
-directory, or ``$NAPARI_AUTOSAM_DATA`` when set -- never the working directory.
+The default root is :func:`napari_autosam.paths.annotation_dir`: under the
+platform's user data directory, or ``$NAPARI_AUTOSAM_DATA`` when set -- never
+the working directory.
 No napari or Qt here.
 """
 
@@ -43,13 +44,11 @@ from typing import Any
 
 import filelock
 import numpy as np
-import platformdirs
 import tifffile
 
 from .io.atomic import atomic_write_text
+from .paths import DATA_ENV, annotation_dir, data_dir, model_store_dir  # noqa: F401  (re-exported)
 
-#: Environment variable naming the folder for annotations and model versions.
-DATA_ENV = "NAPARI_AUTOSAM_DATA"
 FORMAT = "napari-autosam-annotations/1"
 RECORD = "annotations.json"
 #: The cross-process lock guarding the record (kept beside it; its presence means nothing).
@@ -59,20 +58,14 @@ LOCK_TIMEOUT = 60.0
 _ENTRY_KEYS = ("key", "revision", "image", "mask", "shape", "created")
 
 
-def data_dir() -> Path:
-    """Where annotations and model versions live: ``$NAPARI_AUTOSAM_DATA`` or the user data dir."""
-    override = os.environ.get(DATA_ENV, "").strip()
-    if override:
-        return Path(override).expanduser()
-    return Path(platformdirs.user_data_dir("napari-autosam"))
-
-
 def default_annotation_dir() -> Path:
-    return data_dir() / "annotations"
+    """The default store: :func:`napari_autosam.paths.annotation_dir` of the data folder."""
+    return annotation_dir()
 
 
-def default_model_dir() -> Path:
-    return data_dir() / "models"
+def default_model_dir(sam=None) -> Path:
+    """The default model store of a SAM: :func:`napari_autosam.paths.model_store_dir`."""
+    return model_store_dir(sam)
 
 
 def image_hash(image: np.ndarray) -> str:

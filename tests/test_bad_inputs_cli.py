@@ -196,7 +196,7 @@ def test_segment_with_the_cache_env_pointing_at_a_file(tmp_path, capfd, monkeypa
     image = gray_tif(tmp_path / "in" / "img.tif")
     before = snapshot(tmp_path)
     code, text = cli(capfd, "segment", image, "--out", tmp_path / "out", "--sam", "tiny")
-    assert_error(code, text, "NAPARI_AUTOSAM_CACHE", "cachefile", "is a file")
+    assert_error(code, text, "$NAPARI_AUTOSAM_CACHE", "cachefile", "is a file, not a folder")
     assert_nothing_changed(before, snapshot(tmp_path))
 
 

@@ -22,8 +22,8 @@ def _print_table(report: dict) -> None:
 
 
 def _run(args) -> int:
-    from ..models.checkpoint import load_checkpoint, read_metadata
-    from ..models.store import resolve_model_path
+    from ..models.checkpoint import load_checkpoint
+    from ..models.store import resolve_model_path, sam_for_model
     from ..sam.cache import EmbeddingCache
     from ..training import evaluate, load_samples
     from . import open_sam
@@ -33,8 +33,7 @@ def _run(args) -> int:
     channels = args.channels
     samples = load_samples(args.images, args.masks, channels=channels)
     bar = ProgressBar(unit="image")
-    sam_name = args.sam or read_metadata(model_path).get("sam_variant") or "vit_b"
-    sam = open_sam(sam_name, args.device, bar)
+    sam = open_sam(sam_for_model(args.sam, model_path), args.device, bar)
     model = load_checkpoint(model_path, device=next(sam.parameters()).device)
     cache = EmbeddingCache(sam, Path(args.cache_dir).expanduser()) if args.cache_dir else None
     report = bar.run(evaluate(sam, model, samples, cache=cache)).to_dict()
