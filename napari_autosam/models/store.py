@@ -62,11 +62,10 @@ class ModelStore:
             return []
         removed = []
         with self._lock():
-            live = set()
+            live = set(self._held)  # this process's own claims
             for path in self.root.iterdir():
                 match = _RESERVED.match(path.name)
-                if not match or match.group(1) in self._held:
-                    live.update({match.group(1)} if match else set())
+                if not match or match.group(1) in live:
                     continue
                 probe = filelock.FileLock(str(path), timeout=0)
                 try:
@@ -79,7 +78,7 @@ class ModelStore:
                     removed.append(path)
                 finally:
                     probe.release()
-            for path in self.root.iterdir():
+            for path in self.root.iterdir():  # temporary files of versions (or the pointer) nobody is writing
                 match = _PART.match(path.name)
                 if match and match.group(1).split(".")[0] not in live:
                     path.unlink(missing_ok=True)
