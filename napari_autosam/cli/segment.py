@@ -43,7 +43,8 @@ def register(subparsers) -> None:
         "<stem>_autosam.tif and <stem>_h.tif (uint8 0/1 masks), and <stem>_instances.tif "
         "(int32 labels) with --mode instances.",
     )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (TIFF/OME-TIFF, PNG, JPEG, BMP)")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (TIFF/OME-TIFF, PNG, JPEG, BMP) or whole slides "
+                        "(SVS, NDPI, MRXS, SCN, BIF, VMS, SVSLIDE, OME-Zarr folders)")
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="output directory (created if missing); inputs from several folders keep their "
                         "folders below their common parent")
@@ -72,6 +73,9 @@ def register(subparsers) -> None:
                         help="keep SAM embeddings on disk here, so re-segmenting skips the encoder")
     parser.add_argument("--batch-size", type=positive_int, default=None, metavar="N", help="slices or tiles per batch")
     parser.add_argument("--save-prob", action="store_true", help="also write float32 probability maps")
+    from .resolution import add_resolution_args
+
+    add_resolution_args(parser, what="slides")
     parser.set_defaults(func=_run)
 
 
@@ -111,11 +115,10 @@ def _run(args) -> int:
 
     if args.tile is not None and args.tile != 0 and not (args.tile >= 64 and 0 <= args.overlap < args.tile):
         raise ValueError(f"need --tile >= 64 and 0 <= --overlap < --tile, got {args.tile} and {args.overlap}")
-    from ..io.images import image_stem
     from . import check_output_folder
     from .batch import plan_jobs, run_jobs
 
-    jobs = plan_jobs(args.inputs, Path(args.out).expanduser(), image_stem)  # name clashes: refused before any work
+    jobs = plan_jobs(args.inputs, Path(args.out).expanduser(), _output_stem)  # name clashes: refused before any work
     check_output_folder(args.out)
     if args.cache_dir:
         check_output_folder(args.cache_dir, "--cache-dir")
@@ -127,20 +130,28 @@ def _run(args) -> int:
     return run_jobs("segment", jobs, lambda job: _segment_file(segmenter, job.path, job.out_dir, args))
 
 
+def _output_stem(path: Path) -> str:
+    """The stem a file's outputs are named by (as :func:`_segment_file` names them)."""
+    from ..io.images import image_stem
+    from ..io.slides import is_slide_path, slide_stem
+
+    return slide_stem(path) if is_slide_path(path) else image_stem(path)
+
+
 def _segment_file(segmenter, path: Path, out: Path, args) -> None:
     from ..inference.inputs import image_layout
-    from ..io.images import ImageReadError, image_stem, open_lazy
+    from ..io.images import image_stem
+    from ..io.slides import slide_stem
     from .progressbar import ProgressBar
+    from .resolution import open_input, say
 
-    try:
-        image = open_lazy(path)
-    except ImageReadError as exc:
-        raise ValueError(exc.reason) from exc
+    image, resolution, note = open_input(path, args, segmenter.checkpoint.metadata.get("resolution"))
+    say(note)
     layout = image_layout(image, args.channel_axis, stack=True if args.stack else None)
     tile = args.tile
     if tile is None:
         tile = AUTO_TILE if max(layout.plane_shape) > AUTO_TILE_ABOVE else None
-    stem = image_stem(path)
+    stem = image_stem(path) if resolution is None else slide_stem(path)
     out.mkdir(parents=True, exist_ok=True)
     scratch = out / f".{stem}.autosam-scratch"
     try:
@@ -148,7 +159,7 @@ def _segment_file(segmenter, path: Path, out: Path, args) -> None:
                                  tile=tile or None, overlap=args.overlap, store=scratch, stack=layout.is_stack)
         result = ProgressBar(unit="tile" if tile else "image").run(task)
         written = _write_outputs(result, out, stem, args.save_prob)
-        _report(path, layout, result, written)
+        _report(path, layout, result, written, resolution)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -201,14 +212,17 @@ def _blockwise(array):
             yield np.asarray(array[(*z, *window)])
 
 
-def _report(path: Path, layout, result, written: list[Path]) -> None:
+def _report(path: Path, layout, result, written: list[Path], resolution=None) -> None:
     import numpy as np
+
+    from ..io.working import describe
 
     def fraction(mask) -> float:
         return sum(int(np.count_nonzero(b)) for b in _blockwise(mask)) / float(np.prod(mask.shape))
 
     shape = "×".join(str(s) for s in layout.output_shape)
-    parts = [f"{path.name}: {shape}", f"AutoSAM {fraction(result.autosam_mask):.1%} foreground"]
+    where = f" at {describe(resolution)}" if resolution is not None else ""
+    parts = [f"{path.name}: {shape}{where}", f"AutoSAM {fraction(result.autosam_mask):.1%} foreground"]
     if result.h_mask is not None:
         parts.append(f"h {fraction(result.h_mask):.1%}")
         mean = float(np.mean(result.agreement))
