@@ -53,3 +53,40 @@ def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_text(target: str | os.PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``target`` atomically and return the target path."""
     return atomic_write_bytes(target, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a new, empty temporary folder beside ``target``; it becomes ``target`` on success.
+
+    For outputs that are folders (OME-Zarr): everything is written under a
+    hidden ``.<name>.<random>.partial`` name and renamed at the end, replacing
+    an existing ``target`` folder.  If the block raises, the temporary folder
+    is removed and ``target`` is left as it was.
+    """
+    import shutil
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    replace_directory(tmp, target)
+
+
+def replace_directory(source: Path, target: Path) -> None:
+    """Rename folder ``source`` to ``target``; an existing ``target`` is moved aside first, then deleted."""
+    import shutil
+    import uuid
+
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
+        os.replace(target, old)
+    os.replace(source, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
