@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..progress import Stopwatch, Task
+from ..progress import Stopwatch, Task, run
 
 #: Results of planes with more pixels than this (at the working resolution) go to OME-Zarr
 #: label images on disk and are shown lazily; smaller ones stay in memory.  GUI and CLI use it.
@@ -276,46 +276,46 @@ class LabelImage:
 
     # ---------------------------------------------------------------- write
 
-    def write_array(self, source, *, offset: tuple[int, int] = (0, 0), pyramid: bool = True) -> Task[None]:
-        """Copy ``source`` (numpy or zarr, ``h×w`` or ``Z×h×w``) into level 0 at ``offset``, chunk by chunk.
+    def write_array(self, source, *, offset: tuple[int, int] = (0, 0), z: int | None = None) -> Task[None]:
+        """Copy ``source`` into level 0 at ``offset`` chunk by chunk, then rebuild the pyramid of that box.
 
-        A generator of ``write`` progress; builds the pyramid of the written
-        box afterwards when ``pyramid``.  Only ``source``'s windows are read.
+        ``source`` is numpy or zarr, ``h×w`` (into plane ``z`` of a stack, or
+        the plane) or ``Z×h×w`` (all planes); only its windows are read.  The
+        box is marked ``pending`` until its pyramid is rebuilt.  A generator
+        of ``write`` progress.
         """
         oy, ox = (int(v) for v in offset)
         h, w = source.shape[-2:]
         box = self._check_box((oy, oy + h, ox, ox + w))
-        planes = [None] if source.ndim == 2 else list(range(source.shape[0]))
+        if source.ndim == len(self.shape):
+            planes = [None] if source.ndim == 2 else list(range(source.shape[0]))
+        elif source.ndim == 2 and z is not None:
+            planes = [int(z)]
+        else:
+            raise ValueError(f"cannot write an array of shape {source.shape} into labels of shape {self.shape}")
         windows = list(_chunk_windows(box, CHUNK))
         clock = Stopwatch(len(planes) * len(windows))
-        done = 0
-        for z in planes:
-            lead = () if z is None else (z,)
-            for y0, y1, x0, x1 in windows:
-                values = np.asarray(source[(*lead, slice(y0 - oy, y1 - oy), slice(x0 - ox, x1 - ox))])
+        self._set_pending({"box": list(box), "z": planes[0] if len(planes) == 1 else None})
+        for plane in planes:
+            lead = () if plane is None else (plane,)
+            index = () if plane is None or source.ndim == 2 else (plane,)
+            for k, (y0, y1, x0, x1) in enumerate(windows):
+                values = np.asarray(source[(*index, slice(y0 - oy, y1 - oy), slice(x0 - ox, x1 - ox))])
                 self.levels[0][(*lead, slice(y0, y1), slice(x0, x1))] = values.astype(self.dtype, copy=False)
-                done += 1
-                yield clock.event("write", done, f"wrote {done}/{clock.total} label blocks")
-        if pyramid:
-            for z in planes:
-                self.build_pyramid(box, z=z)
+                yield clock.event("write", k + 1 + planes.index(plane) * len(windows), "writing the labels")
+            self.build_pyramid(box, z=plane)
+        self._set_pending(None)
 
-    def update_region(self, box: tuple[int, int, int, int], values: np.ndarray, z: int | None = None) -> None:
-        """Replace ``box = (y0, y1, x0, x1)`` of level 0 by ``values`` and rebuild its pyramid footprint.
+    def update_region(self, box: tuple[int, int, int, int], values, z: int | None = None) -> None:
+        """Replace ``box = (y0, y1, x0, x1)`` of level 0 (plane ``z``) by ``values`` and rebuild its pyramid footprint.
 
         Only the chunks of the region, and of its footprint in each lower
         level, are rewritten.  Safe against a crash in between (see the module docstring).
         """
         y0, y1, x0, x1 = self._check_box(box)
-        values = np.asarray(values)
-        if values.shape != (y1 - y0, x1 - x0):
-            raise ValueError(f"values of shape {values.shape} do not fit the region {y1 - y0}×{x1 - x0}")
-        self._set_pending({"box": [y0, y1, x0, x1], "z": z})
-        lead = () if z is None else (int(z),)
-        for a0, a1, b0, b1 in _chunk_windows((y0, y1, x0, x1), CHUNK):
-            self.levels[0][(*lead, slice(a0, a1), slice(b0, b1))] = values[a0 - y0 : a1 - y0, b0 - x0 : b1 - x0]
-        self.build_pyramid((y0, y1, x0, x1), z=z)
-        self._set_pending(None)
+        if tuple(values.shape[-2:]) != (y1 - y0, x1 - x0):
+            raise ValueError(f"values of shape {tuple(values.shape)} do not fit the region {y1 - y0}×{x1 - x0}")
+        run(self.write_array(values, offset=(y0, x0), z=z))
 
     def build_pyramid(self, box: tuple[int, int, int, int] | None = None, z: int | None = None) -> None:
         """Recompute the lower levels where level 0's ``box`` (default: all of it) reaches, block by block."""
