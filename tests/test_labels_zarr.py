@@ -153,10 +153,9 @@ def test_atomic_directory_leaves_nothing_on_failure_and_replaces_on_success(tmp_
     with atomic_directory(target) as tmp:
         LabelImage.create(tmp, (10, 10), np.uint8)
     assert LabelImage.open(target).shape == (10, 10)
-    with pytest.raises(RuntimeError):
-        with atomic_directory(target) as tmp:
-            LabelImage.create(tmp, (20, 20), np.uint8)
-            raise RuntimeError("crash while writing")
+    with pytest.raises(RuntimeError), atomic_directory(target) as tmp:
+        LabelImage.create(tmp, (20, 20), np.uint8)
+        raise RuntimeError("crash while writing")
     assert LabelImage.open(target).shape == (10, 10), "the old folder is untouched"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.ome.zarr"], "no temporary folder left"
     with atomic_directory(target) as tmp:

@@ -43,7 +43,7 @@ from ..progress import Stopwatch, Task, run
 ON_DISK_ABOVE = 4096 * 4096
 #: Chunk side of every level (Y and X); stacks are chunked one slice deep.
 CHUNK = 1024
-#: Levels are halved until the longer side is at most this.
+#: Levels are halved until the longer side is at most this (two levels at least).
 SMALLEST_LEVEL = 1024
 SUFFIX = ".ome.zarr"
 META_KEY = "autosam"
@@ -72,9 +72,12 @@ def labels_path(folder: str | os.PathLike, stem: str, role: str) -> Path:
 
 
 def pyramid_shapes(shape: tuple[int, ...]) -> list[tuple[int, ...]]:
-    """Shapes of the levels: Y and X halved (rounding up) until the longer side is ≤ SMALLEST_LEVEL."""
+    """Shapes of the levels: Y and X halved (rounding up) until the longer side is ≤ SMALLEST_LEVEL.
+
+    Always at least two levels: napari takes a one-element list for something else than a pyramid.
+    """
     shapes = [tuple(int(s) for s in shape)]
-    while max(shapes[-1][-2:]) > SMALLEST_LEVEL:
+    while len(shapes) < 2 or max(shapes[-1][-2:]) > SMALLEST_LEVEL:
         *lead, h, w = shapes[-1]
         shapes.append((*lead, math.ceil(h / 2), math.ceil(w / 2)))
     return shapes
