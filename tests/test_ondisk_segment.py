@@ -182,3 +182,15 @@ def test_cli_failure_while_writing_leaves_nothing(gray_tif, tmp_path, small_thre
     assert _cli(gray_tif, out) == 1
     assert "slide.tif: disk full" in capsys.readouterr().err
     assert list(out.iterdir()) == [], "neither the finished AutoSAM labels nor temporary folders are left"
+
+
+def test_tiles_of_a_big_image_are_cached_on_disk_not_in_memory(sam, rgb_zarr, tmp_path):
+    from napari_autosam.sam.cache import EmbeddingCache
+
+    cache = EmbeddingCache(sam, tmp_path / "embeddings")
+    segmenter = Segmenter(sam, cache=cache)
+    run(segmenter.segment(rgb_zarr, tile=192, overlap=32, store=tmp_path / "scratch"))
+    assert cache.encoded == 4 and len(list(cache.directory.iterdir())) == 4
+    assert len(cache._memory) == 0, "memory held does not grow with the number of tiles"
+    run(segmenter.segment(rgb_zarr, tile=192, overlap=32, store=tmp_path / "scratch"))
+    assert cache.encoded == 4, "re-segmenting reads the tiles' embeddings from disk"
