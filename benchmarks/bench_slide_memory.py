@@ -170,7 +170,7 @@ def _write_tiff(path: Path, working: int) -> None:
 
 
 def _spawn(args: list[str], env: dict) -> dict:
-    done = subprocess.run([sys.executable, __file__, *args], env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, __file__, *args], env=env, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not lines:
         sys.exit(f"child {args} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
@@ -178,7 +178,7 @@ def _spawn(args: list[str], env: dict) -> dict:
 
 
 def _load() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
 
 def main() -> None:
@@ -212,7 +212,7 @@ def main() -> None:
                 working = size // 2**args.level
                 if kind == "gui":
                     cmd = ["--child", "gui", str(size), str(args.level)]
-                    done = subprocess.run([*gui_prefix, sys.executable, __file__, *cmd], env=env, capture_output=True,
+                    done = subprocess.run([*gui_prefix, sys.executable, __file__, *cmd], env=env, capture_output=True, check=False,
                                           text=True)
                     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
                     if done.returncode != 0 or not lines:
@@ -235,7 +235,7 @@ def main() -> None:
                       f"{small['peak'] - small['rss_before']:.0f} MiB)", flush=True)
         if "region" in kinds:
             cmd = ["--child", "region", "20000", "0"]
-            done = subprocess.run([*gui_prefix, sys.executable, __file__, *cmd], env=env, capture_output=True, text=True)
+            done = subprocess.run([*gui_prefix, sys.executable, __file__, *cmd], env=env, capture_output=True, text=True, check=False)
             lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
             if done.returncode != 0 or not lines:
                 sys.exit(f"region child failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
