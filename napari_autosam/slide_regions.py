@@ -13,10 +13,8 @@ resolution.  No napari or Qt here.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -35,17 +33,6 @@ class Resolution:
     level: int = 0
     downsample: float = 1.0
     mpp: float | None = None
-
-
-def labels_folder(root: str | os.PathLike, source: str, stem: str) -> Path:
-    """Where the on-disk labels of an image go: ``<root>/labels/<stem>-<hash of its source>``.
-
-    ``root`` is the data folder (annotations and models live beside); the
-    hash keeps two slides with the same file name apart.
-    """
-    digest = hashlib.sha1(str(source).encode()).hexdigest()[:8]
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) or "image"
-    return Path(root) / "labels" / f"{safe}-{digest}"
 
 
 def edit_box(box: tuple[int, int, int, int], shape: tuple[int, int], *,

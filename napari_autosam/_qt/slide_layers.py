@@ -17,10 +17,11 @@ from pathlib import Path
 from napari.layers import Labels
 from napari.utils.colormaps import DirectLabelColormap
 
+from .. import paths
 from ..inference.ondisk import OnDiskResult, segment_to_labels
 from ..io.images import image_stem
 from ..io.labels_zarr import LabelImage, Placement, labels_on_disk
-from ..slide_regions import Resolution, labels_folder
+from ..slide_regions import Resolution
 from .layers import (
     META_KEY,
     ROLES,
@@ -66,8 +67,7 @@ def stem_of(target: ImageTarget) -> str:
 
 
 def folder_of(session, target: ImageTarget) -> Path:
-    # TODO: napari_autosam.paths (the one home of locations) once it lands; labels_folder until then.
-    return labels_folder(session.root, target.source, stem_of(target))
+    return paths.labels_dir(target.source, stem_of(target), session.root)
 
 
 def segment_task(session, target: ImageTarget, region, mode: str, token, *, tile: int, tile_above: int, overlap: int):
