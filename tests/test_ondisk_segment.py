@@ -145,18 +145,17 @@ def gray_tif(tmp_path_factory):
 
 
 def _cli(path, out, *extra):
-    """One untiled run unless ``extra`` says otherwise (the tiled path is covered above)."""
-    tiles = [] if "--tile" in extra else ["--tile", "0"]
-    return main(["segment", str(path), "--out", str(out), "--sam", "tiny", "--device", "cpu", *tiles, *extra])
+    """One untiled run (the tile-by-tile path is covered above)."""
+    return main(["segment", str(path), "--out", str(out), "--sam", "tiny", "--device", "cpu", "--tile", "0", *extra])
 
 
 def test_cli_writes_ome_zarr_for_big_inputs_and_tiff_when_asked(gray_tif, tmp_path, small_threshold, capsys):
-    assert _cli(gray_tif, tmp_path / "auto", "--tile", "160", "--overlap", "32") == 0
+    assert _cli(gray_tif, tmp_path / "auto") == 0
     assert sorted(p.name for p in (tmp_path / "auto").iterdir()) == ["slide_autosam.ome.zarr", "slide_h.ome.zarr"]
     assert "→ slide_autosam.ome.zarr, slide_h.ome.zarr" in capsys.readouterr().out
     autosam = LabelImage.open(tmp_path / "auto" / "slide_autosam.ome.zarr")
     assert autosam.shape == (230, 250) and autosam.attributes["source"] == str(gray_tif)
-    assert _cli(gray_tif, tmp_path / "tiff", "--format", "tiff", "--tile", "160", "--overlap", "32") == 0
+    assert _cli(gray_tif, tmp_path / "tiff", "--format", "tiff") == 0
     assert sorted(p.name for p in (tmp_path / "tiff").iterdir()) == ["slide_autosam.tif", "slide_h.tif"]
     on_disk = autosam.read_region((0, 230, 0, 250))
     assert np.array_equal(tifffile.imread(tmp_path / "tiff" / "slide_autosam.tif"), on_disk), "same masks either way"
@@ -189,8 +188,9 @@ def test_tiles_of_a_big_image_are_cached_on_disk_not_in_memory(sam, rgb_zarr, tm
 
     cache = EmbeddingCache(sam, tmp_path / "embeddings")
     segmenter = Segmenter(sam, cache=cache)
-    run(segmenter.segment(rgb_zarr, tile=192, overlap=32, store=tmp_path / "scratch"))
-    assert cache.encoded == 4 and len(list(cache.directory.iterdir())) == 4
+    image = rgb_zarr[:, :200]  # two tiles of 256
+    run(segmenter.segment(image, tile=256, overlap=32, store=tmp_path / "scratch"))
+    assert cache.encoded == 2 and len(list(cache.directory.iterdir())) == 2
     assert len(cache._memory) == 0, "memory held does not grow with the number of tiles"
-    run(segmenter.segment(rgb_zarr, tile=192, overlap=32, store=tmp_path / "scratch"))
-    assert cache.encoded == 4, "re-segmenting reads the tiles' embeddings from disk"
+    run(segmenter.segment(image, tile=256, overlap=32, store=tmp_path / "scratch"))
+    assert cache.encoded == 2, "re-segmenting reads the tiles' embeddings from disk"
