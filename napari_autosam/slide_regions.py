@@ -58,6 +58,15 @@ def edit_box(box: tuple[int, int, int, int], shape: tuple[int, int], *,
     return y0, y1, x0, x1
 
 
+def resolution_facts(resolution) -> dict:
+    """``{"level", "downsample", "mpp"}`` of a resolution (its own ``to_dict()`` when it has one)."""
+    if hasattr(resolution, "to_dict"):
+        return {"mpp": None, **resolution.to_dict()}
+    mpp = resolution.mpp
+    mpp = None if mpp is None else float(np.mean(mpp))
+    return {"level": int(resolution.level), "downsample": float(resolution.downsample), "mpp": mpp}
+
+
 def level0_box(box: tuple[int, int, int, int], resolution: Resolution) -> tuple[int, int, int, int]:
     """The working-resolution box ``(y0, y1, x0, x1)`` in level-0 pixels (rounded outwards)."""
     d = float(resolution.downsample)
@@ -93,8 +102,7 @@ def accept_region(annotations, labels_path: str | os.PathLike, box: tuple[int, i
                          f"{y1 - y0}×{x1 - x0}")
     labels = LabelImage.open(labels_path, mode="r+")
     labels.update_region(box, mask.astype(labels.dtype, copy=False))
-    facts = {"level": int(resolution.level), "downsample": float(resolution.downsample),
-             "mpp": None if resolution.mpp is None else float(resolution.mpp)}
+    facts = resolution_facts(resolution)
     return annotations.accept(image, mask, source=source, layer_name=layer_name, region=box, slide=str(source),
                               resolution=facts, level0_box=list(level0_box(box, resolution)),
                               working_box=[int(v) for v in box], labels=str(labels_path), **extra)

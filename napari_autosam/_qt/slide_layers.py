@@ -21,7 +21,7 @@ from .. import paths
 from ..inference.ondisk import OnDiskResult, segment_to_labels
 from ..io.images import image_stem
 from ..io.labels_zarr import LabelImage, Placement, labels_on_disk
-from ..slide_regions import Resolution
+from ..slide_regions import Resolution, resolution_facts
 from .layers import (
     META_KEY,
     ROLES,
@@ -74,8 +74,7 @@ def segment_task(session, target: ImageTarget, region, mode: str, token, *, tile
     """The generator that segments ``target`` (or ``region`` of it) into its on-disk labels."""
     height, width = target.plane_shape if region is None else (region[1] - region[0], region[3] - region[2])
     resolution = resolution_of(target)
-    attributes = {"source": target.source, "resolution": {"level": resolution.level,
-                                                          "downsample": resolution.downsample, "mpp": resolution.mpp}}
+    attributes = {"source": target.source, "resolution": resolution_facts(resolution)}
     return segment_to_labels(session.segmenter, target.data, folder_of(session, target), stem_of(target), region=region,
                              channel_axis=target.layout.channel_axis, mode=mode, cancel=token, overlap=overlap,
                              tile=tile if max(height, width) > tile_above else None,
