@@ -113,6 +113,8 @@ def test_edit_region_paint_prompt_accept(viewer, widget, slide, qtbot, idle):
     idle()
     assert int(region.data.max()) == drawn + 1, "SAM drew an object with a new label in the region"
     edited = np.array(region.data)
+    assert widget.compare_section.compare(), "Compare works on the region being edited"
+    widget.compare_section.leave()
 
     click(qtbot, cor.accept_button)  # the Correct section's Accept takes the region being edited
     after = LabelImage.open(path)
