@@ -8,31 +8,17 @@ the working resolution) is copied into memory, edited, and accepted:
 its pyramid footprint only) and stores it as a correction in the
 :class:`~napari_autosam.annotations.AnnotationStore`, with the slide, the
 working resolution and the region's position at level 0 and at the working
-resolution.  No napari or Qt here.
+resolution (through the one mapping of :mod:`napari_autosam.io.working`).  No napari or Qt here.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 import numpy as np
 
 #: A region to edit may be at most this many pixels on a side (at the working resolution).
 MAX_EDIT_SIDE = 4096
-
-
-@dataclass(frozen=True)
-class Resolution:
-    """The working resolution: a pyramid level, its downsample from level 0, and µm per pixel (None: unknown).
-
-    Until whole-slide resolutions are chosen elsewhere, images are segmented
-    at their level 0 (``Resolution()``).
-    """
-
-    level: int = 0
-    downsample: float = 1.0
-    mpp: float | None = None
 
 
 def edit_box(box: tuple[int, int, int, int], shape: tuple[int, int], *,
@@ -59,23 +45,12 @@ def edit_box(box: tuple[int, int, int, int], shape: tuple[int, int], *,
 
 
 def resolution_facts(resolution) -> dict:
-    """``{"level", "downsample", "mpp"}`` of a resolution (its own ``to_dict()`` when it has one)."""
-    if hasattr(resolution, "to_dict"):
-        return {"mpp": None, **resolution.to_dict()}
-    mpp = resolution.mpp
-    mpp = None if mpp is None else float(np.mean(mpp))
-    return {"level": int(resolution.level), "downsample": float(resolution.downsample), "mpp": mpp}
-
-
-def level0_box(box: tuple[int, int, int, int], resolution: Resolution) -> tuple[int, int, int, int]:
-    """The working-resolution box ``(y0, y1, x0, x1)`` in level-0 pixels (rounded outwards)."""
-    d = float(resolution.downsample)
-    y0, y1, x0, x1 = box
-    return int(np.floor(y0 * d)), int(np.ceil(y1 * d)), int(np.floor(x0 * d)), int(np.ceil(x1 * d))
+    """``{"level", "downsample", "mpp"}`` of a Resolution (``mpp`` None for an uncalibrated slide)."""
+    return {"mpp": None, **resolution.to_dict()}
 
 
 def accept_region(annotations, labels_path: str | os.PathLike, box: tuple[int, int, int, int], image: np.ndarray,
-                  mask: np.ndarray, *, source: str, resolution: Resolution = Resolution(), layer_name: str | None = None,
+                  mask: np.ndarray, *, source: str, resolution=None, layer_name: str | None = None,
                   **extra):
     """Write an edited region back into the on-disk labels and store it as a correction.
 
@@ -87,14 +62,16 @@ def accept_region(annotations, labels_path: str | os.PathLike, box: tuple[int, i
     image : ``h×w×3`` (or ``h×w``) pixels of the region at the working resolution
     mask : ``h×w`` edited labels (0 background)
     source : the slide's path
-    resolution : the working resolution (anything with ``level``, ``downsample`` and ``mpp``)
+    resolution : the working resolution (:class:`~napari_autosam.io.working.Resolution`; None: level 0)
     **extra : more facts for the annotation entry (model, SAM)
 
     Returns the new :class:`~napari_autosam.annotations.AnnotationEntry`; its
     ``extra`` holds ``slide``, ``resolution``, ``level0_box`` and ``working_box``.
     """
     from .io.labels_zarr import LabelImage
+    from .io.working import Resolution, region_to_level0
 
+    resolution = resolution if resolution is not None else Resolution(0, 1.0)
     mask = np.asarray(mask)
     y0, y1, x0, x1 = box
     if mask.shape != (y1 - y0, x1 - x0) or tuple(np.asarray(image).shape[:2]) != mask.shape:
@@ -104,5 +81,5 @@ def accept_region(annotations, labels_path: str | os.PathLike, box: tuple[int, i
     labels.update_region(box, mask.astype(labels.dtype, copy=False))
     facts = resolution_facts(resolution)
     return annotations.accept(image, mask, source=source, layer_name=layer_name, region=box, slide=str(source),
-                              resolution=facts, level0_box=list(level0_box(box, resolution)),
+                              resolution=facts, level0_box=list(region_to_level0(box, resolution)),
                               working_box=[int(v) for v in box], labels=str(labels_path), **extra)

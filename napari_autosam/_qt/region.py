@@ -93,17 +93,24 @@ class RegionEditor(QWidget):
         if self.edit is not None:
             notify.info("Accept or discard the region being edited first.")
             return False
-        target = self.segment_section.target()
-        if target is None:
+        from ..io.working import region_to_working
+
+        full = self.segment_section.target()
+        if full is None:
             return False
-        autosam = find_output(self.viewer, target.name, "autosam")
+        autosam = find_output(self.viewer, full.name, "autosam")
         if autosam is None or not is_on_disk(autosam):
             notify.info("Edit region is for big images whose labels are on disk: segment the image first "
                         "(a smaller image's AutoSAM layer can be painted directly).")
             return False
         try:
-            box = edit_box(visible_region(self.viewer, target), target.plane_shape)
-        except ValueError as exc:
+            # the image at the resolution its labels were made at (segment_section's one way to get it)
+            target = self.segment_section._at_resolution(full, autosam.metadata[META_KEY].get("resolution_request"))
+            box = visible_region(self.viewer, full)
+            if getattr(target, "resolution", None) is not None:
+                box = region_to_working(box, target.resolution)
+            box = edit_box(box, target.plane_shape)
+        except ValueError as exc:  # ResolutionError too
             notify.info(f"Edit region: {exc}")
             return False
         paths = {role: Path(layer.metadata[META_KEY]["path"]) for role in ("autosam", "h")

@@ -21,7 +21,8 @@ from .. import paths
 from ..inference.ondisk import OnDiskResult, segment_to_labels
 from ..io.images import image_stem
 from ..io.labels_zarr import LabelImage, Placement, labels_on_disk
-from ..slide_regions import Resolution, resolution_facts
+from ..io.working import Resolution, describe
+from ..slide_regions import resolution_facts
 from .layers import (
     META_KEY,
     ROLES,
@@ -44,21 +45,25 @@ def is_on_disk(layer) -> bool:
 
 
 def resolution_of(target: ImageTarget) -> Resolution:
-    """The working resolution of an image layer: its level 0, with µm/px when the layer's metadata has it."""
+    """The working resolution of a target: a slide's chosen one, else level 0 (µm/px from the layer's metadata)."""
+    resolution = getattr(target, "resolution", None)  # segment_section.WorkingTarget
+    if resolution is not None:
+        return resolution
     mpp = target.layer.metadata.get("mpp") if isinstance(target.layer.metadata, dict) else None
-    return Resolution(0, 1.0, float(mpp) if isinstance(mpp, (int, float)) else None)
+    if isinstance(mpp, (int, float)):
+        mpp = (mpp, mpp)
+    mpp = tuple(float(v) for v in mpp) if isinstance(mpp, (list, tuple)) and len(mpp) == 2 else None
+    return Resolution(0, 1.0, mpp)
 
 
-def placement_of(target: ImageTarget, resolution: Resolution) -> Placement:
+def placement_of(target: ImageTarget) -> Placement:
     """Scale and translation (world units of the image layer) of one working-resolution label pixel."""
-    layer = target.layer
+    transform = target.output_transform()  # the working-resolution mapping for slides
     y, x = target.spatial_axes()[-2:]
-    d = float(resolution.downsample)
-    sy, sx = float(layer.scale[y]), float(layer.scale[x])
-    ty, tx = float(layer.translate[y]), float(layer.translate[x])
-    units = [str(u) for u in getattr(layer, "units", ())]
+    units = [str(u) for u in getattr(target.layer, "units", ())]
     unit = "micrometer" if len(units) > x and units[y] == units[x] == "micrometer" else None
-    return Placement((sy * d, sx * d), (ty + (d - 1) / 2 * sy, tx + (d - 1) / 2 * sx), unit)
+    return Placement(tuple(float(v) for v in transform["scale"][-2:]),
+                     tuple(float(v) for v in transform["translate"][-2:]), unit)
 
 
 def stem_of(target: ImageTarget) -> str:
@@ -78,7 +83,7 @@ def segment_task(session, target: ImageTarget, region, mode: str, token, *, tile
     return segment_to_labels(session.segmenter, target.data, folder_of(session, target), stem_of(target), region=region,
                              channel_axis=target.layout.channel_axis, mode=mode, cancel=token, overlap=overlap,
                              tile=tile if max(height, width) > tile_above else None,
-                             placement=placement_of(target, resolution), attributes=attributes)
+                             placement=placement_of(target), attributes=attributes)
 
 
 def show_labels(viewer, target: ImageTarget, role: str, path: Path) -> Labels:
@@ -103,8 +108,11 @@ def show_labels(viewer, target: ImageTarget, role: str, path: Path) -> Labels:
                              **image.layer_transform(), **kwargs)
 
 
-def show_result(section, target: ImageTarget, result: OnDiskResult, model_label: str) -> None:
-    """Show an on-disk result in the output layers and say what happened in the segment section's note."""
+def show_result(section, target: ImageTarget, result: OnDiskResult, model_label: str, request=None) -> None:
+    """Show an on-disk result in the output layers and say what happened in the segment section's note.
+
+    ``request`` is the working-resolution choice it was made at (kept for Edit region).
+    """
     viewer = section.viewer
     if target.name not in viewer.layers:
         return
@@ -113,6 +121,7 @@ def show_result(section, target: ImageTarget, result: OnDiskResult, model_label:
         layer = show_labels(viewer, target, role, path)
         info = layer.metadata[META_KEY]
         info["model"] = model_label
+        info["resolution_request"] = request
         if role == "autosam" and result.agreement:
             info["agreement"] = {**dict(info.get("agreement", {})), 0: result.agreement[0]}
     section._select_for_editing(target)
@@ -120,6 +129,8 @@ def show_result(section, target: ImageTarget, result: OnDiskResult, model_label:
     where = "the region" if result.region is not None else "the image"
     notes.append(f"The labels are stored in {Path(result.paths['autosam']).parent} and shown from there; "
                  "to correct them, zoom in and press Edit region.")
+    if getattr(target, "resolution", None) is not None:
+        notes.append(f"Segmented at {describe(target.resolution)}.")
     if result.untrained:
         notes.append("The prompt generator is untrained, so this mask is only a starting point.")
     if result.cancelled:

@@ -37,7 +37,8 @@ def register(subparsers) -> None:
         "<stem>_autosam.tif and <stem>_h.tif (uint8 0/1 masks), and <stem>_instances.tif "
         "(int32 labels) with --mode instances.",
     )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (TIFF/OME-TIFF, PNG, JPEG, BMP)")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (TIFF/OME-TIFF, PNG, JPEG, BMP) or whole slides "
+                        "(SVS, NDPI, MRXS, SCN, BIF, VMS, SVSLIDE, OME-Zarr folders)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory (created if missing)")
     parser.add_argument("--model", metavar="PATH", help="a trained g/h checkpoint (.safetensors) or a model-store "
                         "folder (its active version); default: the untrained prompt generator")
@@ -67,6 +68,9 @@ def register(subparsers) -> None:
     parser.add_argument("--format", choices=("auto", "tiff", "ome-zarr"), default="auto",
                         help="tiff: <stem>_autosam.tif …; ome-zarr: <stem>_autosam.ome.zarr … (multiscale OME-Zarr "
                         "labels, written tile by tile); auto (default): OME-Zarr for planes over 4096² pixels")
+    from .resolution import add_resolution_args
+
+    add_resolution_args(parser, what="slides")
     parser.set_defaults(func=_run)
 
 
@@ -125,27 +129,27 @@ def _run(args) -> int:
 
 def _segment_file(segmenter, path: Path, out: Path, args) -> None:
     from ..inference.inputs import image_layout
-    from ..io.images import ImageReadError, image_stem, open_lazy
+    from ..io.images import image_stem
+    from ..io.slides import slide_stem
     from .progressbar import ProgressBar
+    from .resolution import open_input, say
 
-    try:
-        image = open_lazy(path)
-    except ImageReadError as exc:
-        raise ValueError(exc.reason) from exc
+    image, resolution, note = open_input(path, args, segmenter.checkpoint.metadata.get("resolution"))
+    say(note)
     layout = image_layout(image, args.channel_axis, stack=True if args.stack else None)
     tile = args.tile
     if tile is None:
         tile = AUTO_TILE if max(layout.plane_shape) > AUTO_TILE_ABOVE else None
-    stem = image_stem(path)
+    stem = image_stem(path) if resolution is None else slide_stem(path)
     if _output_format(args, layout) == "ome-zarr":
-        return _segment_to_ome_zarr(segmenter, image, layout, path, out, stem, tile, args)
+        return _segment_to_ome_zarr(segmenter, image, layout, path, out, stem, tile, args, resolution)
     scratch = out / f".{stem}.autosam-scratch"
     try:
         task = segmenter.segment(image, channel_axis=args.channel_axis, channels=args.channels, mode=args.mode,
                                  tile=tile or None, overlap=args.overlap, store=scratch, stack=layout.is_stack)
         result = ProgressBar(unit="tile" if tile else "image").run(task)
         written = _write_outputs(result, out, stem, args.save_prob)
-        _report(path, layout, result, written)
+        _report(path, layout, result, written, resolution)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -161,17 +165,26 @@ def _output_format(args, layout) -> str:
     return chosen
 
 
-def _segment_to_ome_zarr(segmenter, image, layout, path: Path, out: Path, stem: str, tile, args) -> None:
+def _segment_to_ome_zarr(segmenter, image, layout, path: Path, out: Path, stem: str, tile, args,
+                         resolution=None) -> None:
     """Masks (and instances) as OME-Zarr label images, written tile by tile; nothing left on failure."""
     from ..inference.ondisk import segment_to_labels
+    from ..io.labels_zarr import placement_for
+    from ..slide_regions import resolution_facts
     from .progressbar import ProgressBar
 
+    attributes = {"source": str(path)}
+    if resolution is not None:
+        attributes["resolution"] = resolution_facts(resolution)
     task = segment_to_labels(segmenter, image, out, stem, channel_axis=args.channel_axis, channels=args.channels,
                              mode=args.mode, tile=tile or None, overlap=args.overlap, stack=layout.is_stack,
-                             attributes={"source": str(path)})
+                             placement=placement_for(resolution), attributes=attributes)
     result = ProgressBar(unit="tile" if tile else "image").run(task)
+    from ..io.working import describe
+
     shape = "×".join(str(s) for s in layout.output_shape)
-    parts = [f"{path.name}: {shape}", f"AutoSAM {result.foreground:.1%} foreground"]
+    where = f" at {describe(resolution)}" if resolution is not None else ""
+    parts = [f"{path.name}: {shape}{where}", f"AutoSAM {result.foreground:.1%} foreground"]
     if result.agreement:
         parts.append(f"agreement (Dice) {sum(result.agreement) / len(result.agreement):.3f}")
     parts += result.messages + (["cancelled"] if result.cancelled else [])
@@ -226,14 +239,17 @@ def _blockwise(array):
             yield np.asarray(array[(*z, *window)])
 
 
-def _report(path: Path, layout, result, written: list[Path]) -> None:
+def _report(path: Path, layout, result, written: list[Path], resolution=None) -> None:
     import numpy as np
+
+    from ..io.working import describe
 
     def fraction(mask) -> float:
         return sum(int(np.count_nonzero(b)) for b in _blockwise(mask)) / float(np.prod(mask.shape))
 
     shape = "×".join(str(s) for s in layout.output_shape)
-    parts = [f"{path.name}: {shape}", f"AutoSAM {fraction(result.autosam_mask):.1%} foreground"]
+    where = f" at {describe(resolution)}" if resolution is not None else ""
+    parts = [f"{path.name}: {shape}{where}", f"AutoSAM {fraction(result.autosam_mask):.1%} foreground"]
     if result.h_mask is not None:
         parts.append(f"h {fraction(result.h_mask):.1%}")
         mean = float(np.mean(result.agreement))

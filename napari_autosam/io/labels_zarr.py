@@ -106,6 +106,24 @@ class Placement:
         return scale, translation
 
 
+def placement_for(resolution=None, base_scale=(1.0, 1.0), base_translate=(0.0, 0.0)) -> Placement:
+    """The placement of labels at a working ``resolution`` (:class:`napari_autosam.io.working.Resolution`).
+
+    Over a level-0 image whose pixels are ``base_scale`` apart (default:
+    the slide's µm/px when the resolution has one, else level-0 pixels),
+    through the one level-0 ↔ working mapping of :mod:`napari_autosam.io.working`.
+    """
+    if resolution is None:
+        return Placement(tuple(base_scale), tuple(base_translate))
+    from .working import layer_transform
+
+    unit = None
+    if resolution.mpp is not None and tuple(base_scale) == (1.0, 1.0):
+        base_scale, unit = tuple(float(m) / resolution.downsample for m in resolution.mpp), "micrometer"
+    transform = layer_transform(resolution, base_scale, base_translate)
+    return Placement(tuple(transform["scale"]), tuple(transform["translate"]), unit)
+
+
 def downsample_labels(block: np.ndarray) -> np.ndarray:
     """Halve the last two axes of a label block by the mode of each 2×2 block (ties: top-left).
 
