@@ -194,3 +194,17 @@ def test_tiles_of_a_big_image_are_cached_on_disk_not_in_memory(sam, rgb_zarr, tm
     assert len(cache._memory) == 0, "memory held does not grow with the number of tiles"
     run(segmenter.segment(image, tile=256, overlap=32, store=tmp_path / "scratch"))
     assert cache.encoded == 2, "re-segmenting reads the tiles' embeddings from disk"
+
+
+def test_cli_ome_zarr_at_a_pyramid_level_is_placed_over_level_0(tmp_path, small_threshold, capsys):
+    image = np.concatenate([make_nuclei_image((240, 240), seed=s)[0] for s in (6, 7)], axis=1)  # 240×480 gray
+    path = tmp_path / "pyramid.ome.tif"
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(image, subifds=1, tile=(128, 128))
+        tif.write(image[::2, ::2], subfiletype=1, tile=(128, 128))
+    assert _cli(path, tmp_path / "out", "--level", "1", "--format", "ome-zarr") == 0
+    labels = LabelImage.open(tmp_path / "out" / "pyramid_autosam.ome.zarr")
+    assert labels.shape == (120, 240)
+    assert labels.placement == labels_zarr.Placement((2.0, 2.0), (0.5, 0.5), None), "level-0 pixels, centres aligned"
+    assert labels.attributes["resolution"] == {"level": 1, "downsample": 2.0, "mpp": None}
+    assert "pyramid.ome.tif: 120×240 at" in capsys.readouterr().out

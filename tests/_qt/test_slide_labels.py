@@ -153,3 +153,34 @@ def test_edit_region_refuses_too_big_or_outside_in_one_line(viewer, widget, slid
     assert any("does not show any part of the image" in m for m in messages), messages
     assert all("\n" not in m and "Traceback" not in m for m in messages)
     assert editor.edit is None and "slide · region" not in viewer.layers
+
+
+def test_labels_at_a_coarser_working_resolution_overlay_the_slide(viewer, widget, slide, qtbot, idle, monkeypatch):
+    """At level 1 (2 level-0 pixels per label pixel) the labels sit over the slide and regions map back to level 0."""
+    monkeypatch.setattr(labels_zarr, "ON_DISK_ABOVE", 100 * 100)
+    slide.metadata = {**slide.metadata, "source": "slide.svs", "vendor": "test", "backend": "zarr", "mpp": [0.5, 0.5],
+                      "downsamples": [1.0, 2.0], "objective_power": 20.0, "units": "µm"}
+    seg = widget.segment_section
+    seg.refresh_images()  # the layer is a slide now: its levels appear in the Resolution control
+    seg.select("slide", "image")
+    seg.set_resolution({"level": 1})
+    assert seg.resolution_request() == {"level": 1}
+    click(qtbot, seg.segment_button)
+    idle()
+    autosam = viewer.layers["AutoSAM"]
+    assert autosam.multiscale and tuple(autosam.data[0].shape) == (150, 170)
+    assert list(autosam.scale) == [1.0, 1.0] and list(autosam.translate) == [100.25, 200.25]
+    on_disk = LabelImage.open(autosam.metadata["autosam"]["path"])
+    assert on_disk.attributes["resolution"] == {"level": 1, "downsample": 2.0, "mpp": 1.0}
+
+    _zoom(viewer, qtbot, (100 + 60, 200 + 80), 6)
+    assert widget.region_editor.start()
+    y0, y1, x0, x1 = box = widget.region_editor.edit.box
+    region = viewer.layers["AutoSAM [slide · region]"]
+    assert region.data.shape == (y1 - y0, x1 - x0) and list(region.scale) == [1.0, 1.0]
+    assert list(region.translate) == [100.25 + y0, 200.25 + x0]
+    region.paint((3, 3), 9)
+    entry = widget.region_editor.accept()
+    assert entry.extra["resolution"] == {"level": 1, "downsample": 2.0, "mpp": 1.0}
+    assert entry.extra["working_box"] == list(box) and entry.extra["level0_box"] == [2 * v for v in box]
+    assert LabelImage.open(on_disk.path).read_region(box)[3, 3] == 9
