@@ -14,8 +14,8 @@ and its RSS just before segmenting:
 The slides are procedural lazy arrays (nuclei images from a bank of blocks,
 no two tiles alike), so the reader costs nothing and every byte measured is
 the segmentation's.  The working image is the slide at pyramid level
-``--level`` (downsample 2**level, default 2: 2,048² and 8,192²), handed to
-the widget as its own lazy layer with the matching scale.  Ratios are
+``--level`` (downsample 2**level, default 2: 2,048² and 8,192²), chosen in
+the widget's Resolution control (the command line: ``--level``).  Ratios are
 large / small, measured in one run; the load (``uptime``) is printed.
 
     python benchmarks/bench_slide_memory.py                  # ~10 min on a busy 2-core machine
@@ -116,16 +116,19 @@ def child_gui(size: int, level: int, region: bool) -> dict:
     widget.model_section.select_sam("tiny")
     widget.model_section.load()
     _wait(app, widget)
-    working = size // 2**level
-    viewer.add_image(pyramid(working), multiscale=True, rgb=True, name="slide", scale=(2.0**level, 2.0**level),
-                     translate=((2**level - 1) / 2,) * 2, contrast_limits=(0, 255))
+    levels = pyramid(size)
+    metadata = {"source": f"pattern{size}", "vendor": "benchmark", "backend": "numpy", "mpp": [0.25, 0.25],
+                "objective_power": 40.0, "downsamples": [2.0**k for k in range(len(levels))]}
+    viewer.add_image(levels, multiscale=True, rgb=True, name="slide", scale=(0.25, 0.25), units=("µm", "µm"),
+                     contrast_limits=(0, 255), metadata=metadata)
     seg = widget.segment_section
     if region:
         camera = viewer.camera
-        camera.center = (working * 0.5 * 2**level, working * 0.5 * 2**level)
-        camera.zoom = 1.0 / 2**level
+        camera.center = (size * 0.125, size * 0.125)  # the middle, in µm
+        camera.zoom = 4.0  # one screen pixel per level-0 pixel
         app.processEvents()
     seg.select("slide", "region" if region else "image")
+    seg.set_resolution({"level": level})  # the Resolution control
     for _ in range(5):
         app.processEvents()
         time.sleep(0.05)

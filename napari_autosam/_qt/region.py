@@ -38,6 +38,7 @@ class RegionEdit:
     paths: dict[str, Path]  # role → on-disk labels
     image_name: str  # the layer holding the region's pixels
     hidden: list  # on-disk layers hidden while editing
+    request: dict | None = None  # the Resolution control's choice the labels were made with
 
 
 class RegionEditor(QWidget):
@@ -105,7 +106,8 @@ class RegionEditor(QWidget):
             return False
         try:
             # the image at the resolution its labels were made at (segment_section's one way to get it)
-            target = self.segment_section._at_resolution(full, autosam.metadata[META_KEY].get("resolution_request"))
+            request = autosam.metadata[META_KEY].get("resolution_request")
+            target = self.segment_section._at_resolution(full, request)
             box = visible_region(self.viewer, full)
             if getattr(target, "resolution", None) is not None:
                 box = region_to_working(box, target.resolution)
@@ -116,6 +118,7 @@ class RegionEditor(QWidget):
         paths = {role: Path(layer.metadata[META_KEY]["path"]) for role in ("autosam", "h")
                  if (layer := find_output(self.viewer, target.name, role)) is not None and is_on_disk(layer)}
         self.edit = self._copy(target, box, paths)
+        self.edit.request = request
         self._update()
         return True
 
@@ -197,4 +200,5 @@ class RegionEditor(QWidget):
                 disk.refresh()
         if edit.slide in self.viewer.layers:
             self.segment_section.select(edit.slide)
+            self.segment_section.set_resolution(edit.request)  # as it was, not the default
         self._update()

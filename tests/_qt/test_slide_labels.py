@@ -184,3 +184,4 @@ def test_labels_at_a_coarser_working_resolution_overlay_the_slide(viewer, widget
     assert entry.extra["resolution"] == {"level": 1, "downsample": 2.0, "mpp": 1.0}
     assert entry.extra["working_box"] == list(box) and entry.extra["level0_box"] == [2 * v for v in box]
     assert LabelImage.open(on_disk.path).read_region(box)[3, 3] == 9
+    assert seg.resolution_request() == {"level": 1}, "the slide's resolution choice is kept"
