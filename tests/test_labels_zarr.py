@@ -162,3 +162,14 @@ def test_atomic_directory_leaves_nothing_on_failure_and_replaces_on_success(tmp_
         LabelImage.create(tmp, (30, 30), np.uint8)
     assert LabelImage.open(target).shape == (30, 30)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.ome.zarr"]
+
+
+def test_a_dead_writers_folder_is_removed_by_the_next_write(tmp_path):
+    dead = tmp_path / ".out.ome.zarr.pid999999999-abc.incomplete"
+    alive = tmp_path / f".out.ome.zarr.pid{os.getpid()}-def.incomplete"
+    for folder in (dead, alive):
+        (folder / "0").mkdir(parents=True)
+    with atomic_directory(tmp_path / "out.ome.zarr") as tmp:
+        LabelImage.create(tmp, (10, 10), np.uint8)
+    assert not dead.exists() and alive.exists(), "only the folder of a process that is gone is removed"
+    assert (tmp_path / "out.ome.zarr").is_dir()
