@@ -95,7 +95,7 @@ class CompareSection(QWidget):
     def update_numbers(self, target: ImageTarget) -> bool:
         """Recompute the disagreement layer and the Dice of ``target``'s two masks; False if one is missing."""
         autosam, h = self._outputs(target)
-        if autosam is None or h is None:
+        if autosam is None or h is None or autosam.multiscale or h.multiscale:
             return False
         diff = ensure_output(self.viewer, target, "disagreement")
         diff.data[...] = disagreement(autosam.data, h.data)
@@ -122,6 +122,11 @@ class CompareSection(QWidget):
         target = self.segment_section.target()
         if self.active:
             self.leave()
+        if any(layer is not None and layer.multiscale for layer in self._outputs(target)):
+            self.button.setChecked(False)  # a big image's labels on disk: compare a region of it
+            notify.info("Compare works on labels held in memory: for a big image, zoom in, press Edit region "
+                        "and compare the region.")
+            return False
         if target is None or not self.update_numbers(target):
             self.button.setChecked(False)
             if target is not None:

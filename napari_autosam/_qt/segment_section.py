@@ -33,8 +33,16 @@ from ..io.working import (
     same_resolution,
     working_image,
 )
-from . import notify
-from .layers import ImageTarget, current_plane, ensure_output, focus_for_editing, image_target, plane_index, visible_region
+from . import notify, slide_layers
+from .layers import (
+    ImageTarget,
+    current_plane,
+    ensure_output,
+    focus_for_editing,
+    image_target,
+    plane_index,
+    visible_region,
+)
 from .session import Session
 from .workers import ProgressPanel, TaskRunner
 
@@ -319,8 +327,12 @@ class SegmentSection(QWidget):
         mode = "instances" if request.instances else "semantic"
         segmenter = self.session.segmenter
         model_label = self.session.model_label
+        big = slide_layers.on_disk(target)  # results go to OME-Zarr labels on disk, shown lazily
 
         def make_task(token):
+            if big:
+                return slide_layers.segment_task(self.session, target, region, mode, token, tile=TILE,
+                                                 tile_above=TILE_ABOVE, overlap=OVERLAP)
             data = target.data
             if scope == "slice":
                 data = target.layout.read(data, z)
@@ -332,6 +344,8 @@ class SegmentSection(QWidget):
 
         def done(result) -> None:
             self.last = Request(request.layer_name, scope, request.instances, request.resolution)
+            if big:
+                return slide_layers.show_result(self, target, result, model_label, request.resolution)
             self._show(target, result, scope, z, region, model_label)
 
         what = {"slice": f"slice {z}", "stack": "the whole stack", "image": "the whole image",
@@ -387,8 +401,7 @@ class SegmentSection(QWidget):
             layer.refresh()
         if result.store is not None:
             shutil.rmtree(result.store, ignore_errors=True)  # tiled results were copied into the layers
-        if not self.view_locked():
-            focus_for_editing(self.viewer, target.name)
+        self._select_for_editing(target)
         notes = list(result.messages)
         if isinstance(target, WorkingTarget):
             differs = resolution_note(target.resolution, self.model_resolution())
@@ -402,3 +415,8 @@ class SegmentSection(QWidget):
         self.note.setText(f"{model_label}: {foreground:.0%} of the pixels are foreground."
                           + (" " + " ".join(notes) if notes else ""))
         self.segmented.emit(target.name)
+
+    def _select_for_editing(self, target: ImageTarget) -> None:
+        """The image's AutoSAM layer on top, shown and selected (unless the comparison owns the view)."""
+        if not self.view_locked():
+            focus_for_editing(self.viewer, target.name)
