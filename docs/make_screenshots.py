@@ -50,6 +50,11 @@ def main() -> None:
     taken: list[str] = []
 
     def shot(name: str, *, widget_only: bool = False) -> None:
+        from qtpy.QtWidgets import QWidget
+
+        for toast in viewer.window._qt_window.findChildren(QWidget):
+            if type(toast).__name__ == "NapariQtNotification":
+                toast.close()  # transient notifications would cover the canvas in a still picture
         for _ in range(5):  # nested layouts (wrapped labels in a scroll area) settle over a few passes
             app.processEvents()
         path = OUT / f"{name}.png"
