@@ -1,0 +1,246 @@
+"""Segment many images on the workers of a ``dask.distributed`` cluster.
+
+:func:`segment_many` sends one task per input path (paths, not pixels: the
+workers read the inputs and write the outputs on a file system they share
+with the client).  Each worker loads SAM and the model once, through a
+:class:`ModelPlugin` registered on the client under a name made of the SAM
+and the model file; every task then runs the command line's own per-file
+step (:func:`napari_autosam.cli.segment._segment_file`), so the files are the
+ones ``napari-autosam segment`` writes in one process, byte for byte.
+
+Re-running a task is safe: outputs are written atomically, a task first
+removes the scratch store a killed run of the same image left behind, and
+the client removes left-over temporary files once every task has finished.
+When a worker dies, the scheduler runs its tasks again on another one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import shutil
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from distributed import WorkerPlugin, as_completed, get_worker
+
+from ..progress import Progress, Stopwatch, Task
+
+__all__ = ["BatchResult", "ModelPlugin", "segment_many", "segment_options"]
+
+#: One task at a time writes its report line into a captured stdout.
+_STDOUT = threading.Lock()
+
+
+@dataclass
+class BatchResult:
+    """What :func:`segment_many` did.
+
+    Attributes
+    ----------
+    written : dict[str, list[Path]]
+        Output files per input path, in input order.
+    failed : dict[str, str]
+        One line per input that could not be segmented.
+    reports : dict[str, str]
+        The command line's report line per segmented input.
+    workers : dict[str, str]
+        The worker address that segmented each input.
+    """
+
+    written: dict[str, list[Path]] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    reports: dict[str, str] = field(default_factory=dict)
+    workers: dict[str, str] = field(default_factory=dict)
+
+
+def segment_options(out, **options) -> argparse.Namespace:
+    """The ``segment`` command's settings: its defaults, ``--out out`` and ``options`` by option name.
+
+    ``segment_options(out, mode="instances", tile=512)`` means
+    ``napari-autosam segment … --out out --mode instances --tile 512``.
+
+    Raises
+    ------
+    TypeError
+        For a name that is not an option of ``napari-autosam segment``.
+    """
+    from ..cli import build_parser
+
+    args = build_parser().parse_args(["segment", "-", "--out", str(out)])
+    unknown = sorted(set(options) - set(vars(args)) - {"inputs"})
+    if unknown:
+        raise TypeError(f"not options of napari-autosam segment: {', '.join(unknown)}")
+    for name, value in options.items():
+        setattr(args, name, value)
+    args.out = str(out)
+    args.dask_scheduler = args.dask_workers = None  # a worker never starts a cluster of its own
+    return args
+
+
+class ModelPlugin(WorkerPlugin):
+    """Loads SAM and the model once per worker process, on the first task that needs them.
+
+    Parameters
+    ----------
+    sam : str
+        A SAM variant name or checkpoint file (as ``--sam`` takes it).
+    model : str or None
+        A model checkpoint file (resolved on the client, so every worker uses
+        the same version), or None for the untrained default.
+    device : str or None
+        ``cuda``, ``mps``, ``cpu`` or None (automatic, per worker).
+    """
+
+    def __init__(self, sam: str, model: str | None, device: str | None = None) -> None:
+        self.sam, self.model, self.device = str(sam), model, device
+        self.name = f"napari-autosam:{self.sam}:{model or 'untrained'}:{device or 'auto'}"
+        self.loads = 0
+        self._loaded = None
+        self._lock = threading.Lock()
+
+    def setup(self, worker=None) -> None:
+        self._lock = threading.Lock()  # a fresh lock on each worker (the plugin arrives pickled)
+
+    def __getstate__(self):
+        return {"sam": self.sam, "model": self.model, "device": self.device, "name": self.name}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, loads=0, _loaded=None, _lock=threading.Lock())
+
+    def loaded(self):
+        """``(sam, checkpoint)``, loaded on the first call in this worker process."""
+        with self._lock:
+            if self._loaded is None:
+                from ..inference import default_model
+                from ..models.checkpoint import load_checkpoint
+                from ..progress import run
+                from ..sam.registry import check_sam_variant, load_sam
+
+                sam = run(load_sam(self.sam, device=self.device))
+                checkpoint = default_model() if self.model is None else load_checkpoint(self.model)
+                check_sam_variant(checkpoint.sam_variant, sam, str(self.model))
+                self._loaded, self.loads = (sam, checkpoint), self.loads + 1
+            return self._loaded
+
+    def segmenter(self, args: argparse.Namespace):
+        """A :class:`~napari_autosam.inference.Segmenter` on the loaded SAM and model, set up as ``args`` say."""
+        from ..inference import InstanceOptions, Segmenter
+        from ..sam.cache import EmbeddingCache
+
+        sam, checkpoint = self.loaded()
+        cache = EmbeddingCache(sam, args.cache_dir) if args.cache_dir else None
+        options = InstanceOptions(source=args.instance_source, refine=not args.no_refine)
+        return Segmenter(sam, checkpoint, cache=cache, batch_size=args.batch_size, instance_options=options)
+
+
+def _stems(path: Path) -> set[str]:
+    from ..io.images import image_stem
+    from ..io.slides import slide_stem
+
+    return {image_stem(path), slide_stem(path)}
+
+
+def _remove_leftovers(path: Path, out: Path) -> None:
+    """Remove what a killed run for ``path`` may have left in ``out``: its scratch store and temporary files."""
+    for stem in _stems(path):
+        shutil.rmtree(out / f".{stem}.autosam-scratch", ignore_errors=True)
+        for part in out.glob(f".{stem}_*.part*"):
+            with contextlib.suppress(OSError):
+                part.unlink() if part.is_file() else shutil.rmtree(part)
+
+
+def _segment_path(path: str, args: argparse.Namespace, plugin_name: str) -> tuple[list[str], str, str]:
+    """The task run on a worker: segment one file; return the files written (names), the report line, the worker."""
+    from ..cli.segment import _segment_file
+
+    worker = get_worker()
+    plugin = worker.plugins[plugin_name]
+    segmenter = plugin.segmenter(args)
+    out = Path(args.out)
+    for stem in _stems(Path(path)):  # a run killed mid-way left its scratch store: start clean
+        shutil.rmtree(out / f".{stem}.autosam-scratch", ignore_errors=True)
+    stems = tuple(f"{stem}_" for stem in _stems(Path(path)))
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    with _STDOUT:
+        text = io.StringIO()
+        with contextlib.redirect_stdout(text):
+            _segment_file(segmenter, Path(path), out, args)
+    written = sorted(p.name for p in out.iterdir()
+                     if p.name.startswith(stems) and before.get(p.name) != p.stat().st_mtime_ns)
+    return written, text.getvalue().strip(), worker.address
+
+
+def _has_plugin(name: str, dask_worker=None) -> bool:
+    return name in dask_worker.plugins
+
+
+def register_models(client, sam: str, model: str | None, device: str | None = None) -> str:
+    """Register a :class:`ModelPlugin` on ``client`` unless every worker has it already; return its name."""
+    plugin = ModelPlugin(sam, model, device)
+    present = client.run(_has_plugin, plugin.name)
+    if not present or not all(present.values()):
+        client.register_plugin(plugin, name=plugin.name)
+    return plugin.name
+
+
+def segment_many(paths, out, *, client, sam: str | None = None, model: str | None = None,
+                 **options) -> Task[BatchResult]:
+    """Segment ``paths`` on the workers of ``client``; yield one progress event per image done.
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+        Inputs as ``napari-autosam segment`` takes them, readable at the same
+        path on every worker.
+    out : str or Path
+        The output folder, shared by the client and the workers.
+    client : distributed.Client
+        A client of a running cluster.
+    sam, model : str or None
+        As ``--sam`` and ``--model``: the SAM (default: the one the model was
+        trained for) and a checkpoint or model-store folder (its active
+        version, resolved once here).
+    **options
+        Other ``segment`` options by name (``mode``, ``tile``, ``overlap``,
+        ``save_prob``, ``mpp``, …), see :func:`segment_options`.
+
+    Returns
+    -------
+    BatchResult
+        Files written, reports and failures per input.  A file that fails
+        (unreadable, wrong shape) is one line in ``failed``; the others go on.
+    """
+    from ..models.store import resolve_model_path, sam_for_model
+
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    model_path = str(resolve_model_path(model).resolve()) if model is not None else None
+    args = segment_options(out, sam=sam, model=model_path, **options)
+    paths = [str(Path(p).resolve()) for p in paths]
+    plugin = register_models(client, sam_for_model(sam, model_path), model_path, args.device)
+    clock = Stopwatch(len(paths))
+    yield clock.event("segment", 0, f"{len(paths)} images on {len(client.scheduler_info()['workers'])} workers")
+    futures = {client.submit(_segment_path, p, args, plugin, key=f"autosam-segment-{i}-{Path(p).name}",
+                             pure=False): p for i, p in enumerate(paths)}
+    result, done = BatchResult(), 0
+    try:
+        for future in as_completed(futures):
+            path = futures[future]
+            try:
+                names, report, worker = future.result()
+            except (ValueError, OSError) as exc:
+                result.failed[path] = f"{path}: {exc}"
+            else:
+                result.written[path] = [out / n for n in names]
+                result.reports[path], result.workers[path] = report, worker
+            done += 1
+            yield clock.event("segment", done, f"{Path(path).name} done")
+    finally:
+        client.cancel(list(futures))
+        for path in paths:
+            _remove_leftovers(Path(path), out)
+    result.written = {p: result.written[p] for p in paths if p in result.written}
+    return result
