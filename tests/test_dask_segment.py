@@ -101,6 +101,28 @@ def test_a_bad_file_is_one_line_and_the_others_go_on(client, images, tmp_path):
         run(segment_many([images[1]], tmp_path / "out", client=client, tiles=3))
 
 
+async def _die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_worker_killed_mid_run_changes_nothing(client, images, reference, tmp_path):
+    from napari_autosam.distributed.dask_segment import segment_many
+
+    task = segment_many(images, tmp_path, client=client, sam="tiny", device="cpu", mode="instances",
+                        no_refine=True, save_prob=True)
+    assert next(task).step == 0
+    busy, deadline = [], time.monotonic() + 60
+    while not busy and time.monotonic() < deadline:
+        busy = [a for a, keys in client.processing().items() if keys]
+        time.sleep(0.05)
+    time.sleep(0.3)  # inside the task: reading, encoding or writing
+    client.run(_die, workers=busy[:1], wait=False)
+    events = list(iter(lambda: next(task, None), None))
+    assert busy and events[-1].step == 3 and busy[0] not in client.scheduler_info()["workers"]
+    assert files(tmp_path) == reference  # no temporary or scratch file left, same bytes
+    client.wait_for_workers(2, timeout=120)  # the nanny restarted it
+
+
 def test_without_the_option_dask_is_never_imported(images, tmp_path):
     code = ("import sys; from napari_autosam.cli import main; "
             f"rc = main(['segment', {str(images[1])!r}, '--out', {str(tmp_path)!r}, '--sam', 'tiny']); "

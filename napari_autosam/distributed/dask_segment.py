@@ -222,9 +222,9 @@ def segment_many(paths, out, *, client, sam: str | None = None, model: str | Non
     paths = [str(Path(p).resolve()) for p in paths]
     plugin = register_models(client, sam_for_model(sam, model_path), model_path, args.device)
     clock = Stopwatch(len(paths))
-    yield clock.event("segment", 0, f"{len(paths)} images on {len(client.scheduler_info()['workers'])} workers")
     futures = {client.submit(_segment_path, p, args, plugin, key=f"autosam-segment-{i}-{Path(p).name}",
                              pure=False): p for i, p in enumerate(paths)}
+    yield clock.event("segment", 0, f"{len(paths)} images on {len(client.scheduler_info()['workers'])} workers")
     result, done = BatchResult(), 0
     try:
         for future in as_completed(futures):
