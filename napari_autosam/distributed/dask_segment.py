@@ -26,7 +26,7 @@ from pathlib import Path
 
 from distributed import WorkerPlugin, as_completed, get_worker
 
-from ..progress import Progress, Stopwatch, Task
+from ..progress import Stopwatch, Task
 
 __all__ = ["BatchResult", "ModelPlugin", "segment_many", "segment_options"]
 
@@ -42,8 +42,10 @@ class BatchResult:
     ----------
     written : dict[str, list[Path]]
         Output files per input path, in input order.
-    failed : dict[str, str]
-        One line per input that could not be segmented.
+    errors : dict[str, Exception]
+        The exception of each input that could not be segmented.
+    jobs : list[napari_autosam.cli.batch.Job]
+        Every input with its output folder and stem, as the command line plans them.
     reports : dict[str, str]
         The command line's report line per segmented input.
     workers : dict[str, str]
@@ -51,9 +53,17 @@ class BatchResult:
     """
 
     written: dict[str, list[Path]] = field(default_factory=dict)
-    failed: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, Exception] = field(default_factory=dict)
     reports: dict[str, str] = field(default_factory=dict)
     workers: dict[str, str] = field(default_factory=dict)
+    jobs: list = field(default_factory=list)
+
+    @property
+    def failed(self) -> dict[str, str]:
+        """One line per input that could not be segmented."""
+        from ..cli.batch import failure_line
+
+        return {p: failure_line("segment", Path(p), exc) for p, exc in self.errors.items()}
 
 
 def segment_options(out, **options) -> argparse.Namespace:
@@ -136,40 +146,30 @@ class ModelPlugin(WorkerPlugin):
         return Segmenter(sam, checkpoint, cache=cache, batch_size=args.batch_size, instance_options=options)
 
 
-def _stems(path: Path) -> set[str]:
-    from ..io.images import image_stem
-    from ..io.slides import slide_stem
-
-    return {image_stem(path), slide_stem(path)}
-
-
-def _remove_leftovers(path: Path, out: Path) -> None:
-    """Remove what a killed run for ``path`` may have left in ``out``: its scratch store and temporary files."""
-    for stem in _stems(path):
-        shutil.rmtree(out / f".{stem}.autosam-scratch", ignore_errors=True)
-        for part in out.glob(f".{stem}_*.part*"):
-            with contextlib.suppress(OSError):
-                part.unlink() if part.is_file() else shutil.rmtree(part)
+def _remove_leftovers(out: Path, stem: str) -> None:
+    """Remove what a killed run may have left in ``out`` for ``stem``: its scratch store and temporary files."""
+    shutil.rmtree(out / f".{stem}.autosam-scratch", ignore_errors=True)
+    for part in out.glob(f".{stem}_*.part*") if out.is_dir() else ():
+        with contextlib.suppress(OSError):
+            part.unlink() if part.is_file() else shutil.rmtree(part)
 
 
-def _segment_path(path: str, args: argparse.Namespace, plugin_name: str) -> tuple[list[str], str, str]:
+def _segment_path(path: str, out: str, stem: str, args: argparse.Namespace, plugin_name: str) -> tuple[list[str], str, str]:
     """The task run on a worker: segment one file; return the files written (names), the report line, the worker."""
     from ..cli.segment import _segment_file
 
     worker = get_worker()
-    plugin = worker.plugins[plugin_name]
-    segmenter = plugin.segmenter(args)
-    out = Path(args.out)
-    for stem in _stems(Path(path)):  # a run killed mid-way left its scratch store: start clean
-        shutil.rmtree(out / f".{stem}.autosam-scratch", ignore_errors=True)
-    stems = tuple(f"{stem}_" for stem in _stems(Path(path)))
+    segmenter = worker.plugins[plugin_name].segmenter(args)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / f".{stem}.autosam-scratch", ignore_errors=True)  # a killed run's store: start clean
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     with _STDOUT:
         text = io.StringIO()
         with contextlib.redirect_stdout(text):
             _segment_file(segmenter, Path(path), out, args)
     written = sorted(p.name for p in out.iterdir()
-                     if p.name.startswith(stems) and before.get(p.name) != p.stat().st_mtime_ns)
+                     if p.name.startswith(f"{stem}_") and before.get(p.name) != p.stat().st_mtime_ns)
     return written, text.getvalue().strip(), worker.address
 
 
@@ -210,37 +210,45 @@ def segment_many(paths, out, *, client, sam: str | None = None, model: str | Non
     Returns
     -------
     BatchResult
-        Files written, reports and failures per input.  A file that fails
-        (unreadable, wrong shape) is one line in ``failed``; the others go on.
+        Files written, reports and failures per input (keyed by the path as
+        given).  A file that fails (unreadable, wrong shape) is kept in
+        ``errors``; the others go on.
+
+    Raises
+    ------
+    napari_autosam.cli.CommandError
+        Two inputs that would write the same output names (before any work).
     """
+    from ..cli.batch import plan_jobs
+    from ..cli.segment import _output_stem
     from ..models.store import resolve_model_path, sam_for_model
 
-    out = Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out).expanduser().resolve()
+    jobs = plan_jobs(paths, out, _output_stem)  # output folders and names as the command line plans them
     model_path = str(resolve_model_path(model).resolve()) if model is not None else None
     args = segment_options(out, sam=sam, model=model_path, **options)
-    paths = [str(Path(p).resolve()) for p in paths]
     plugin = register_models(client, sam_for_model(sam, model_path), model_path, args.device)
-    clock = Stopwatch(len(paths))
-    futures = {client.submit(_segment_path, p, args, plugin, key=f"autosam-segment-{i}-{Path(p).name}",
-                             pure=False): p for i, p in enumerate(paths)}
-    yield clock.event("segment", 0, f"{len(paths)} images on {len(client.scheduler_info()['workers'])} workers")
-    result, done = BatchResult(), 0
+    clock = Stopwatch(len(jobs))
+    futures = {client.submit(_segment_path, str(job.path.resolve()), str(job.out_dir), job.stem, args, plugin,
+                             key=f"autosam-segment-{i}-{job.path.name}", pure=False): job for i, job in enumerate(jobs)}
+    yield clock.event("segment", 0, f"{len(jobs)} images on {len(client.scheduler_info()['workers'])} workers")
+    result, done = BatchResult(jobs=jobs), 0
     try:
         for future in as_completed(futures):
-            path = futures[future]
+            job = futures[future]
+            key = str(job.path)
             try:
                 names, report, worker = future.result()
-            except (ValueError, OSError) as exc:
-                result.failed[path] = f"{path}: {exc}"
+            except Exception as exc:  # noqa: BLE001  one bad file does not stop the others
+                result.errors[key] = exc
             else:
-                result.written[path] = [out / n for n in names]
-                result.reports[path], result.workers[path] = report, worker
+                result.written[key] = [job.out_dir / n for n in names]
+                result.reports[key], result.workers[key] = report, worker
             done += 1
-            yield clock.event("segment", done, f"{Path(path).name} done")
+            yield clock.event("segment", done, f"{job.path.name} done")
     finally:
         client.cancel(list(futures))
-        for path in paths:
-            _remove_leftovers(Path(path), out)
-    result.written = {p: result.written[p] for p in paths if p in result.written}
+        for job in jobs:
+            _remove_leftovers(job.out_dir, job.stem)
+    result.written = {str(j.path): result.written[str(j.path)] for j in jobs if str(j.path) in result.written}
     return result

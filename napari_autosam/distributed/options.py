@@ -68,6 +68,12 @@ def run_segment(args) -> int:
 
     if args.tile is not None and args.tile != 0 and not (args.tile >= 64 and 0 <= args.overlap < args.tile):
         raise ValueError(f"need --tile >= 64 and 0 <= --overlap < --tile, got {args.tile} and {args.overlap}")
+    from ..cli import check_output_folder
+    from ..cli.batch import run_jobs
+
+    check_output_folder(args.out)
+    if args.cache_dir:
+        check_output_folder(args.cache_dir, "--cache-dir")
     with connect(args.dask_scheduler, args.dask_workers) as client:
         from .dask_segment import segment_many
 
@@ -80,12 +86,10 @@ def run_segment(args) -> int:
         options = {k: v for k, v in vars(args).items() if k not in skip}
         task = segment_many(args.inputs, args.out, client=client, sam=args.sam, model=args.model, **options)
         result = ProgressBar(unit="image").run(task)
-    for path in args.inputs:
-        from pathlib import Path
 
-        resolved = str(Path(path).resolve())
-        if resolved in result.reports:
-            print(result.reports[resolved])
-        else:
-            print(f"napari-autosam segment: error: {result.failed.get(resolved, path)}", file=sys.stderr)
-    return 1 if result.failed else 0
+    def replay(job):  # the command line's own failure lines and summary, in input order
+        if str(job.path) in result.errors:
+            raise result.errors[str(job.path)]
+        print(result.reports[str(job.path)])
+
+    return run_jobs("segment", result.jobs, replay)
