@@ -140,3 +140,13 @@ def test_missing_extra_is_one_line(images, tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "pip install 'napari-autosam[distributed]'" in done.stderr.strip().splitlines()[-1]
+
+
+def test_no_scheduler_at_the_address_is_one_line():
+    from napari_autosam.cli import CommandError
+    from napari_autosam.distributed.options import connect
+
+    with pytest.raises(CommandError, match="no dask scheduler answered there") as caught:
+        with connect("tcp://127.0.0.1:9", timeout="2s"):
+            pass
+    assert "\n" not in str(caught.value)

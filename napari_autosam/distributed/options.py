@@ -27,7 +27,8 @@ def wants_dask(args) -> bool:
 
 
 @contextlib.contextmanager
-def connect(scheduler: str | None = None, workers: int | None = None, *, host: str = "127.0.0.1"):
+def connect(scheduler: str | None = None, workers: int | None = None, *, host: str = "127.0.0.1",
+            timeout: str = "30s"):
     """A ``distributed.Client`` of the scheduler at ``scheduler``, or of a new LocalCluster of ``workers`` processes.
 
     The LocalCluster has one thread per worker (torch runs its own threads)
@@ -41,9 +42,10 @@ def connect(scheduler: str | None = None, workers: int | None = None, *, host: s
         raise CommandError(MISSING) from None
     if scheduler:
         try:
-            client = Client(scheduler, timeout="30s")
-        except OSError as exc:
-            raise CommandError(f"--dask-scheduler {scheduler}: no scheduler answered ({exc})") from None
+            client = Client(scheduler, timeout=timeout)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise CommandError(f"--dask-scheduler {scheduler}: no dask scheduler answered there within {timeout} "
+                               f"({type(exc).__name__}); expected an address like tcp://HOST:8786") from None
         with client:
             yield client
         return
