@@ -50,7 +50,6 @@ def cluster(tmp_path):
             watchdog.cancel()
 
 
-@pytest.mark.heavy  # minutes on a loaded 2-core machine; test_dask_segment kills a LocalCluster worker by default
 def test_worker_killed_mid_run_still_gives_the_single_process_files(cluster, tmp_path):
     from distributed import Client
 
