@@ -50,7 +50,7 @@ def cluster(tmp_path):
             watchdog.cancel()
 
 
-def test_worker_killed_mid_run_still_gives_the_single_process_files(cluster, tmp_path):
+def test_worker_killed_mid_run_still_gives_the_single_process_files(cluster, tmp_path, capsys):
     from distributed import Client
 
     from napari_autosam.distributed.dask_segment import segment_many
@@ -91,3 +91,10 @@ def test_worker_killed_mid_run_still_gives_the_single_process_files(cluster, tmp
     assert not result.failed and len(result.written) == 4 and events[-1].step == 4
     assert set(result.workers.values()) <= set(names)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == {p.name: p.read_bytes() for p in reference.iterdir()}
+
+    # the command line on the same scheduler, with the worker that is left
+    assert main(["segment", *map(str, paths[:2]), "--out", str(tmp_path / "cli"), "--sam", "tiny", "--device", "cpu",
+                 "--save-prob", "--dask-scheduler", address]) == 0
+    assert f"dask: 1 worker at {address}" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "cli").iterdir()} == {
+        p.name: p.read_bytes() for p in reference.iterdir() if p.name.startswith(("img0_", "img1_"))}

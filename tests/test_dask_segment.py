@@ -88,10 +88,10 @@ def test_python_api_loads_the_model_once_per_worker(client, images, reference, t
 
 
 def test_a_bad_file_is_one_line_and_the_others_go_on(client, images, tmp_path):
+    import shutil
+
     from napari_autosam.distributed.dask_segment import segment_many
     from napari_autosam.progress import run
-
-    import shutil
 
     bad, good = tmp_path / "broken.tif", tmp_path / "img1.tif"
     bad.write_bytes(b"not a tiff")

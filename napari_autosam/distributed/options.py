@@ -80,7 +80,7 @@ def run_segment(args) -> int:
         from .dask_segment import segment_many
 
         n = len(client.scheduler_info()["workers"])
-        print(f"dask: {n} workers at {client.scheduler.address}; {_dashboard(client)}", file=sys.stderr)
+        print(f"dask: {n} worker{'s' if n != 1 else ''} at {client.scheduler.address}; {_dashboard(client)}", file=sys.stderr)
         if args.model is None:
             print("note: no --model given: using the untrained default prompt generator (hardnet_small, fixed "
                   "seed); its masks are only a starting point.", file=sys.stderr)
