@@ -30,8 +30,8 @@ from ..progress import Stopwatch, Task
 
 __all__ = ["BatchResult", "ModelPlugin", "segment_many", "segment_options"]
 
-#: One task at a time writes its report line into a captured stdout.
-_STDOUT = threading.Lock()
+#: One task at a time writes its report line and notes into captured stdout/stderr.
+_CAPTURE = threading.Lock()
 
 
 @dataclass
@@ -50,12 +50,15 @@ class BatchResult:
         The command line's report line per segmented input.
     workers : dict[str, str]
         The worker address that segmented each input.
+    notes : dict[str, list[str]]
+        The command's ``note:`` lines per input (e.g. a resolution other than the model's).
     """
 
     written: dict[str, list[Path]] = field(default_factory=dict)
     errors: dict[str, Exception] = field(default_factory=dict)
     reports: dict[str, str] = field(default_factory=dict)
     workers: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, list[str]] = field(default_factory=dict)
     jobs: list = field(default_factory=list)
 
     @property
@@ -154,8 +157,14 @@ def _remove_leftovers(out: Path, stem: str) -> None:
             part.unlink() if part.is_file() else shutil.rmtree(part)
 
 
-def _segment_path(path: str, out: str, stem: str, args: argparse.Namespace, plugin_name: str) -> tuple[list[str], str, str]:
-    """The task run on a worker: segment one file; return the files written (names), the report line, the worker."""
+def _segment_path(path: str, out: str, stem: str, args: argparse.Namespace,
+                  plugin_name: str) -> tuple[list[str], str, list[str], str]:
+    """The task run on a worker: segment one file.
+
+    Returns the names of the files written, the report line, the notes (the
+    command's ``note:`` lines; its progress lines are dropped, the client
+    draws the bar) and the worker's address.
+    """
     from ..cli.segment import _segment_file
 
     worker = get_worker()
@@ -164,13 +173,14 @@ def _segment_path(path: str, out: str, stem: str, args: argparse.Namespace, plug
     out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out / f".{stem}.autosam-scratch", ignore_errors=True)  # a killed run's store: start clean
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    with _STDOUT:
-        text = io.StringIO()
-        with contextlib.redirect_stdout(text):
+    with _CAPTURE:
+        text, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(text), contextlib.redirect_stderr(err):
             _segment_file(segmenter, Path(path), out, args)
+    notes = [line for line in err.getvalue().splitlines() if line.startswith("note:")]
     written = sorted(p.name for p in out.iterdir()
                      if p.name.startswith(f"{stem}_") and before.get(p.name) != p.stat().st_mtime_ns)
-    return written, text.getvalue().strip(), worker.address
+    return written, text.getvalue().strip(), notes, worker.address
 
 
 def _has_plugin(name: str, dask_worker=None) -> bool:
@@ -238,12 +248,12 @@ def segment_many(paths, out, *, client, sam: str | None = None, model: str | Non
             job = futures[future]
             key = str(job.path)
             try:
-                names, report, worker = future.result()
+                names, report, notes, worker = future.result()
             except Exception as exc:  # noqa: BLE001  one bad file does not stop the others
                 result.errors[key] = exc
             else:
                 result.written[key] = [job.out_dir / n for n in names]
-                result.reports[key], result.workers[key] = report, worker
+                result.reports[key], result.workers[key], result.notes[key] = report, worker, notes
             done += 1
             yield clock.event("segment", done, f"{job.path.name} done")
     finally:

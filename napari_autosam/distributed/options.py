@@ -92,6 +92,8 @@ def run_segment(args) -> int:
     def replay(job):  # the command line's own failure lines and summary, in input order
         if str(job.path) in result.errors:
             raise result.errors[str(job.path)]
+        for note in result.notes.get(str(job.path), ()):
+            print(note, file=sys.stderr)
         print(result.reports[str(job.path)])
 
     return run_jobs("segment", result.jobs, replay)
