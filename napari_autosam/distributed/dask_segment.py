@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
 import io
 import shutil
 import threading
@@ -152,7 +153,7 @@ class ModelPlugin(WorkerPlugin):
 def _remove_leftovers(out: Path, stem: str) -> None:
     """Remove what a killed run may have left in ``out`` for ``stem``: its scratch store and temporary files."""
     shutil.rmtree(out / f".{stem}.autosam-scratch", ignore_errors=True)
-    for part in out.glob(f".{stem}_*.part*") if out.is_dir() else ():
+    for part in out.glob(f".{glob.escape(stem)}_*.part*") if out.is_dir() else ():
         with contextlib.suppress(OSError):
             part.unlink() if part.is_file() else shutil.rmtree(part)
 
