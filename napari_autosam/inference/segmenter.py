@@ -172,9 +172,9 @@ class Segmenter:
             items = []
         else:
             items = [(z, t) for z in range(layout.n_planes) for t in tiles]
-        # Tiles of a large image go to the cache only when it keeps them on disk: in memory they
-        # would make the memory held grow with the image.
-        use_cache = self.cache.directory is not None or len(tiles) == 1
+        # Tiles of a large image go to the cache only when it keeps them on disk ("disk": not in its
+        # memory part either): in memory they would make the memory held grow with the image.
+        use_cache = True if len(tiles) == 1 else "disk" if self.cache.directory is not None else False
         clock = Stopwatch(len(items))
         cancelled = False
         for start in range(0, len(items), self.batch_size):
@@ -214,7 +214,7 @@ class Segmenter:
                                         normalization=normalization, stack=False, **kwargs))
 
     def _segment_batch(self, image, layout: ImageLayout, batch: list[tuple[int, Tile]], normalization, channels,
-                       out: Accumulator, mode: str, options: InstanceOptions, use_cache: bool) -> Task[None]:
+                       out: Accumulator, mode: str, options: InstanceOptions, use_cache) -> Task[None]:
         rgbs = [to_rgb_uint8(layout.read(image, z, t.window), channel_axis=layout.plane_channel_axis,
                              channels=channels, normalization=normalization)[0] for z, t in batch]
         embeddings = yield from self._embeddings(rgbs, use_cache)
@@ -225,10 +225,11 @@ class Segmenter:
                 source = h if (options.source == "h" and h is not None) else autosam
                 self._instances(out, z, t, source, embeddings[k : k + 1], options)
 
-    def _embeddings(self, rgbs: list[np.ndarray], use_cache: bool) -> Task[torch.Tensor]:
-        """``N×256×64×64`` SAM embeddings, through the cache when ``use_cache`` (encoding progress nested)."""
+    def _embeddings(self, rgbs: list[np.ndarray], use_cache) -> Task[torch.Tensor]:
+        """``N×256×64×64`` SAM embeddings, through the cache when ``use_cache`` (on disk only when "disk";
+        encoding progress nested)."""
         if use_cache:
-            return (yield from nested(self.cache.embed_many(rgbs, batch_size=len(rgbs))))
+            return (yield from nested(self.cache.embed_many(rgbs, batch_size=len(rgbs), remember=use_cache != "disk")))
         return (yield from nested(embed_images(self.sam, rgbs, batch_size=len(rgbs))))
 
     @torch.inference_mode()
