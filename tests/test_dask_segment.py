@@ -126,6 +126,20 @@ def test_a_worker_killed_mid_run_changes_nothing(client, images, reference, tmp_
     client.wait_for_workers(2, timeout=120)  # the nanny restarted it
 
 
+def test_ome_zarr_labels_from_the_workers_equal_one_process(client, images, tmp_path):
+    from napari_autosam.distributed.dask_segment import segment_many
+    from napari_autosam.progress import run
+
+    def tree(root):
+        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    assert main(["segment", str(images[0]), "--out", str(tmp_path / "one"), *ARGS[:7], "--format", "ome-zarr"]) == 0
+    result = run(segment_many(images[:1], tmp_path / "dask", client=client, sam="tiny", device="cpu",
+                              mode="instances", no_refine=True, format="ome-zarr"))
+    assert not result.failed and all(p.is_dir() for p in result.written[str(images[0])])
+    assert tree(tmp_path / "dask") == tree(tmp_path / "one") and len(tree(tmp_path / "one")) > 3
+
+
 def test_without_the_option_dask_is_never_imported(images, tmp_path):
     code = ("import sys; from napari_autosam.cli import main; "
             f"rc = main(['segment', {str(images[1])!r}, '--out', {str(tmp_path)!r}, '--sam', 'tiny']); "

@@ -151,11 +151,18 @@ class ModelPlugin(WorkerPlugin):
 
 
 def _remove_leftovers(out: Path, stem: str) -> None:
-    """Remove what a killed run may have left in ``out`` for ``stem``: its scratch store and temporary files."""
+    """Remove what a killed run may have left in ``out`` for ``stem``: its scratch store, temporary files and folders.
+
+    Called once no task of the batch runs any more, so every temporary file
+    of these outputs is a dead writer's, on whichever machine it ran.
+    """
     shutil.rmtree(out / f".{stem}.autosam-scratch", ignore_errors=True)
-    for part in out.glob(f".{glob.escape(stem)}_*.part*") if out.is_dir() else ():
-        with contextlib.suppress(OSError):
-            part.unlink() if part.is_file() else shutil.rmtree(part)
+    if not out.is_dir():
+        return
+    for pattern in (f".{glob.escape(stem)}_*.part*", f".{glob.escape(stem)}_*.incomplete"):
+        for part in out.glob(pattern):
+            with contextlib.suppress(OSError):
+                part.unlink() if part.is_file() else shutil.rmtree(part)
 
 
 def _segment_path(path: str, out: str, stem: str, args: argparse.Namespace,
