@@ -50,6 +50,7 @@ def cluster(tmp_path):
             watchdog.cancel()
 
 
+@pytest.mark.heavy  # 25-45 s on the shared machine; test_dask_segment kills a LocalCluster worker by default
 def test_worker_killed_mid_run_still_gives_the_single_process_files(cluster, tmp_path, capsys):
     from distributed import Client
 
