@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .precision import add_precision_argument, apply_precision
+
 
 def _print_table(report: dict) -> None:
     rows = report["autosam"]["per_image"]
@@ -33,6 +35,7 @@ def _run(args) -> int:
     bar = ProgressBar(unit="image")
     sam_name = args.sam or read_metadata(model_path).get("sam_variant") or "vit_b"
     sam = bar.run(load_sam(sam_name, device=args.device))
+    apply_precision(sam, args)
     model = load_checkpoint(model_path, device=next(sam.parameters()).device)
     cache = EmbeddingCache(sam, Path(args.cache_dir).expanduser()) if args.cache_dir else None
     report = bar.run(evaluate(sam, model, samples, cache=cache)).to_dict()
@@ -60,6 +63,7 @@ def register(subparsers) -> None:
     parser.add_argument("--channels", help="comma-separated channels to use (1 gray, or 2-3 as R,G,B)")
     parser.add_argument("--cache-dir", help="SAM embeddings on disk (reused, and filled for later runs)")
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
+    add_precision_argument(parser)
     parser.add_argument("--json", action="store_true",
                         help='one JSON object on stdout: {"autosam": {"dice", "iou", "per_image"}, "h": {...}}')
     parser.set_defaults(func=_run)

@@ -15,6 +15,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from .precision import add_precision_argument, apply_precision
+
 #: Planes larger than this on a side are tiled when --tile is not given.
 AUTO_TILE_ABOVE = 2048
 AUTO_TILE = 1024
@@ -51,6 +53,7 @@ def register(subparsers) -> None:
                         help="instances: keep the split auxiliary objects instead of asking SAM for each "
                         "(no decoder call per object: much faster on a CPU)")
     parser.add_argument("--device", default=None, help="cuda, mps, cpu or auto (default: auto)")
+    add_precision_argument(parser)
     parser.add_argument("--tile", type=int, default=None, metavar="N",
                         help=f"tile planes larger than N pixels (default: {AUTO_TILE} for planes over "
                         f"{AUTO_TILE_ABOVE} pixels, else no tiling; 0: never tile)")
@@ -104,6 +107,7 @@ def _run(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     sam = _load_sam(args)
+    apply_precision(sam, args)
     model = _load_model(args, sam)
     cache = EmbeddingCache(sam, args.cache_dir) if args.cache_dir else None
     options = InstanceOptions(source=args.instance_source, refine=not args.no_refine)

@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 from . import CommandError
+from .precision import add_precision_argument, apply_precision
 
 
 def _config(args):
@@ -83,6 +84,7 @@ def _run(args) -> int:
     bar = ProgressBar(unit="step")
     sam_name = args.sam or (read_metadata(args.init).get("sam_variant") if args.init else None) or "vit_b"
     sam = bar.run(load_sam(sam_name, device=args.device))
+    apply_precision(sam, args)
     cache = EmbeddingCache(sam, Path(args.cache_dir).expanduser()) if args.cache_dir else None
     cancel = CancelToken()
     task = train(sam, samples, config=config, init=args.init, out=args.out, val_samples=val, cache=cache, cancel=cancel)
@@ -134,6 +136,7 @@ def register(subparsers) -> None:
     parser.add_argument("--pretrained-backbone", help="ImageNet HarDNet weights for a new g")
     parser.add_argument("--cache-dir", help="keep SAM embeddings on disk here, for later runs")
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
+    add_precision_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     parser.set_defaults(func=_run)
