@@ -9,15 +9,14 @@ import numpy as np
 from napari.layers import Image
 from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
+from ..inference.tiling import AUTO_TILE, AUTO_TILE_ABOVE, DEFAULT_OVERLAP, auto_tile
 from . import notify
 from .layers import ImageTarget, current_plane, ensure_output, find_output, image_target, plane_index, visible_region
 from .session import Session
 from .workers import ProgressPanel, TaskRunner
 
-#: Planes larger than this (pixels on the long side) are segmented in tiles of TILE.
-TILE = 1024
-TILE_ABOVE = 1536
-OVERLAP = 128
+#: The one tiling rule (inference.tiling): planes larger than TILE_ABOVE px go in tiles of TILE.
+TILE, TILE_ABOVE, OVERLAP = AUTO_TILE, AUTO_TILE_ABOVE, DEFAULT_OVERLAP
 
 SCOPES = {
     "slice": "Current slice",
@@ -163,7 +162,7 @@ class SegmentSection(QWidget):
             if scope == "region":
                 return segmenter.segment_region(data, region, channel_axis=target.layout.channel_axis, mode=mode,
                                                 cancel=token)
-            tile = TILE if max(target.plane_shape) > TILE_ABOVE else None
+            tile = auto_tile(target.plane_shape)
             return segmenter.segment(data, channel_axis=target.layout.channel_axis, mode=mode, tile=tile,
                                      overlap=OVERLAP, cancel=token)
 

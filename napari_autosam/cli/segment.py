@@ -15,11 +15,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from ..inference.tiling import AUTO_TILE, AUTO_TILE_ABOVE, DEFAULT_OVERLAP, auto_tile  # the one tiling rule
 from .precision import add_precision_argument, apply_precision
-
-#: Planes larger than this on a side are tiled when --tile is not given.
-AUTO_TILE_ABOVE = 2048
-AUTO_TILE = 1024
 
 
 def _channels(text: str) -> list[int]:
@@ -57,7 +54,8 @@ def register(subparsers) -> None:
     parser.add_argument("--tile", type=int, default=None, metavar="N",
                         help=f"tile planes larger than N pixels (default: {AUTO_TILE} for planes over "
                         f"{AUTO_TILE_ABOVE} pixels, else no tiling; 0: never tile)")
-    parser.add_argument("--overlap", type=int, default=128, metavar="N", help="tile overlap in pixels (default 128)")
+    parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, metavar="N",
+                        help=f"minimum tile overlap in pixels (default {DEFAULT_OVERLAP})")
     parser.add_argument("--channels", type=_channels, default=None, metavar="C[,C[,C]]",
                         help="channels shown to SAM: one as gray, or up to three as R,G,B")
     parser.add_argument("--channel-axis", type=int, default=None, metavar="AXIS", help="axis holding the channels")
@@ -134,7 +132,7 @@ def _segment_file(segmenter, path: Path, out: Path, args) -> None:
     layout = image_layout(image, args.channel_axis, stack=True if args.stack else None)
     tile = args.tile
     if tile is None:
-        tile = AUTO_TILE if max(layout.plane_shape) > AUTO_TILE_ABOVE else None
+        tile = auto_tile(layout.plane_shape)
     stem = image_stem(path)
     scratch = out / f".{stem}.autosam-scratch"
     try:

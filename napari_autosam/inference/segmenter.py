@@ -31,7 +31,7 @@ from .inputs import ImageLayout, image_layout
 from .instances import InstanceOptions, object_prompts, paste_instances, prompt_instances, split_objects
 from .outputs import Accumulator, SegmentationResult
 from .prompts import boxes_to_sam, decode, mask_prompt, points_to_sam
-from .tiling import Tile, new_scratch_dir, tile_grid
+from .tiling import DEFAULT_OVERLAP, Tile, new_scratch_dir, segmentation_tiles
 
 MODES = ("semantic", "instances")
 #: The untrained default g: small enough for a CPU, seeded so it is the same everywhere.
@@ -115,7 +115,7 @@ class Segmenter:
     # --- automatic segmentation ---------------------------------------------------------
 
     def segment(self, image, *, channel_axis: int | None = None, channels=None, mode: str = "semantic",
-                tile: int | None = None, overlap: int = 128, normalization: Normalization | None = None,
+                tile: int | None = None, overlap: int = DEFAULT_OVERLAP, normalization: Normalization | None = None,
                 cancel: CancelToken | None = None, store: str | os.PathLike | None = None,
                 instance_options: InstanceOptions | None = None, stack: bool | None = None) -> Task[SegmentationResult]:
         """Segment a 2D, RGB(A), multichannel or 3D image; a generator of ``segment`` progress.
@@ -129,8 +129,9 @@ class Segmenter:
             to show as gray or R,G,B (see :func:`~napari_autosam.io.normalize.to_rgb_uint8`).
         mode : "semantic" or "instances" (adds self-prompted instance labels).
         tile, overlap : planes larger than ``tile`` pixels on a side are cut into
-            ``tile²`` windows overlapping by ``overlap`` and blended; their outputs are
-            zarr arrays in ``store`` (default: a new temporary directory).
+            windows of ``tile`` (up to 1/16 more, when that saves a tile) pixels overlapping
+            by at least ``overlap`` and blended (:func:`~.tiling.segmentation_tiles`); their
+            outputs are zarr arrays in ``store`` (default: a new temporary directory).
         normalization : reuse a scaling (e.g. ``result.normalization``) instead of
             computing percentiles of this image.
         cancel : a CancelToken; when set, the result so far is returned (``cancelled``).
@@ -150,7 +151,7 @@ class Segmenter:
             normalization = whole_image_normalization(image, layout, channels)
         options = instance_options or self.instance_options
         height, width = layout.plane_shape
-        tiles = tile_grid((height, width), tile or max(height, width), overlap if tile else 0)
+        tiles = segmentation_tiles((height, width), tile, overlap)
         store = _output_store(store) if len(tiles) > 1 else None
         out = Accumulator(layout.output_shape, with_h=self.model.surrogate is not None,
                           with_instances=mode == "instances", store=store)
