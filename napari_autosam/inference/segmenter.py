@@ -28,7 +28,7 @@ from ..progress import CancelToken, Stopwatch, Task, run
 from ..sam.cache import EmbeddingCache, sam_fingerprint
 from ..sam.embedding import Geometry, embed_images, frame_to_original, prepare_image
 from .inputs import ImageLayout, image_layout
-from .instances import InstanceOptions, object_prompts, paste_instances, prompt_instances, split_objects
+from .instances import InstanceOptions, paste_instances, window_instances
 from .outputs import Accumulator, SegmentationResult
 from .prompts import boxes_to_sam, decode, mask_prompt, points_to_sam
 from .tiling import DEFAULT_OVERLAP, Tile, new_scratch_dir, segmentation_tiles
@@ -166,15 +166,18 @@ class Segmenter:
         use_cache = self.cache.directory is not None or len(tiles) == 1
         clock = Stopwatch(len(items))
         cancelled = False
+        capped: list[str] = []
         for start in range(0, len(items), self.batch_size):
             if cancel is not None and cancel.cancelled:
                 cancelled = True
                 break
             batch = items[start : start + self.batch_size]
-            self._segment_batch(image, layout, batch, normalization, channels, out, mode, options, use_cache)
+            capped += self._segment_batch(image, layout, batch, normalization, channels, out, mode, options, use_cache)
             done = start + len(batch)
             unit = "tiles" if len(tiles) > 1 else "slices" if layout.is_stack else "images"
             yield clock.event("segment", done, f"segmented {done}/{len(items)} {unit}")
+        if capped:
+            messages.append(f"instances: SAM's prompts were capped in {len(capped)} window(s); {capped[0]}")
         arrays, agreement = out.finish()
         return SegmentationResult(**arrays, agreement=agreement, normalization=normalization, store=store,
                                   cancelled=cancelled, untrained=self.untrained, messages=messages)
@@ -203,16 +206,20 @@ class Segmenter:
                                         normalization=normalization, stack=False, **kwargs))
 
     def _segment_batch(self, image, layout: ImageLayout, batch: list[tuple[int, Tile]], normalization, channels,
-                       out: Accumulator, mode: str, options: InstanceOptions, use_cache: bool) -> None:
+                       out: Accumulator, mode: str, options: InstanceOptions, use_cache: bool) -> list[str]:
         rgbs = [to_rgb_uint8(layout.read(image, z, t.window), channel_axis=layout.plane_channel_axis,
                              channels=channels, normalization=normalization)[0] for z, t in batch]
         embeddings = self._embeddings(rgbs, use_cache)
         probs = self._probabilities(rgbs, embeddings)
+        notes = []
         for k, ((z, t), (autosam, h)) in enumerate(zip(batch, probs)):
             out.add(z, t.slices, t.weight(), autosam, h)
             if mode == "instances":
                 source = h if (options.source == "h" and h is not None) else autosam
-                self._instances(out, z, t, source, embeddings[k : k + 1], options)
+                note = self._instances(out, z, t, source, embeddings[k : k + 1], options)
+                if note:
+                    notes.append(f"window {t.index}" + (f", slice {z}" if layout.is_stack else "") + f": {note}")
+        return notes
 
     def _embeddings(self, rgbs: list[np.ndarray], use_cache: bool) -> torch.Tensor:
         """``N×256×64×64`` SAM embeddings, through the cache when ``use_cache``."""
@@ -237,16 +244,14 @@ class Segmenter:
         return results
 
     def _instances(self, out: Accumulator, z: int, t: Tile, prob: np.ndarray, embedding: torch.Tensor,
-                   options: InstanceOptions) -> None:
+                   options: InstanceOptions) -> str | None:
         """Self-prompted instances of one window, kept where their inner point is in the tile's core."""
-        objects = split_objects(prob > 0.5, min_size=options.min_size, split_depth=options.split_depth)
-        prompts = object_prompts(objects, keep=t.in_core)
-        if not len(prompts):
-            return
-        found = prompt_instances(self.sam, embedding, prompts, Geometry(*prob.shape), options)
-        labels = out.labels_window(z, t.slices)
-        out.next_label = paste_instances(labels, found, out.next_label, options)
-        out.put_labels(z, t.slices, labels)
+        found, note = window_instances(self.sam, embedding, prob, options, keep=t.in_core)
+        if found:
+            labels = out.labels_window(z, t.slices)
+            out.next_label = paste_instances(labels, found, out.next_label, options)
+            out.put_labels(z, t.slices, labels)
+        return note
 
     # --- interactive prompts ------------------------------------------------------------
 
