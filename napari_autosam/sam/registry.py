@@ -86,7 +86,10 @@ def infer_variant(state_dict: dict[str, torch.Tensor]) -> str:
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:  # memory-mapped: the weights are paged in as used, not copied (needs torch's zip format)
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # the legacy (pre-zip) format cannot be mapped
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, truncated files, non-torch files
         raise SamCheckpointError(f"cannot read SAM checkpoint {path}: {exc}") from exc
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
@@ -103,13 +106,17 @@ def load_sam_checkpoint(path: str | os.PathLike, *, variant: str | None = None) 
     found = infer_variant(state)
     if variant is not None and variant != found:
         raise SamCheckpointError(f"{path} holds a {found} SAM, not {variant}")
-    sam = SAM_BUILDERS[found]()
-    result = sam.load_state_dict(state, strict=False)
+    with torch.device("meta"):  # built without storage or random init: the checkpoint's tensors are assigned
+        sam = SAM_BUILDERS[found]()
+    result = sam.load_state_dict(state, strict=False, assign=True)
     if result.missing_keys or result.unexpected_keys:
         raise SamCheckpointError(
             f"{path} does not fit SAM {found}: missing {result.missing_keys[:5]}, "
             f"unexpected {result.unexpected_keys[:5]}"
         )
+    if any(t.is_meta for t in (*sam.parameters(), *sam.buffers())):  # a buffer not in the state dict
+        sam = SAM_BUILDERS[found]()
+        sam.load_state_dict(state)
     sam.variant = found  # type: ignore[attr-defined]
     return freeze(sam)
 

@@ -1,0 +1,37 @@
+"""A lean start: the CLI's help needs no torch, and a SAM checkpoint is read once, memory-mapped."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import torch
+
+
+def test_help_does_not_import_torch_or_napari():
+    code = ("import sys; from napari_autosam.cli import build_parser; build_parser().format_help(); "
+            "print(sorted(m for m in ('torch', 'napari', 'segment_anything', 'qtpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_sam_is_assigned_the_checkpoint_tensors_without_a_random_build(tmp_path, monkeypatch):
+    from napari_autosam.sam import registry
+
+    path = registry.tiny_checkpoint(tmp_path)
+    built = []
+    real = registry.SAM_BUILDERS["tiny"]
+
+    def counting():
+        built.append(torch.empty(0).device.type)  # the device the builder's tensors default to
+        return real()
+
+    monkeypatch.setitem(registry.SAM_BUILDERS, "tiny", counting)
+    sam = registry.load_sam_checkpoint(path)
+    assert built == ["meta"]  # built once, without storage
+    assert not any(t.is_meta for t in (*sam.parameters(), *sam.buffers()))
+    reference = torch.load(path, weights_only=True)
+    for name, value in sam.state_dict().items():
+        torch.testing.assert_close(value, reference[name], rtol=0, atol=0)
+    torch.testing.assert_close(sam.pixel_mean.flatten(), torch.tensor([123.675, 116.28, 103.53]))
+    assert not any(p.requires_grad for p in sam.parameters()) and not sam.training
