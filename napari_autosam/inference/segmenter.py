@@ -30,6 +30,7 @@ from ..sam.embedding import Geometry, embed_images, frame_to_original, prepare_i
 from .inputs import ImageLayout, image_layout
 from .instances import InstanceOptions, paste_instances, window_instances
 from .outputs import Accumulator, SegmentationResult
+from .pipeline import ReadAhead, default_batch_size
 from .prompts import boxes_to_sam, decode, mask_prompt, points_to_sam
 from .tiling import DEFAULT_OVERLAP, Tile, new_scratch_dir, segmentation_tiles
 
@@ -85,7 +86,7 @@ class Segmenter:
     device : str, torch.device or None
         Moves SAM (and the cache's encoder with it) there; None keeps SAM's device.
     batch_size : int or None
-        Slices or tiles per batch; None: 1 on the CPU, 4 on an accelerator.
+        Slices or tiles per batch; None: 1 on the CPU, from the free memory on CUDA, 4 on MPS.
     instance_options : InstanceOptions or None
         Defaults of the instance mode.
     """
@@ -99,7 +100,7 @@ class Segmenter:
         if cache is not None and cache.fingerprint != sam_fingerprint(sam):
             raise ValueError("the embedding cache belongs to a different SAM")
         self.cache = cache if cache is not None else EmbeddingCache(sam)
-        self.batch_size = batch_size or (1 if self.device.type == "cpu" else 4)
+        self.batch_size = batch_size or default_batch_size(sam, self.device)  # 1 on a CPU, from free memory on CUDA
         self.instance_options = instance_options or InstanceOptions()
         self.set_model(model)
 
@@ -167,15 +168,18 @@ class Segmenter:
         clock = Stopwatch(len(items))
         cancelled = False
         capped: list[str] = []
-        for start in range(0, len(items), self.batch_size):
-            if cancel is not None and cancel.cancelled:
-                cancelled = True
-                break
-            batch = items[start : start + self.batch_size]
-            capped += self._segment_batch(image, layout, batch, normalization, channels, out, mode, options, use_cache)
-            done = start + len(batch)
-            unit = "tiles" if len(tiles) > 1 else "slices" if layout.is_stack else "images"
-            yield clock.event("segment", done, f"segmented {done}/{len(items)} {unit}")
+        batches = [items[start : start + self.batch_size] for start in range(0, len(items), self.batch_size)]
+        done = 0
+        # The next batch's windows are read on a background thread while this one is computed.
+        with ReadAhead(batches, lambda b: self._read_batch(image, layout, b, normalization, channels)) as reader:
+            for batch, rgbs in reader:
+                if cancel is not None and cancel.cancelled:
+                    cancelled = True
+                    break
+                capped += self._segment_batch(rgbs, layout, batch, out, mode, options, use_cache)
+                done += len(batch)
+                unit = "tiles" if len(tiles) > 1 else "slices" if layout.is_stack else "images"
+                yield clock.event("segment", done, f"segmented {done}/{len(items)} {unit}")
         if capped:
             messages.append(f"instances: SAM's prompts were capped in {len(capped)} window(s); {capped[0]}")
         arrays, agreement = out.finish()
@@ -205,10 +209,14 @@ class Segmenter:
         return (yield from self.segment(plane, channel_axis=layout.plane_channel_axis, channels=channels,
                                         normalization=normalization, stack=False, **kwargs))
 
-    def _segment_batch(self, image, layout: ImageLayout, batch: list[tuple[int, Tile]], normalization, channels,
-                       out: Accumulator, mode: str, options: InstanceOptions, use_cache: bool) -> list[str]:
-        rgbs = [to_rgb_uint8(layout.read(image, z, t.window), channel_axis=layout.plane_channel_axis,
+    @staticmethod
+    def _read_batch(image, layout: ImageLayout, batch: list[tuple[int, Tile]], normalization, channels) -> list[np.ndarray]:
+        """The ``H×W×3`` uint8 RGB windows of a batch (runs on the read-ahead thread)."""
+        return [to_rgb_uint8(layout.read(image, z, t.window), channel_axis=layout.plane_channel_axis,
                              channels=channels, normalization=normalization)[0] for z, t in batch]
+
+    def _segment_batch(self, rgbs: list[np.ndarray], layout: ImageLayout, batch: list[tuple[int, Tile]],
+                       out: Accumulator, mode: str, options: InstanceOptions, use_cache: bool) -> list[str]:
         embeddings = self._embeddings(rgbs, use_cache)
         probs = self._probabilities(rgbs, embeddings)
         notes = []

@@ -112,6 +112,7 @@ def embed_images(
     attention goes through PyTorch's fused scaled-dot-product kernels
     (:mod:`.attention`).
     """
+    from ..inference.pipeline import maybe_compile
     from .attention import use_fast_attention
 
     device = next(sam.parameters()).device
@@ -122,11 +123,15 @@ def embed_images(
     else:
         chosen = resolve_precision(device, precision)
     use_fast_attention(sam)
+    maybe_compile(sam)
     clock = Stopwatch(len(images))
     chunks = []
     for start in range(0, len(images), batch_size):
         batch = [prepare_image(image)[0] for image in images[start : start + batch_size]]
-        pixels = torch.cat(batch).to(device, non_blocking=True)
+        pixels = torch.cat(batch)
+        if device.type == "cuda":
+            pixels = pixels.pin_memory()  # page-locked, so the copy below overlaps the GPU's work
+        pixels = pixels.to(device, non_blocking=True)
         with torch.inference_mode(), chosen.autocast():
             embedding = sam.image_encoder(pixels)
         if chosen.dtype is not None and not bool(torch.isfinite(embedding).all()):
