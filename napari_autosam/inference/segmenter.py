@@ -24,7 +24,7 @@ from ..device import autocast, pick_device
 from ..io.normalize import Normalization, compute_normalization, to_rgb_uint8
 from ..models.autosam import AutoSAM
 from ..models.checkpoint import ModelCheckpoint
-from ..progress import CancelToken, Stopwatch, Task, run
+from ..progress import CancelToken, Stopwatch, Task, nested
 from ..sam.cache import EmbeddingCache, sam_fingerprint
 from ..sam.embedding import Geometry, embed_images, frame_to_original, prepare_image
 from .inputs import ImageLayout, image_layout
@@ -176,7 +176,7 @@ class Segmenter:
                 if cancel is not None and cancel.cancelled:
                     cancelled = True
                     break
-                capped += self._segment_batch(rgbs, layout, batch, out, mode, options, use_cache)
+                capped += yield from self._segment_batch(rgbs, layout, batch, out, mode, options, use_cache)
                 done += len(batch)
                 unit = "tiles" if len(tiles) > 1 else "slices" if layout.is_stack else "images"
                 yield clock.event("segment", done, f"segmented {done}/{len(items)} {unit}")
@@ -216,8 +216,8 @@ class Segmenter:
                              channels=channels, normalization=normalization)[0] for z, t in batch]
 
     def _segment_batch(self, rgbs: list[np.ndarray], layout: ImageLayout, batch: list[tuple[int, Tile]],
-                       out: Accumulator, mode: str, options: InstanceOptions, use_cache: bool) -> list[str]:
-        embeddings = self._embeddings(rgbs, use_cache)
+                       out: Accumulator, mode: str, options: InstanceOptions, use_cache: bool) -> Task[list[str]]:
+        embeddings = yield from self._embeddings(rgbs, use_cache)
         probs = self._probabilities(rgbs, embeddings)
         notes = []
         for k, ((z, t), (autosam, h)) in enumerate(zip(batch, probs)):
@@ -229,11 +229,11 @@ class Segmenter:
                     notes.append(f"window {t.index}" + (f", slice {z}" if layout.is_stack else "") + f": {note}")
         return notes
 
-    def _embeddings(self, rgbs: list[np.ndarray], use_cache: bool) -> torch.Tensor:
-        """``N×256×64×64`` SAM embeddings, through the cache when ``use_cache``."""
+    def _embeddings(self, rgbs: list[np.ndarray], use_cache: bool) -> Task[torch.Tensor]:
+        """``N×256×64×64`` SAM embeddings, through the cache when ``use_cache`` (encoding progress nested)."""
         if use_cache:
-            return run(self.cache.embed_many(rgbs, batch_size=len(rgbs)))
-        return run(embed_images(self.sam, rgbs, batch_size=len(rgbs)))
+            return (yield from nested(self.cache.embed_many(rgbs, batch_size=len(rgbs))))
+        return (yield from nested(embed_images(self.sam, rgbs, batch_size=len(rgbs))))
 
     @torch.inference_mode()
     def _probabilities(self, rgbs: list[np.ndarray], embeddings: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray | None]]:
