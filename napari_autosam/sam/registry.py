@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from segment_anything.build_sam import _build_sam  # the shared assembly behind the registry
-from segment_anything.build_sam import sam_model_registry  # not the package: it would import torchvision
+# From build_sam, not the package: the package's __init__ would import torchvision (see _lean_import).
+from segment_anything.build_sam import _build_sam, sam_model_registry
 from segment_anything.modeling import Sam
 
 from ..io.atomic import atomic_path
