@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
 # From build_sam, not the package: the package's __init__ would import torchvision (see _lean_import).
 from segment_anything.build_sam import _build_sam, sam_model_registry
 from segment_anything.modeling import Sam
