@@ -1,4 +1,4 @@
-"""A lean start: the CLI's help needs no torch, and a SAM checkpoint is read once, memory-mapped."""
+"""A lean start: the CLI's help needs no torch, a SAM checkpoint is read once, memory-mapped, into an uninitialised SAM."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def test_help_does_not_import_torch_or_napari():
     assert out.strip() == "[]"
 
 
-def test_sam_is_assigned_the_checkpoint_tensors_without_a_random_build(tmp_path, monkeypatch):
+def test_sam_is_assigned_the_checkpoint_tensors_without_a_random_init(tmp_path, monkeypatch):
     from napari_autosam.sam import registry
 
     path = registry.tiny_checkpoint(tmp_path)
@@ -23,12 +23,14 @@ def test_sam_is_assigned_the_checkpoint_tensors_without_a_random_build(tmp_path,
     real = registry.SAM_BUILDERS["tiny"]
 
     def counting():
-        built.append(torch.empty(0).device.type)  # the device the builder's tensors default to
+        probe = torch.zeros(3)
+        torch.nn.init.normal_(probe)
+        built.append(bool(probe.any()))  # did the random initialisers run?
         return real()
 
     monkeypatch.setitem(registry.SAM_BUILDERS, "tiny", counting)
     sam = registry.load_sam_checkpoint(path)
-    assert built == ["meta"]  # built once, without storage
+    assert built == [False]  # built once, without random initialisation
     assert not any(t.is_meta for t in (*sam.parameters(), *sam.buffers()))
     reference = torch.load(path, weights_only=True)
     for name, value in sam.state_dict().items():
@@ -49,3 +51,12 @@ def test_loading_sam_skips_segment_anythings_predictor_but_the_package_still_wor
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
     assert out[0] == "False False"
     assert out[1] == "SamAutomaticMaskGenerator ['default', 'vit_b', 'vit_h', 'vit_l']"
+
+
+def test_random_init_comes_back_after_the_build():
+    from napari_autosam.sam._lean_import import no_random_init
+
+    with no_random_init():
+        inside = torch.nn.Linear(4, 4)
+    torch.nn.init.normal_(inside.weight)
+    assert inside.weight.std() > 0.1  # the initialisers work again

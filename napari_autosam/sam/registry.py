@@ -22,6 +22,7 @@ from segment_anything.modeling import Sam
 from ..io.atomic import atomic_path
 from ..paths import sam_lineage
 from ..progress import Task
+from ._lean_import import no_random_init
 
 #: The SAM used when nothing (no argument, no model metadata) names one.
 DEFAULT_SAM = "vit_b"
@@ -189,17 +190,14 @@ def load_sam_checkpoint(path: str | os.PathLike, *, variant: str | None = None) 
     found = infer_variant(state)
     if variant is not None and variant != found:
         raise SamCheckpointError(f"{path} holds a {found} SAM, not {variant}")
-    with torch.device("meta"):  # built without storage or random init: the checkpoint's tensors are assigned
+    with no_random_init():  # every weight is replaced next: no random numbers first
         sam = SAM_BUILDERS[found]()
-    result = sam.load_state_dict(state, strict=False, assign=True)
+    result = sam.load_state_dict(state, strict=False, assign=True)  # the (memory-mapped) tensors themselves
     if result.missing_keys or result.unexpected_keys:
         raise SamCheckpointError(
             f"{path} does not fit SAM {found}: missing {result.missing_keys[:5]}, "
             f"unexpected {result.unexpected_keys[:5]}"
         )
-    if any(t.is_meta for t in (*sam.parameters(), *sam.buffers())):  # a buffer not in the state dict
-        sam = SAM_BUILDERS[found]()
-        sam.load_state_dict(state)
     set_sam_identity(sam, SamIdentity(found, path))
     return freeze(sam)
 
