@@ -24,10 +24,16 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-from scipy import ndimage as ndi
 
 from ..sam.embedding import Geometry
 from .prompts import boxes_to_sam, decode, logits_in_window, mask_prompt, points_to_sam
+
+
+def _ndi():
+    """scipy.ndimage, imported on first use: a semantic-only run never needs it."""
+    from scipy import ndimage
+
+    return ndimage
 
 
 @dataclass(frozen=True)
@@ -111,7 +117,7 @@ def _markers(distance: np.ndarray, depth: float) -> np.ndarray:
     from skimage.morphology import h_maxima
 
     peaks = h_maxima(distance, depth) > 0
-    return ndi.label(peaks, structure=np.ones((3, 3)))[0]
+    return _ndi().label(peaks, structure=np.ones((3, 3)))[0]
 
 
 def split_objects(mask: np.ndarray, *, min_size: int = 12, split_depth: float = 0.5) -> np.ndarray:
@@ -128,11 +134,11 @@ def split_objects(mask: np.ndarray, *, min_size: int = 12, split_depth: float = 
     from skimage.segmentation import watershed
 
     mask = np.asarray(mask) > 0
-    components, count = ndi.label(mask)
+    components, count = _ndi().label(mask)
     if count == 0:
         return np.zeros(mask.shape, np.int32)
     # Smoothing keeps the boundary's pixel steps from making peaks of their own.
-    distance = ndi.gaussian_filter(ndi.distance_transform_edt(mask), 1.0) * mask
+    distance = _ndi().gaussian_filter(_ndi().distance_transform_edt(mask), 1.0) * mask
     markers = _markers(distance, split_depth)
     # A component without a peak deep enough keeps one seed of its own.
     seeded = np.unique(components[markers > 0])
@@ -178,12 +184,12 @@ def object_prompts(labels: np.ndarray, keep: Callable[[np.ndarray, np.ndarray], 
     (e.g. those whose point lies in a tile's core).
     """
     boxes, points, masks, windows = [], [], [], []
-    for index, found in enumerate(ndi.find_objects(labels), start=1):
+    for index, found in enumerate(_ndi().find_objects(labels), start=1):
         if found is None:
             continue
         ys, xs = found
         obj = labels[found] == index
-        inner = ndi.distance_transform_edt(np.pad(obj, 1))[1:-1, 1:-1]
+        inner = _ndi().distance_transform_edt(np.pad(obj, 1))[1:-1, 1:-1]
         py, px = np.unravel_index(int(np.argmax(inner)), inner.shape)
         boxes.append((xs.start, ys.start, xs.stop - 1, ys.stop - 1))
         points.append((xs.start + px, ys.start + py))
@@ -257,7 +263,7 @@ def prompt_instances(
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
-    labels, count = ndi.label(mask)
+    labels, count = _ndi().label(mask)
     if count <= 1:
         return mask
     return labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)
