@@ -174,9 +174,9 @@ class Segmenter:
             items = []
         else:
             items = [(z, t) for z in range(layout.n_planes) for t in tiles]
-        # Tiles of a large image go to the cache only when it keeps them on disk: in memory they
-        # would make the memory held grow with the image.
-        use_cache = self.cache.directory is not None or len(tiles) == 1
+        # Tiles of a large image go to the cache only when it keeps them on disk ("disk": not in its
+        # memory part either): in memory they would make the memory held grow with the image.
+        use_cache = True if len(tiles) == 1 else "disk" if self.cache.directory is not None else False
         clock = Stopwatch(len(items))
         cancelled = False
         capped: list[str] = []
@@ -228,7 +228,7 @@ class Segmenter:
                              channels=channels, normalization=normalization)[0] for z, t in batch]
 
     def _segment_batch(self, rgbs: list[np.ndarray], layout: ImageLayout, batch: list[tuple[int, Tile]],
-                       out: Accumulator, mode: str, options: InstanceOptions, use_cache: bool) -> Task[list[str]]:
+                       out: Accumulator, mode: str, options: InstanceOptions, use_cache) -> Task[list[str]]:
         embeddings = yield from self._embeddings(rgbs, use_cache)
         probs = self._probabilities(rgbs, embeddings)
         notes = []
@@ -241,10 +241,11 @@ class Segmenter:
                     notes.append(f"window {t.index}" + (f", slice {z}" if layout.is_stack else "") + f": {note}")
         return notes
 
-    def _embeddings(self, rgbs: list[np.ndarray], use_cache: bool) -> Task[torch.Tensor]:
-        """``N×256×64×64`` SAM embeddings, through the cache when ``use_cache`` (encoding progress nested)."""
+    def _embeddings(self, rgbs: list[np.ndarray], use_cache) -> Task[torch.Tensor]:
+        """``N×256×64×64`` SAM embeddings, through the cache when ``use_cache`` (on disk only when "disk";
+        encoding progress nested)."""
         if use_cache:
-            return (yield from nested(self.cache.embed_many(rgbs, batch_size=len(rgbs))))
+            return (yield from nested(self.cache.embed_many(rgbs, batch_size=len(rgbs), remember=use_cache != "disk")))
         return (yield from nested(embed_images(self.sam, rgbs, batch_size=len(rgbs))))
 
     @torch.inference_mode()
