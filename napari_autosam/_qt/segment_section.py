@@ -20,6 +20,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..inference.inputs import image_layout
+from ..inference.tiling import AUTO_TILE, AUTO_TILE_ABOVE, DEFAULT_OVERLAP, auto_tile
 from ..io.slides import slide_from_layer
 from ..io.working import (
     ResolutionError,
@@ -37,10 +38,8 @@ from .layers import ImageTarget, current_plane, ensure_output, find_output, imag
 from .session import Session
 from .workers import ProgressPanel, TaskRunner
 
-#: Planes larger than this (pixels on the long side) are segmented in tiles of TILE.
-TILE = 1024
-TILE_ABOVE = 1536
-OVERLAP = 128
+#: The one tiling rule (inference.tiling): planes larger than TILE_ABOVE px go in tiles of TILE.
+TILE, TILE_ABOVE, OVERLAP = AUTO_TILE, AUTO_TILE_ABOVE, DEFAULT_OVERLAP
 
 SCOPES = {
     "slice": "Current slice",
@@ -315,7 +314,7 @@ class SegmentSection(QWidget):
             if scope == "region":
                 return segmenter.segment_region(data, region, channel_axis=target.layout.channel_axis, mode=mode,
                                                 cancel=token)
-            tile = TILE if max(target.plane_shape) > TILE_ABOVE else None
+            tile = auto_tile(target.plane_shape)
             return segmenter.segment(data, channel_axis=target.layout.channel_axis, mode=mode, tile=tile,
                                      overlap=OVERLAP, cancel=token)
 
