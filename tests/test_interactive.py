@@ -14,7 +14,10 @@ from napari_autosam.io.normalize import guess_channel_axis
 def test_window_is_the_tile_whose_core_holds_the_anchor():
     assert window_for((300, 400), (10, 10), None, 32) == (0, 300, 0, 400)
     y0, y1, x0, x1 = window_for((300, 400), (250, 390), 128, 32)
-    assert y0 <= 250 < y1 and x0 <= 390 < x1 and y1 - y0 <= 128 and x1 - x0 <= 128
+    from napari_autosam.inference.tiling import segmentation_tiles, stretched
+
+    assert y0 <= 250 < y1 and x0 <= 390 < x1 and y1 - y0 <= stretched(128) and x1 - x0 <= stretched(128)
+    assert (y0, y1, x0, x1) in [t.window for t in segmentation_tiles((300, 400), 128, 32)], "the segmenter's own tile"
 
 
 def test_prompt_window_reads_one_window_of_one_plane_and_converts_coordinates():

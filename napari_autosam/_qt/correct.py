@@ -27,6 +27,7 @@ from . import avoid_triton_llvm_clash
 avoid_triton_llvm_clash()  # before torch's chain of imports (see napari_autosam._qt)
 
 from ..inference.interactive import PromptWindow, prompt_in_window, prompt_window  # noqa: E402
+from ..inference.tiling import auto_tile  # noqa: E402
 from ..progress import single_step  # noqa: E402
 from . import notify  # noqa: E402
 from .layers import (  # noqa: E402
@@ -38,7 +39,7 @@ from .layers import (  # noqa: E402
     role_of,
     visible_region,
 )
-from .segment_section import OVERLAP, tile_for  # noqa: E402
+from .segment_section import OVERLAP  # noqa: E402
 from .workers import ProgressPanel, TaskRunner  # noqa: E402
 
 POSITIVE, NEGATIVE = "#33ff66", "#ff3355"
@@ -268,7 +269,7 @@ class CorrectSection(QWidget):
             return
         if self.edit is None or (self.edit.image, self.edit.z) != (target.name, z):
             anchor = points[0] if len(points) else ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
-            window = prompt_window(target.data, target.layout, z, anchor, tile=tile_for(target.plane_shape),
+            window = prompt_window(target.data, target.layout, z, anchor, tile=auto_tile(target.plane_shape),
                                    overlap=OVERLAP, normalization=self.segment_section.normalizations.get(target.name))
             index = plane_index(target, z) + window.slices
             label = int(np.asarray(labels_layer.data).max()) + 1

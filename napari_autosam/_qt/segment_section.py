@@ -21,6 +21,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..inference.inputs import image_layout
+from ..inference.tiling import AUTO_TILE, AUTO_TILE_ABOVE, DEFAULT_OVERLAP, auto_tile
 from ..io.slides import slide_from_layer
 from ..io.working import (
     ResolutionError,
@@ -46,15 +47,9 @@ from .layers import (
 from .session import Session
 from .workers import ProgressPanel, TaskRunner
 
-#: Planes larger than this (pixels on the long side) are segmented in tiles of TILE.
-TILE = 1024
-TILE_ABOVE = 1536
-OVERLAP = 128
+#: The one tiling rule (inference.tiling): planes larger than TILE_ABOVE px go in tiles of TILE.
+TILE, TILE_ABOVE, OVERLAP = AUTO_TILE, AUTO_TILE_ABOVE, DEFAULT_OVERLAP
 
-
-def tile_for(plane_shape: tuple[int, int]) -> int | None:
-    """The tile size for a plane of this shape (None: one window), for segmenting and for prompts alike."""
-    return TILE if max(plane_shape) > TILE_ABOVE else None
 
 
 SCOPES = {
@@ -339,7 +334,7 @@ class SegmentSection(QWidget):
                 return segmenter.segment(data, channel_axis=target.layout.plane_channel_axis, mode=mode, cancel=token)
             if scope == "region":
                 return segmenter.segment_region(data, region, layout=target.layout, mode=mode, cancel=token)
-            tile = tile_for(target.plane_shape)
+            tile = auto_tile(target.plane_shape)
             return segmenter.segment(data, layout=target.layout, mode=mode, tile=tile, overlap=OVERLAP, cancel=token)
 
         def done(result) -> None:

@@ -19,9 +19,8 @@ import shutil
 import sys
 from pathlib import Path
 
-#: Planes larger than this on a side are tiled when --tile is not given.
-AUTO_TILE_ABOVE = 2048
-AUTO_TILE = 1024
+from ..inference.tiling import AUTO_TILE, AUTO_TILE_ABOVE, DEFAULT_OVERLAP, auto_tile  # the one tiling rule
+from .precision import add_precision_argument, apply_precision
 
 
 def _channels(text: str) -> list[int]:
@@ -61,10 +60,12 @@ def register(subparsers) -> None:
                         help="instances: keep the split auxiliary objects instead of asking SAM for each "
                         "(no decoder call per object: much faster on a CPU)")
     parser.add_argument("--device", default=None, help="cuda, mps, cpu or auto (default: auto)")
+    add_precision_argument(parser)
     parser.add_argument("--tile", type=non_negative_int, default=None, metavar="N",
                         help=f"tile planes larger than N pixels (default: {AUTO_TILE} for planes over "
                         f"{AUTO_TILE_ABOVE} pixels, else no tiling; 0: never tile)")
-    parser.add_argument("--overlap", type=non_negative_int, default=128, metavar="N", help="tile overlap in pixels (default 128)")
+    parser.add_argument("--overlap", type=non_negative_int, default=DEFAULT_OVERLAP, metavar="N",
+                        help=f"minimum tile overlap in pixels (default {DEFAULT_OVERLAP})")
     parser.add_argument("--channels", type=_channels, default=None, metavar="C[,C[,C]]",
                         help="channels shown to SAM: one as gray, or up to three as R,G,B")
     parser.add_argument("--channel-axis", type=int, default=None, metavar="AXIS", help="axis holding the channels")
@@ -79,6 +80,9 @@ def register(subparsers) -> None:
     from .resolution import add_resolution_args
 
     add_resolution_args(parser, what="slides")
+    from ..distributed.options import add_dask_args
+
+    add_dask_args(parser)
     parser.set_defaults(func=_run)
 
 
@@ -113,6 +117,10 @@ def _load_sam(args):
 
 
 def _run(args) -> int:
+    from ..distributed.options import run_segment, wants_dask
+
+    if wants_dask(args):  # the same per-file step on the workers of a dask cluster
+        return run_segment(args)
     from ..inference import InstanceOptions, Segmenter
     from ..sam.cache import EmbeddingCache
 
@@ -126,6 +134,7 @@ def _run(args) -> int:
     if args.cache_dir:
         check_output_folder(args.cache_dir, "--cache-dir")
     sam = _load_sam(args)
+    apply_precision(sam, args)
     model = _load_model(args, sam)
     cache = EmbeddingCache(sam, args.cache_dir) if args.cache_dir else None
     options = InstanceOptions(source=args.instance_source, refine=not args.no_refine)
@@ -153,7 +162,7 @@ def _segment_file(segmenter, path: Path, out: Path, args) -> None:
     layout = image_layout(image, args.channel_axis, stack=True if args.stack else None)
     tile = args.tile
     if tile is None:
-        tile = AUTO_TILE if max(layout.plane_shape) > AUTO_TILE_ABOVE else None
+        tile = auto_tile(layout.plane_shape)
     stem = image_stem(path) if resolution is None else slide_stem(path)
     out.mkdir(parents=True, exist_ok=True)
     if _output_format(args, layout) == "ome-zarr":

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..io.normalize import Normalization, compute_normalization, to_rgb_uint8
 from .inputs import ImageLayout
-from .tiling import tile_grid
+from .tiling import DEFAULT_OVERLAP, segmentation_tiles
 
 
 @dataclass(frozen=True)
@@ -73,14 +73,14 @@ def window_for(plane_shape: tuple[int, int], anchor_yx: tuple[float, float], til
                overlap: int) -> tuple[int, int, int, int]:
     """``(y0, y1, x0, x1)``: the whole plane when ``tile`` is None, else the tile whose core holds the anchor.
 
-    The tiles are those of :func:`~napari_autosam.inference.tiling.tile_grid`,
+    The tiles are the segmenter's own (:func:`~napari_autosam.inference.tiling.segmentation_tiles`),
     so the window's embedding is the one segmentation cached.
     """
     height, width = plane_shape
     if tile is None:
         return 0, height, 0, width
     y, x = anchor_yx
-    tiles = tile_grid((height, width), tile, overlap)
+    tiles = segmentation_tiles((height, width), tile, overlap)
     for candidate in tiles:
         y0, y1, x0, x1 = candidate.core
         if y0 <= y < y1 and x0 <= x < x1:
@@ -90,7 +90,7 @@ def window_for(plane_shape: tuple[int, int], anchor_yx: tuple[float, float], til
 
 def prompt_window(image, layout: ImageLayout, z: int, anchor_yx: tuple[float, float], *,
                   normalization: Normalization | None = None, tile: int | None = None,
-                  overlap: int = 128) -> PromptWindow:
+                  overlap: int = DEFAULT_OVERLAP) -> PromptWindow:
     """Read and normalise the window of plane ``z`` that prompts near ``anchor_yx = (y, x)`` work in.
 
     Parameters
@@ -99,7 +99,8 @@ def prompt_window(image, layout: ImageLayout, z: int, anchor_yx: tuple[float, fl
     layout : from :func:`~napari_autosam.inference.inputs.image_layout`
     normalization : the scaling the segmentation used (``SegmentationResult.normalization``);
         None computes one over the whole image
-    tile, overlap : the segmentation's tiling (None: the whole plane)
+    tile, overlap : the segmentation's tiling (None: the whole plane; the widget passes
+        :func:`~napari_autosam.inference.tiling.auto_tile` of the plane, the rule segmentation uses)
     """
     if not 0 <= z < layout.n_planes:
         raise ValueError(f"slice {z} is out of range for {layout.n_planes} slices")
