@@ -63,6 +63,9 @@ def register(subparsers) -> None:
                         help="keep SAM embeddings on disk here, so re-segmenting skips the encoder")
     parser.add_argument("--batch-size", type=int, default=None, metavar="N", help="slices or tiles per batch")
     parser.add_argument("--save-prob", action="store_true", help="also write float32 probability maps")
+    parser.add_argument("--geojson", action="store_true",
+                        help="also write the objects as QuPath GeoJSON: <stem>_instances.geojson (instances) or "
+                        "<stem>_autosam.geojson (regions of the mask)")
     parser.set_defaults(func=_run)
 
 
@@ -138,6 +141,10 @@ def _segment_file(segmenter, path: Path, out: Path, args) -> None:
                                  tile=tile or None, overlap=args.overlap, store=scratch, stack=layout.is_stack)
         result = ProgressBar(unit="tile" if tile else "image").run(task)
         written = _write_outputs(result, out, stem, args.save_prob)
+        if args.geojson:
+            from .geojson import write_result_geojson
+
+            written.append(write_result_geojson(result, out, stem))
         _report(path, layout, result, written)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

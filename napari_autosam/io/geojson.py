@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,17 +79,26 @@ def is_geojson(path: str | os.PathLike) -> bool:
     return Path(path).name.lower().endswith(SUFFIXES)
 
 
-def looks_like_geojson(path: str | os.PathLike, head: int = 4096) -> bool:
-    """A cheap check that a ``.json``/``.geojson`` file holds a GeoJSON FeatureCollection or Feature list."""
+_HEAD = re.compile(r'\s*(\{\s*"type"\s*:\s*"(FeatureCollection|Feature)"|\[\s*\{\s*"type"\s*:\s*"Feature")')
+
+
+def looks_like_geojson(path: str | os.PathLike, *, parse_below: int = 32 * 2**20) -> bool:
+    """Whether a ``.json``/``.geojson`` file holds a GeoJSON FeatureCollection, Feature or Feature list.
+
+    Files that start with ``{"type": "FeatureCollection"`` (as QuPath writes them) are
+    recognised from their first bytes; other files below ``parse_below`` bytes are parsed.
+    """
     try:
         with open(path, encoding="utf-8") as fh:
-            text = fh.read(head)
-    except (OSError, UnicodeDecodeError):
+            head = fh.read(256)
+        if _HEAD.match(head):
+            return True
+        if Path(path).stat().st_size > parse_below:
+            return False
+        _features_of(_load_json(Path(path)), str(path))
+    except (OSError, UnicodeDecodeError, GeoJSONError):
         return False
-    text = text.lstrip()
-    if text.startswith("["):
-        return '"Feature"' in text
-    return text.startswith("{") and ('"FeatureCollection"' in text or '"Feature"' in text)
+    return True
 
 
 def class_color(name: str, index: int = 0) -> list[int]:
@@ -313,6 +323,7 @@ class GeoJSONLabels:
     class_names : the class of each id, in order
     colors : class name → RGB, as the file gave them
     object_types : the object type of each label (``object_types[i-1]`` for label ``i``)
+    label_classes : the class name (or None) of each label, likewise
     messages : what was clipped, skipped or repaired, one line each
     """
 
@@ -321,6 +332,7 @@ class GeoJSONLabels:
     class_names: list[str]
     colors: dict[str, tuple[int, int, int]]
     object_types: list[str]
+    label_classes: list[str | None]
     messages: list[str]
 
 
@@ -387,7 +399,8 @@ def objects_to_labels(objects: Sequence[ImportedObject], shape: tuple[int, int],
     else:
         classes = None
     colors = {o.class_name: o.color for _, o in kept if o.class_name and o.color}
-    return GeoJSONLabels(instances, classes, names, colors, [_kind(o.object_type) for _, o in kept], messages)
+    return GeoJSONLabels(instances, classes, names, colors, [_kind(o.object_type) for _, o in kept],
+                         [o.class_name for _, o in kept], messages)
 
 
 def read_geojson_labels(path: str | os.PathLike, shape: tuple[int, int], **kwargs) -> GeoJSONLabels:

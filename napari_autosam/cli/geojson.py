@@ -1,0 +1,176 @@
+"""``napari-autosam export-geojson`` and ``import-geojson``: label images ↔ QuPath GeoJSON.
+
+Coordinates in the GeoJSON are level-0 pixels of the slide; a label image
+made at a working resolution gives ``--downsample`` (level-0 pixels per
+label pixel) and, for a window of the slide, ``--origin X,Y``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def _names(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def _origin(text: str) -> tuple[float, float]:
+    import argparse
+
+    try:
+        x, y = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected X,Y in level-0 pixels, like 4096,0, got {text!r}") from None
+    return x, y
+
+
+def _placement_arguments(parser) -> None:
+    parser.add_argument("--downsample", type=float, default=1.0, metavar="F",
+                        help="level-0 pixels per label pixel (the working resolution's downsample; default 1)")
+    parser.add_argument("--origin", type=_origin, default=(0.0, 0.0), metavar="X,Y",
+                        help="level-0 pixel of the label image's top-left corner (default 0,0)")
+
+
+def register(subparsers) -> None:
+    export = subparsers.add_parser(
+        "export-geojson", help="write a label image or mask as QuPath GeoJSON",
+        description="One Polygon/MultiPolygon feature per object (holes kept) in level-0 pixel coordinates, with "
+        "objectType, classification and the area; QuPath opens it with File > Import objects.")
+    export.add_argument("labels", metavar="LABELS", help="instance labels or a mask (TIFF, PNG)")
+    export.add_argument("--out", required=True, metavar="X.geojson", help="the GeoJSON file to write")
+    export.add_argument("--objects", choices=("detection", "annotation"), default=None,
+                        help="QuPath object type (default: detection for instance labels, annotation for masks)")
+    export.add_argument("--kind", choices=("auto", "instances", "semantic"), default="auto",
+                        help="instances: each value is an object; semantic: each value is a class and every "
+                        "connected region an object; auto (default): semantic for 0/1 and 0/255 masks")
+    export.add_argument("--classes", type=_names, default=None, metavar="A,B,…",
+                        help="class names: of mask values 1, 2, … (semantic), or of every object (instances)")
+    export.add_argument("--mpp", type=float, default=None, help="level-0 µm per pixel: also measure areas in µm²")
+    _placement_arguments(export)
+    export.set_defaults(func=_export)
+
+    imp = subparsers.add_parser(
+        "import-geojson", help="rasterise QuPath GeoJSON into a label image",
+        description="Rasterise the polygons of a QuPath GeoJSON export (annotations and detections, with classes) "
+        "into instance labels of the size of --like, and class ids when the objects have classes.")
+    imp.add_argument("geojson", metavar="X.geojson", help="a GeoJSON FeatureCollection (QuPath: Export objects)")
+    imp.add_argument("--like", required=True, metavar="IMAGE", help="the image the labels go with (gives the size)")
+    imp.add_argument("--out", required=True, metavar="LABELS.tif", help="instance labels to write (int32 TIFF)")
+    imp.add_argument("--objects", choices=("all", "annotation", "detection"), default="all",
+                     help="which QuPath objects to import (default all; detection includes cells)")
+    imp.add_argument("--classes", type=_names, default=None, metavar="A,B,…",
+                     help="known class names in id order (others are added after them)")
+    _placement_arguments(imp)
+    imp.set_defaults(func=_import)
+
+
+def _placement(args):
+    from ..io.geojson import Placement
+
+    return Placement(args.downsample, args.origin)
+
+
+def _read_plane(path: str, what: str):
+    """A 2D plane of an image file, lazily; the shape must be one plane."""
+    from ..inference.inputs import image_layout
+    from ..io.images import ImageReadError, open_lazy
+
+    try:
+        image = open_lazy(path)
+    except ImageReadError as exc:
+        raise ValueError(f"{path}: {exc.reason}") from exc
+    layout = image_layout(image)
+    if layout.is_stack:
+        raise ValueError(f"{path}: GeoJSON holds one plane, but this {what} is a stack of shape {layout.shape}")
+    return image, layout
+
+
+def _is_binary(labels) -> bool:
+    import numpy as np
+
+    from ..inference.tiling import blocks
+
+    values: set[int] = set()
+    for window in blocks(tuple(labels.shape)):
+        values.update(int(v) for v in np.unique(np.asarray(labels[window])))
+        if not values <= {0, 1, 255}:
+            return False
+    return True
+
+
+def export_labels(labels, out: Path, *, kind: str = "auto", objects: str | None = None, classes=None,
+                  placement=None, mpp: float | None = None) -> int:
+    """Write ``labels`` (``H×W``) as GeoJSON; return the number of features."""
+    import numpy as np
+
+    from ..io.geojson import labels_to_features, mask_to_features, write_geojson
+
+    semantic = kind == "semantic" or (kind == "auto" and _is_binary(labels))
+    if semantic:
+        mask = np.asarray(labels)
+        mask = (mask > 0).astype(np.uint8) if mask.max() == 255 else mask
+        features = mask_to_features(mask, class_names=classes, object_type=objects or "annotation",
+                                    placement=placement, mpp=mpp)
+    else:
+        names = {}
+        if classes:
+            if len(classes) != 1:
+                raise ValueError("instance labels take one class name for all objects (--classes Nucleus)")
+            names = dict.fromkeys(range(1, int(np.max(labels)) + 1), classes[0])
+        features = labels_to_features(labels, object_type=objects or "detection", classes=names,
+                                      placement=placement, mpp=mpp)
+    write_geojson(out, features)
+    return len(features)
+
+
+def _export(args) -> int:
+    labels, layout = _read_plane(args.labels, "label image")
+    if layout.kind != "2d":
+        raise ValueError(f"{args.labels}: expected a 2D label image or mask, got shape {layout.shape}")
+    count = export_labels(labels, Path(args.out), kind=args.kind, objects=args.objects, classes=args.classes,
+                          placement=_placement(args), mpp=args.mpp)
+    print(f"{args.labels}: {count} object(s) → {args.out}")
+    return 0
+
+
+def _import(args) -> int:
+    import json
+
+    from ..io.atomic import atomic_write_text
+    from ..io.geojson import read_geojson_labels
+    from .segment import write_array
+
+    _, layout = _read_plane(args.like, "image")
+    result = read_geojson_labels(args.geojson, layout.plane_shape, placement=_placement(args),
+                                 objects_of=args.objects, class_names=args.classes)
+    for message in result.messages:
+        print(f"note: {message}", file=sys.stderr)
+    out = Path(args.out)
+    written = [write_array(out, result.instances)]
+    if result.classes is not None:
+        stem = out.name[: -len("".join(out.suffixes))] if out.suffixes else out.name
+        written.append(write_array(out.with_name(f"{stem}_classes.tif"), result.classes))
+        names = {"class_names": result.class_names, "colors": {k: list(v) for k, v in result.colors.items()}}
+        written.append(atomic_write_text(out.with_name(f"{stem}_classes.json"), json.dumps(names, indent=1)))
+    count = int(result.instances.max())
+    classes = ", ".join(f"{i + 1} {n}" for i, n in enumerate(result.class_names))
+    print(f"{args.geojson}: {count} object(s)" + (f"; class ids {classes}" if classes else "")
+          + " → " + ", ".join(p.name for p in written))
+    return 0
+
+
+def write_result_geojson(result, out: Path, stem: str, placement=None) -> Path:
+    """``<stem>_instances.geojson`` (detections) from a segmentation's instances, else the regions of its mask.
+
+    The mask is AutoSAM's, or h's for a preview (which has no AutoSAM mask).
+    """
+    if result.instances is not None:
+        path, labels, kind = out / f"{stem}_instances.geojson", result.instances, "instances"
+    else:
+        name, labels = ("autosam", result.autosam_mask) if result.autosam_mask is not None else ("h", result.h_mask)
+        path, kind = out / f"{stem}_{name}.geojson", "semantic"
+    if labels.ndim != 2:
+        raise ValueError("GeoJSON holds one plane: --geojson needs a 2D image, not a stack")
+    export_labels(labels, path, kind=kind, placement=placement)
+    return path
