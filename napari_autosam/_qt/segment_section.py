@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from napari.layers import Image
-from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from . import notify
 from .layers import ImageTarget, current_plane, ensure_output, find_output, image_target, plane_index, visible_region
@@ -34,6 +34,7 @@ class Request:
     layer_name: str
     scope: str
     instances: bool
+    preview: bool = False  # h(g(I)) only, no SAM encoder
 
 
 class SegmentSection(QWidget):
@@ -62,6 +63,10 @@ class SegmentSection(QWidget):
         self.segment_button = QPushButton("Segment")
         self.segment_button.setToolTip("Segment the chosen image with AutoSAM and h(g(I)) in the background (Shift+Alt+R)")
         self.segment_button.clicked.connect(lambda: self.segment())
+        self.preview_button = QPushButton("Preview (h only)")
+        self.preview_button.setToolTip("A fast look with the surrogate h(g(I)) only: SAM's image encoder does not "
+                                       "run, so it takes a fraction of the time (the 'h(g(I))' layer)")
+        self.preview_button.clicked.connect(lambda: self.segment(preview=True))
         self.note = QLabel("")
         self.note.setWordWrap(True)
         self.note.setToolTip("About the last segmentation")
@@ -72,7 +77,10 @@ class SegmentSection(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(form)
         layout.addWidget(self.instances_check)
-        layout.addWidget(self.segment_button)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.segment_button)
+        buttons.addWidget(self.preview_button)
+        layout.addLayout(buttons)
         layout.addWidget(ProgressPanel(runner))
         layout.addWidget(self.note)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
@@ -128,10 +136,13 @@ class SegmentSection(QWidget):
 
     # ---------------------------------------------------------------- run
 
-    def segment(self, request: Request | None = None) -> bool:
-        """Segment as the controls say (or as ``request`` says); loads SAM first if needed."""
+    def segment(self, request: Request | None = None, *, preview: bool = False) -> bool:
+        """Segment as the controls say (or as ``request`` says); loads SAM first if needed.
+
+        ``preview``: h(g(I)) only (see ``Segmenter.segment``); only the "h(g(I))" layer is updated.
+        """
         request = request or Request(self.image_combo.currentText(), self.scope_combo.currentData(),
-                                     self.instances_check.isChecked())
+                                     self.instances_check.isChecked(), preview)
         if request.layer_name not in self.viewer.layers:
             notify.info("Open an image first (File ▸ Open, or File ▸ Open Sample ▸ AutoSAM).")
             return False
@@ -152,6 +163,7 @@ class SegmentSection(QWidget):
             return False
         self.last_region = region
         mode = "instances" if request.instances else "semantic"
+        preview = request.preview
         segmenter = self.session.segmenter
         model_label = self.session.model_label
 
@@ -159,21 +171,23 @@ class SegmentSection(QWidget):
             data = target.data
             if scope == "slice":
                 data = target.layout.read(data, z)
-                return segmenter.segment(data, channel_axis=target.layout.plane_channel_axis, mode=mode, cancel=token)
+                return segmenter.segment(data, channel_axis=target.layout.plane_channel_axis, mode=mode, cancel=token,
+                                         preview=preview)
             if scope == "region":
                 return segmenter.segment_region(data, region, channel_axis=target.layout.channel_axis, mode=mode,
-                                                cancel=token)
+                                                cancel=token, preview=preview)
             tile = TILE if max(target.plane_shape) > TILE_ABOVE else None
             return segmenter.segment(data, channel_axis=target.layout.channel_axis, mode=mode, tile=tile,
-                                     overlap=OVERLAP, cancel=token)
+                                     overlap=OVERLAP, cancel=token, preview=preview)
 
         def done(result) -> None:
-            self.last = Request(request.layer_name, scope, request.instances)
+            self.last = Request(request.layer_name, scope, request.instances, preview)
             self._show(target, result, scope, z, region, model_label)
 
         what = {"slice": f"slice {z}", "stack": "the whole stack", "image": "the whole image",
                 "region": "the visible region"}[scope]
-        return self.runner.start(f"Segmenting {what} of {target.name}", make_task, done)
+        verb = "Previewing (h only)" if preview else "Segmenting"
+        return self.runner.start(f"{verb} {what} of {target.name}", make_task, done)
 
     def rerun(self) -> bool:
         """Segment the last image again the same way (after fine-tuning or a rollback)."""
@@ -194,7 +208,7 @@ class SegmentSection(QWidget):
             if values is None:
                 continue
             values = np.asarray(values)  # tiled results are zarr arrays in result.store: read them now
-            if role == "autosam":
+            if role == ("h" if result.preview else "autosam"):
                 foreground = float(np.mean(values > 0))
             layer = ensure_output(self.viewer, target, role)
             index = plane_index(target, z) if scope == "slice" else ()
@@ -219,6 +233,8 @@ class SegmentSection(QWidget):
                          "correct it, accept, and fine-tune.")
         if result.cancelled:
             notes.append("Cancelled: the slices or tiles not reached are empty.")
+        if result.preview:
+            notes.append("Preview: h(g(I)) only, without SAM; Segment for the AutoSAM mask.")
         self.note.setText(f"{model_label}: {foreground:.0%} of the pixels are foreground."
                           + (" " + " ".join(notes) if notes else ""))
 

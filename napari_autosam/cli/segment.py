@@ -63,6 +63,9 @@ def register(subparsers) -> None:
                         help="keep SAM embeddings on disk here, so re-segmenting skips the encoder")
     parser.add_argument("--batch-size", type=int, default=None, metavar="N", help="slices or tiles per batch")
     parser.add_argument("--save-prob", action="store_true", help="also write float32 probability maps")
+    parser.add_argument("--preview", action="store_true",
+                        help="h(g(I)) only, without SAM's image encoder: tens of times faster on a CPU; "
+                        "writes <stem>_h.tif only")
     parser.add_argument("--geojson", action="store_true",
                         help="also write the objects as QuPath GeoJSON: <stem>_instances.geojson (instances) or "
                         "<stem>_autosam.geojson (regions of the mask)")
@@ -138,7 +141,8 @@ def _segment_file(segmenter, path: Path, out: Path, args) -> None:
     scratch = out / f".{stem}.autosam-scratch"
     try:
         task = segmenter.segment(image, channel_axis=args.channel_axis, channels=args.channels, mode=args.mode,
-                                 tile=tile or None, overlap=args.overlap, store=scratch, stack=layout.is_stack)
+                                 tile=tile or None, overlap=args.overlap, store=scratch, stack=layout.is_stack,
+                                 preview=args.preview)
         result = ProgressBar(unit="tile" if tile else "image").run(task)
         written = _write_outputs(result, out, stem, args.save_prob)
         if args.geojson:
@@ -205,9 +209,12 @@ def _report(path: Path, layout, result, written: list[Path]) -> None:
         return sum(int(np.count_nonzero(b)) for b in _blockwise(mask)) / float(np.prod(mask.shape))
 
     shape = "×".join(str(s) for s in layout.output_shape)
-    parts = [f"{path.name}: {shape}", f"AutoSAM {fraction(result.autosam_mask):.1%} foreground"]
+    parts = [f"{path.name}: {shape}"]
+    if result.autosam_mask is not None:
+        parts.append(f"AutoSAM {fraction(result.autosam_mask):.1%} foreground")
     if result.h_mask is not None:
-        parts.append(f"h {fraction(result.h_mask):.1%}")
+        parts.append(f"h {fraction(result.h_mask):.1%}" + (" foreground (preview: h only)" if result.preview else ""))
+    if result.agreement:
         mean = float(np.mean(result.agreement))
         parts.append(f"agreement (Dice) {mean:.3f}" + (" mean over slices" if len(result.agreement) > 1 else ""))
     if result.instances is not None:
