@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io.normalize import Normalization
+from ..losses import dice_counts, dice_from_counts
 from .tiling import blocks, create_array
 
 
@@ -134,10 +135,10 @@ class Accumulator:
                 a = np.asarray(self.autosam_prob[index]) > 0.5
                 autosam_mask[index] = a.astype(np.uint8)
                 if h_mask is not None:
-                    inter += int(np.count_nonzero(a & h))
-                    total += int(np.count_nonzero(a)) + int(np.count_nonzero(h))
+                    counts = dice_counts(a, h)
+                    inter, total = inter + counts[0], total + counts[1]
             if h_mask is not None and with_autosam:
-                agreement.append(1.0 if total == 0 else 2.0 * inter / total)
+                agreement.append(dice_from_counts(inter, total))
         arrays = {"autosam_prob": self.autosam_prob, "autosam_mask": autosam_mask, "h_prob": self.h_prob,
                   "h_mask": h_mask, "instances": self.instances}
         return arrays, agreement

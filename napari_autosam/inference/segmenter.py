@@ -25,7 +25,7 @@ from ..device import autocast, pick_device
 from ..io.normalize import Normalization, compute_normalization, to_rgb_uint8
 from ..models.autosam import AutoSAM
 from ..models.checkpoint import ModelCheckpoint
-from ..progress import CancelToken, Stopwatch, Task, run
+from ..progress import CancelToken, Stopwatch, Task, nested
 from ..sam.cache import EmbeddingCache, sam_fingerprint
 from ..sam.embedding import Geometry, embed_images, frame_to_original, prepare_image
 from .inputs import ImageLayout, image_layout
@@ -181,8 +181,8 @@ class Segmenter:
                 cancelled = True
                 break
             batch = items[start : start + self.batch_size]
-            windows += self._segment_batch(image, layout, batch, normalization, channels, out, mode, options, use_cache,
-                                           preview)
+            windows += yield from self._segment_batch(image, layout, batch, normalization, channels, out, mode,
+                                                      options, use_cache, preview)
             done = start + len(batch)
             unit = "tiles" if len(tiles) > 1 else "slices" if layout.is_stack else "images"
             yield clock.event("segment", done, f"segmented {done}/{len(items)} {unit}")
@@ -216,13 +216,13 @@ class Segmenter:
 
     def _segment_batch(self, image, layout: ImageLayout, batch: list[tuple[int, Tile]], normalization, channels,
                        out: Accumulator, mode: str, options: InstanceOptions, use_cache: bool,
-                       preview: bool = False) -> list[WindowInfo]:
+                       preview: bool = False) -> Task[list[WindowInfo]]:
         rgbs = [to_rgb_uint8(layout.read(image, z, t.window), channel_axis=layout.plane_channel_axis,
                              channels=channels, normalization=normalization)[0] for z, t in batch]
         if preview:
             embeddings, probs, ious = None, self._h_probabilities(rgbs), [None] * len(rgbs)
         else:
-            embeddings = self._embeddings(rgbs, use_cache)
+            embeddings = yield from self._embeddings(rgbs, use_cache)
             probs, ious = self._probabilities(rgbs, embeddings)
         for k, ((z, t), (autosam, h)) in enumerate(zip(batch, probs)):
             out.add(z, t.slices, t.weight(), autosam, h)
@@ -231,11 +231,11 @@ class Segmenter:
                 self._instances(out, z, t, source, None if preview else embeddings[k : k + 1], options)
         return [WindowInfo(z, t.window, t.core, iou) for (z, t), iou in zip(batch, ious)]
 
-    def _embeddings(self, rgbs: list[np.ndarray], use_cache: bool) -> torch.Tensor:
-        """``N×256×64×64`` SAM embeddings, through the cache when ``use_cache``."""
+    def _embeddings(self, rgbs: list[np.ndarray], use_cache: bool) -> Task[torch.Tensor]:
+        """``N×256×64×64`` SAM embeddings, through the cache when ``use_cache`` (encoding progress nested)."""
         if use_cache:
-            return run(self.cache.embed_many(rgbs, batch_size=len(rgbs)))
-        return run(embed_images(self.sam, rgbs, batch_size=len(rgbs)))
+            return (yield from nested(self.cache.embed_many(rgbs, batch_size=len(rgbs))))
+        return (yield from nested(embed_images(self.sam, rgbs, batch_size=len(rgbs))))
 
     @torch.inference_mode()
     def _h_probabilities(self, rgbs: list[np.ndarray]) -> list[tuple[None, np.ndarray]]:

@@ -269,7 +269,7 @@ def train(
     out : path, optional
         Instead of ``store``: a ``.safetensors`` file that must not exist yet,
         or a model-store folder.  With neither, the default store
-        (``annotations.default_model_dir()``) is used.
+        of this SAM (:func:`napari_autosam.paths.model_store_dir`) is used.
     val_samples : list of Sample, optional
         Validation images; default: a seeded ``config.val_fraction`` split.
     cache : EmbeddingCache, optional
@@ -296,7 +296,7 @@ def train(
     resolved = config.resolved(device)
     if init is not None:  # the warm start's architecture wins over the device defaults
         resolved = _with_architecture(resolved, start)
-    destination = Destination.open(store, out)
+    destination = Destination.open(store, out, sam=sam)
     try:
         model = AutoSAM(sam, start.prompt_generator, start.surrogate)
         trainer = _Trainer(model, resolved, device, cancel)
@@ -328,9 +328,9 @@ def train(
 
 
 def _check_variant(start: ModelCheckpoint, sam) -> None:
-    trained_for, variant = start.sam_variant, getattr(sam, "variant", None)
-    if trained_for and variant and trained_for != variant:
-        raise ValueError(f"the initial model was trained for SAM {trained_for}; this SAM is {variant}")
+    from ..sam.registry import check_sam_variant
+
+    check_sam_variant(start.sam_variant, sam, "the initial model")
 
 
 def _with_architecture(config: TrainConfig, start: ModelCheckpoint) -> TrainConfig:
