@@ -5,6 +5,7 @@
 3. Compare — h(g(I)) beside AutoSAM, where they disagree, their Dice
 4. Correct — napari's label tools or SAM point/box prompts; accept the result
 5. Fine-tune — train on accepted corrections in the background; versions and rollback
+6. Review — regions sorted by how unsure the model is; go to the next one, correct, accept
 
 Four background runners (loading models, segmenting, fine-tuning, answering
 SAM prompts), each running one task at a time, so users keep segmenting and
@@ -20,6 +21,7 @@ from .compare import CompareSection
 from .correct import CorrectSection
 from .finetune_section import FinetuneSection
 from .model_section import ModelSection
+from .review import ReviewSection
 from .segment_section import SegmentSection
 from .session import Session
 from .workers import TaskRunner
@@ -95,6 +97,7 @@ class AutoSAMWidget(QWidget):
         self.correct_section.start_points_positive = lambda: self.correct_section.start_points(True)
         self.correct_section.start_points_negative = lambda: self.correct_section.start_points(False)
         self.finetune_section = FinetuneSection(napari_viewer, self.session, self.segment_section, self.train_runner)
+        self.review_section = ReviewSection(napari_viewer, self.session, self.segment_section)
 
         content = _Column()
         column = QVBoxLayout(content)
@@ -104,6 +107,7 @@ class AutoSAMWidget(QWidget):
             ("3  Compare", self.compare_section),
             ("4  Correct", self.correct_section),
             ("5  Fine-tune", self.finetune_section),
+            ("6  Review", self.review_section),
         ):
             box = QGroupBox(title)
             inner = QVBoxLayout(box)
