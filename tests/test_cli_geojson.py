@@ -122,3 +122,18 @@ def test_napari_reader_and_writer_round_trip(nuclei, tmp_path):
     assert sum(f["properties"].get("classification", {}).get("name") == "Tumor" for f in features) == 1
     scale, translate = _geojson.layer_transform(_geojson.placement_of((4, 4), (101.5, 51.5)))
     assert scale == (4.0, 4.0) and translate == (101.5, 51.5)
+
+
+def test_big_images_are_rasterised_tile_by_tile_on_disk(nuclei, tmp_path, monkeypatch):
+    from napari_autosam.cli import geojson as cli_geojson
+    from napari_autosam.io import polygons
+
+    folder, _, labels = nuclei
+    path = write_geojson(tmp_path / "he.geojson", labels_to_features(labels, classes={1: "Nucleus"}))
+    monkeypatch.setattr(cli_geojson, "IN_MEMORY_PIXELS", 100)  # as if the image were a slide
+    monkeypatch.setattr(polygons.rasterize, "__kwdefaults__", {"tile": 32})  # 32² tiles
+    out = tmp_path / "big.tif"
+    assert main(["import-geojson", str(path), "--like", str(folder / "he.tif"), "--out", str(out)]) == 0
+    np.testing.assert_array_equal(tifffile.imread(out) > 0, labels > 0)
+    assert tifffile.TiffFile(out).pages[0].is_tiled  # written tile by tile from the zarr arrays
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # the scratch store is gone

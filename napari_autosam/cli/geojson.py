@@ -7,6 +7,7 @@ label pixel) and, for a window of the slide, ``--origin X,Y``.
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -134,6 +135,31 @@ def _export(args) -> int:
     return 0
 
 
+#: Label images with more pixels than this are rasterised into zarr arrays on disk, tile by tile.
+IN_MEMORY_PIXELS = 8192 * 8192
+
+
+def _outputs(shape: tuple[int, int], scratch: Path) -> dict:
+    """Output arrays for a big image (zarr in ``scratch``), or nothing (numpy in memory)."""
+    import numpy as np
+
+    from ..inference.tiling import create_array
+
+    if shape[0] * shape[1] <= IN_MEMORY_PIXELS:
+        return {}
+    scratch.mkdir(parents=True, exist_ok=True)
+    return {"instances": create_array(shape, np.int32, store=scratch, name="instances"),
+            "classes": create_array(shape, np.uint16, store=scratch, name="classes")}
+
+
+def _max(array) -> int:
+    import numpy as np
+
+    from ..inference.tiling import blocks
+
+    return max(int(np.max(np.asarray(array[w]))) for w in blocks(tuple(array.shape)))
+
+
 def _import(args) -> int:
     import json
 
@@ -142,18 +168,23 @@ def _import(args) -> int:
     from .segment import write_array
 
     _, layout = _read_plane(args.like, "image")
-    result = read_geojson_labels(args.geojson, layout.plane_shape, placement=_placement(args),
-                                 objects_of=args.objects, class_names=args.classes)
-    for message in result.messages:
-        print(f"note: {message}", file=sys.stderr)
     out = Path(args.out)
-    written = [write_array(out, result.instances)]
-    if result.classes is not None:
-        stem = out.name[: -len("".join(out.suffixes))] if out.suffixes else out.name
-        written.append(write_array(out.with_name(f"{stem}_classes.tif"), result.classes))
-        names = {"class_names": result.class_names, "colors": {k: list(v) for k, v in result.colors.items()}}
-        written.append(atomic_write_text(out.with_name(f"{stem}_classes.json"), json.dumps(names, indent=1)))
-    count = int(result.instances.max())
+    scratch = out.parent / f".{out.name}.autosam-scratch"
+    try:
+        arrays = _outputs(layout.plane_shape, scratch)
+        result = read_geojson_labels(args.geojson, layout.plane_shape, placement=_placement(args),
+                                     objects_of=args.objects, class_names=args.classes, **arrays)
+        for message in result.messages:
+            print(f"note: {message}", file=sys.stderr)
+        written = [write_array(out, result.instances)]
+        if result.classes is not None:
+            stem = out.name[: -len("".join(out.suffixes))] if out.suffixes else out.name
+            written.append(write_array(out.with_name(f"{stem}_classes.tif"), result.classes))
+            names = {"class_names": result.class_names, "colors": {k: list(v) for k, v in result.colors.items()}}
+            written.append(atomic_write_text(out.with_name(f"{stem}_classes.json"), json.dumps(names, indent=1)))
+        count = _max(result.instances)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     classes = ", ".join(f"{i + 1} {n}" for i, n in enumerate(result.class_names))
     print(f"{args.geojson}: {count} object(s)" + (f"; class ids {classes}" if classes else "")
           + " → " + ", ".join(p.name for p in written))
