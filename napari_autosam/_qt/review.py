@@ -34,19 +34,18 @@ def _canvas_size(viewer) -> np.ndarray:
     return np.asarray(size, dtype=float)
 
 
-def region_corners(target: ImageTarget, region, z: int) -> np.ndarray:
-    """World coordinates (displayed y, x) of a region's outer pixel edges: ``[[y0, x0], [y1, x1]]``."""
+def region_corners(target: ImageTarget, region, z: int = 0) -> np.ndarray:
+    """World coordinates (displayed y, x) of a region's outer pixel edges: ``[[y0, x0], [y1, x1]]``.
+
+    Uses the placement of the target's outputs (``output_transform``), so a
+    region of a working-resolution image lands on the slide where it belongs.
+    """
     y0, y1, x0, x1 = region
-    y_axis, x_axis = target.layout.spatial_axes
-    corners = []
-    for y, x in ((y0 - 0.5, x0 - 0.5), (y1 - 0.5, x1 - 0.5)):
-        point = np.zeros(target.layer.ndim)
-        if target.is_stack:
-            point[target.layout.stack_axis] = z
-        point[y_axis], point[x_axis] = y, x
-        world = np.asarray(target.layer.data_to_world(point), dtype=float)
-        corners.append(world[[y_axis, x_axis]])
-    return np.array(corners)
+    transform = target.output_transform()
+    scale = np.asarray(transform["scale"], dtype=float)[-2:]
+    translate = np.asarray(transform["translate"], dtype=float)[-2:]
+    # napari puts pixel centres at integers: the region's edges are half a pixel out.
+    return np.array([[y0 - 0.5, x0 - 0.5], [y1 - 0.5, x1 - 0.5]]) * scale + translate
 
 
 def show_region(viewer, target: ImageTarget, region, z: int = 0) -> None:
