@@ -170,6 +170,10 @@ def test_bad_features_are_skipped_or_repaired_and_said_so():
         {"type": "Feature", "properties": {}},
         {"type": "Feature", "geometry": {"type": "Point", "coordinates": [5, 5]}, "properties": {}},
         {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[[0, "a"]]]}, "properties": {}},
+        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1e400, 0], [0, 5], [0, 0]]]}},
+        "not a feature",
+        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [square]},
+         "properties": ["odd"], "classification": {"name": "x", "color": ["r", "g", "b"]}},
         {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [  # a bow tie
             [[20, 20], [40, 40], [40, 20], [20, 40], [20, 20]]]}, "properties": {"objectType": "detection"}},
         {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[[x + 45, y - 5] for x, y in square]]},
@@ -181,9 +185,10 @@ def test_bad_features_are_skipped_or_repaired_and_said_so():
     text = " | ".join(messages)
     assert "2 feature(s) had no geometry" in text
     assert "1 feature(s) are points or lines" in text
-    assert "1 feature(s) had malformed coordinates" in text
+    assert "2 feature(s) had malformed coordinates" in text
+    assert "1 feature(s) are not GeoJSON Feature objects" in text
     assert "repaired with make_valid" in text
-    assert len(objects) == 3 and objects[0].geometry.is_valid
+    assert len(objects) == 4 and objects[1].geometry.is_valid
     result = objects_to_labels(objects, (50, 50), class_names=["Tumor"], source="f.geojson")
     text = " | ".join(result.messages)
     assert "1 object(s) reach outside the 50×50 image and were clipped" in text

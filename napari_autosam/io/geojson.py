@@ -246,8 +246,8 @@ def _classification(properties: dict) -> tuple[str | None, tuple[int, int, int] 
     if name is None and isinstance(cls.get("names"), list):  # derived classes: "Tumor: Positive"
         name = ": ".join(str(n) for n in cls["names"])
     color = cls.get("color")
-    if isinstance(color, list) and len(color) >= 3:
-        color = tuple(int(c) for c in color[:3])
+    if isinstance(color, list) and len(color) >= 3 and all(isinstance(c, (int, float)) for c in color[:3]):
+        color = tuple(int(np.clip(c, 0, 255)) for c in color[:3])
     elif isinstance(cls.get("colorRGB"), int):  # QuPath ≤ 0.3: packed ARGB
         packed = cls["colorRGB"] & 0xFFFFFF
         color = ((packed >> 16) & 255, (packed >> 8) & 255, packed & 255)
@@ -278,14 +278,20 @@ def parse_features(data, source: str = "GeoJSON") -> tuple[list[ImportedObject],
         problems[kind] = problems.get(kind, 0) + 1
 
     for feature in _features_of(data, source):
+        if not isinstance(feature, dict):
+            note("are not GeoJSON Feature objects and were skipped")
+            continue
         geometry = feature.get("geometry")
-        properties = feature.get("properties") or {}
+        properties = feature.get("properties")
+        properties = properties if isinstance(properties, dict) else {}
         if not geometry:
             note("had no geometry and were skipped")
             continue
         try:
             shape = shapely.geometry.shape(geometry)
         except Exception:  # noqa: BLE001 (shapely raises several types for malformed coordinates)
+            shape = None
+        if shape is None or not np.all(np.isfinite(shapely.get_coordinates(shape))):
             note("had malformed coordinates and were skipped")
             continue
         if not shape.is_valid:
