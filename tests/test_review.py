@@ -91,3 +91,10 @@ def test_cli_review_writes_the_csv(tmp_path, capsys):
     assert "4 region(s)" in capsys.readouterr().out
     assert main(["review", str(tmp_path / "missing.tif"), "--out", str(out), "--sam", "tiny"]) == 1
     assert "no such file" in capsys.readouterr().err
+
+
+def test_each_slice_of_a_stack_is_one_region(sam, slide):
+    stack = slide.reshape(3, TILE, 3 * TILE)  # the slide's rows as slices: the middle one holds the odd region
+    regions, _ = run(review(Segmenter(sam, threshold_model(0.5)), stack, stack=True, preview=True))
+    assert sorted(r.z for r in regions) == [0, 1, 2] and regions[0].z == 1
+    assert all(r.region == (0, TILE, 0, 3 * TILE) for r in regions)
