@@ -97,7 +97,7 @@ class AutoSAMWidget(QWidget):
         self.correct_section.start_points_positive = lambda: self.correct_section.start_points(True)
         self.correct_section.start_points_negative = lambda: self.correct_section.start_points(False)
         self.finetune_section = FinetuneSection(napari_viewer, self.session, self.segment_section, self.train_runner)
-        self.review_section = ReviewSection(napari_viewer, self.session, self.segment_section)
+        self.review_section = ReviewSection(napari_viewer, self.session, self.segment_section, self.correct_section)
 
         content = _Column()
         column = QVBoxLayout(content)

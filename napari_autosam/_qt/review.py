@@ -61,14 +61,24 @@ def show_region(viewer, target: ImageTarget, region, z: int = 0) -> None:
     camera.zoom = float(np.min(_canvas_size(viewer) / np.maximum(extent, 1e-6)))
 
 
+def _on_disk(layer) -> bool:
+    """Whether a labels layer is the lazy on-disk kind napari cannot paint (edited through a region copy)."""
+    try:
+        from .slide_layers import is_on_disk
+    except ImportError:  # before the on-disk labels exist, every output layer is in memory
+        return False
+    return bool(is_on_disk(layer))
+
+
 class ReviewSection(QWidget):
     """Rank the regions of an image by the model's unsureness and step through them."""
 
-    def __init__(self, viewer, session, segment_section, parent: QWidget | None = None) -> None:
+    def __init__(self, viewer, session, segment_section, correct_section=None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = viewer
         self.session = session
         self.segment_section = segment_section
+        self.correct_section = correct_section  # its region editor (big images) opens a region for editing
         self.runner = segment_section.runner  # a review is a segmentation: one at a time with Segment
         self.tile, self.overlap = TILE, OVERLAP
         self.regions: list = []  # RegionScore, highest first, accepted ones removed
@@ -187,9 +197,13 @@ class ReviewSection(QWidget):
         show_region(self.viewer, target, region.region, region.z)
         self._mark(target, region)
         layer = find_output(self.viewer, target.name, "autosam")
-        if layer is not None:  # open it for editing: the brush on the AutoSAM mask
-            self.viewer.layers.selection.active = layer
-            layer.mode = "paint"
+        if layer is None:
+            return True
+        editor = getattr(self.correct_section, "region_editor", None)
+        if editor is not None and _on_disk(layer):  # big images: copy the region into paintable layers
+            return bool(editor.start())
+        self.viewer.layers.selection.active = layer  # open it for editing: the brush on the AutoSAM mask
+        layer.mode = "paint"
         return True
 
     def _mark(self, target: ImageTarget, region) -> None:
