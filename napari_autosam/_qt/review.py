@@ -159,8 +159,8 @@ class ReviewSection(QWidget):
     def _heatmap(self, target: ImageTarget, regions: list) -> None:
         from ..inference.review import heatmap
 
-        cell = max(1, min(min(r.region[1] - r.region[0], r.region[3] - r.region[2]) for r in regions) // 4) \
-            if regions else 1
+        sides = [min(r.region[1] - r.region[0], r.region[3] - r.region[2]) for r in regions]
+        cell = max(1, min(sides, default=8) // 8)  # eight cells across the smallest region
         planes = range(target.layout.n_planes) if target.is_stack else [0]
         maps = [heatmap(regions, target.plane_shape, z=z, cell=cell) for z in planes]
         data = np.stack(maps) if target.is_stack else maps[0]
@@ -172,8 +172,9 @@ class ReviewSection(QWidget):
             scale[i] *= cell
         if HEATMAP in self.viewer.layers:
             self.viewer.layers.remove(HEATMAP)
-        self.viewer.add_image(np.nan_to_num(data, nan=0.0), name=HEATMAP, colormap="inferno", opacity=0.45,
-                              blending="additive", contrast_limits=(0.0, 1.0), scale=scale, translate=translate,
+        top = max((r.score for r in regions), default=0.0) or 1.0  # the most unsure region at full brightness
+        self.viewer.add_image(np.nan_to_num(data, nan=0.0), name=HEATMAP, colormap="inferno", opacity=0.6,
+                              blending="additive", contrast_limits=(0.0, top), scale=scale, translate=translate,
                               metadata={"autosam": {"image": target.name, "role": "review"}})
         self.viewer.layers.selection.active = self.viewer.layers[target.name]
 

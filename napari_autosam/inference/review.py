@@ -103,14 +103,22 @@ def review(segmenter, image, *, tile: int | None = 1024, overlap: int = 128, pre
 
 def heatmap(regions: list[RegionScore], plane_shape: tuple[int, int], *, z: int = 0,
             cell: int = 64) -> np.ndarray:
-    """A coarse ``ceil(H/cell)×ceil(W/cell)`` float32 map of the scores of plane ``z`` (NaN: not scored)."""
+    """A coarse ``ceil(H/cell)×ceil(W/cell)`` float32 map of the scores of plane ``z``.
+
+    Each cell takes the score of the region holding its centre (NaN where no
+    region was scored, e.g. after a cancel).
+    """
     height, width = plane_shape
-    out = np.full((-(-height // cell), -(-width // cell)), np.nan, np.float32)
+    rows = (np.arange(-(-height // cell)) + 0.5) * cell
+    cols = (np.arange(-(-width // cell)) + 0.5) * cell
+    out = np.full((len(rows), len(cols)), np.nan, np.float32)
     for r in regions:
         if r.z != z:
             continue
         y0, y1, x0, x1 = r.region
-        out[y0 // cell : -(-y1 // cell), x0 // cell : -(-x1 // cell)] = r.score
+        inside_y = (rows >= y0) & (rows < y1)
+        inside_x = (cols >= x0) & (cols < x1)
+        out[np.ix_(inside_y, inside_x)] = r.score
     return out
 
 

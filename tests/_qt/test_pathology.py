@@ -76,7 +76,7 @@ def test_review_list_goes_to_the_most_unsure_region_and_drops_accepted_ones(view
     assert review.regions[0].region == ODD
     heat = viewer.layers["review scores"]
     assert heat.data.max() == pytest.approx(review.regions[0].score)
-    assert tuple(heat.scale) == (2.0 * 16, 2.0 * 16)  # cells of 16² pixels over the 2×-scaled image
+    assert tuple(heat.scale) == (2.0 * 8, 2.0 * 8)  # cells of 8² pixels over the 2×-scaled image
     click(qtbot, review.next_button)
     camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
     centre = np.array([(ODD[0] + ODD[1]) / 2 - 0.5, (ODD[2] + ODD[3]) / 2 - 0.5]) * 2.0
