@@ -137,3 +137,22 @@ def test_big_images_are_rasterised_tile_by_tile_on_disk(nuclei, tmp_path, monkey
     np.testing.assert_array_equal(tifffile.imread(out) > 0, labels > 0)
     assert tifffile.TiffFile(out).pages[0].is_tiled  # written tile by tile from the zarr arrays
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # the scratch store is gone
+
+
+def test_slides_at_a_working_resolution_map_to_level0(tmp_path):
+    from napari_autosam.data.slides import pattern, write_svs
+
+    svs = write_svs(tmp_path / "biopsy.svs", pattern(512, 768, seed=1), downsamples=(4, 16), mpp=0.25)
+    labels = np.zeros((128, 192), np.int32)  # level 1 (downsample 4)
+    labels[10:30, 40:60], labels[100:128, 150:192] = 1, 2
+    tifffile.imwrite(tmp_path / "labels.tif", labels)
+    out = tmp_path / "objects.geojson"
+    assert main(["export-geojson", str(tmp_path / "labels.tif"), "--out", str(out), "--like", str(svs),
+                 "--level", "1"]) == 0
+    first = json.loads(out.read_text())["features"][0]
+    xs, ys = np.array(first["geometry"]["coordinates"][0]).T
+    assert (xs.min(), xs.max(), ys.min(), ys.max()) == (160, 240, 40, 120)  # level-0 pixels
+    assert first["properties"]["measurements"]["Area µm^2"] == pytest.approx(400 * 16 * 0.25**2)
+    back = tmp_path / "back.tif"
+    assert main(["import-geojson", str(out), "--like", str(svs), "--level", "1", "--out", str(back)]) == 0
+    np.testing.assert_array_equal(tifffile.imread(back) > 0, labels > 0)

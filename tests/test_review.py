@@ -81,10 +81,10 @@ def test_cli_review_writes_the_csv(tmp_path, capsys):
     tifffile.imwrite(image, make_nuclei_image((128, 128), seed=1)[0])
     out = tmp_path / "review.csv"
     assert main(["review", str(image), "--out", str(out), "--sam", "tiny", "--device", "cpu", "--tile", "64",
-                 "--overlap", "0", "--preview", "--mpp", "0.5"]) == 0
+                 "--overlap", "0", "--preview"]) == 0
     lines = out.read_text().splitlines()
     header = [line for line in lines if line.startswith("#")]
-    assert "# um_per_px: 0.5" in header and "# mode: preview (h only)" in header
+    assert "# level: 0" in header and "# downsample: 1" in header and "# mode: preview (h only)" in header
     rows = [line.split(",") for line in lines if not line.startswith("#")][1:]
     assert len(rows) == 4 and {(r[0], r[1]) for r in rows} == {("0", "0"), ("64", "0"), ("0", "64"), ("64", "64")}
     assert [float(r[4]) for r in rows] == sorted((float(r[4]) for r in rows), reverse=True)
@@ -98,3 +98,17 @@ def test_each_slice_of_a_stack_is_one_region(sam, slide):
     regions, _ = run(review(Segmenter(sam, threshold_model(0.5)), stack, stack=True, preview=True))
     assert sorted(r.z for r in regions) == [0, 1, 2] and regions[0].z == 1
     assert all(r.region == (0, TILE, 0, 3 * TILE) for r in regions)
+
+
+def test_cli_review_of_a_slide_at_a_level_writes_level0_pixels(tmp_path):
+    from napari_autosam.data.slides import pattern, write_svs
+
+    svs = write_svs(tmp_path / "biopsy.svs", pattern(512, 768, seed=1), downsamples=(4, 16), mpp=0.25)
+    out = tmp_path / "review.csv"
+    assert main(["review", str(svs), "--out", str(out), "--sam", "tiny", "--device", "cpu", "--level", "1",
+                 "--tile", "64", "--overlap", "0", "--preview"]) == 0
+    lines = out.read_text().splitlines()
+    assert "# level: 1" in lines and "# downsample: 4" in lines and "# um_per_px: 1" in lines
+    rows = [[float(v) for v in line.split(",")[:4]] for line in lines if line[0].isdigit()]
+    assert len(rows) == 2 * 3 and {r[2] for r in rows} == {256.0} and {r[3] for r in rows} == {256.0}
+    assert sorted({r[0] for r in rows}) == [0.0, 256.0, 512.0] and sorted({r[1] for r in rows}) == [0.0, 256.0]

@@ -27,10 +27,13 @@ def _origin(text: str) -> tuple[float, float]:
 
 
 def _placement_arguments(parser) -> None:
-    parser.add_argument("--downsample", type=float, default=1.0, metavar="F",
-                        help="level-0 pixels per label pixel (the working resolution's downsample; default 1)")
+    from .resolution import add_resolution_args
+
+    parser.add_argument("--downsample", type=float, default=None, metavar="F",
+                        help="level-0 pixels per label pixel (default: from --like and --mpp/--level, else 1)")
     parser.add_argument("--origin", type=_origin, default=(0.0, 0.0), metavar="X,Y",
                         help="level-0 pixel of the label image's top-left corner (default 0,0)")
+    add_resolution_args(parser, what="the --like slide")
 
 
 def register(subparsers) -> None:
@@ -47,7 +50,9 @@ def register(subparsers) -> None:
                         "connected region an object; auto (default): semantic for 0/1 and 0/255 masks")
     export.add_argument("--classes", type=_names, default=None, metavar="A,B,…",
                         help="class names: of mask values 1, 2, … (semantic), or of every object (instances)")
-    export.add_argument("--mpp", type=float, default=None, help="level-0 µm per pixel: also measure areas in µm²")
+    export.add_argument("--like", default=None, metavar="SLIDE",
+                        help="the slide the labels were made from: gives the downsample (with --mpp/--level, the "
+                        "working resolution they were made at) and µm per pixel for areas in µm²")
     _placement_arguments(export)
     export.set_defaults(func=_export)
 
@@ -56,7 +61,8 @@ def register(subparsers) -> None:
         description="Rasterise the polygons of a QuPath GeoJSON export (annotations and detections, with classes) "
         "into instance labels of the size of --like, and class ids when the objects have classes.")
     imp.add_argument("geojson", metavar="X.geojson", help="a GeoJSON FeatureCollection (QuPath: Export objects)")
-    imp.add_argument("--like", required=True, metavar="IMAGE", help="the image the labels go with (gives the size)")
+    imp.add_argument("--like", required=True, metavar="IMAGE",
+                     help="the image or slide the labels go with: gives the size (of a slide: at --mpp/--level)")
     imp.add_argument("--out", required=True, metavar="LABELS.tif", help="instance labels to write (int32 TIFF)")
     imp.add_argument("--objects", choices=("all", "annotation", "detection"), default="all",
                      help="which QuPath objects to import (default all; detection includes cells)")
@@ -66,21 +72,40 @@ def register(subparsers) -> None:
     imp.set_defaults(func=_import)
 
 
-def _placement(args):
+def _like(args):
+    """The ``--like`` image (lazy) and its working resolution (None for an ordinary image), or (None, None)."""
+    from .resolution import open_input, say
+
+    if not args.like:
+        return None, None
+    image, resolution, note = open_input(Path(args.like), args)
+    say(note)
+    return image, resolution
+
+
+def _placement(args, resolution):
     from ..io.geojson import Placement
 
-    return Placement(args.downsample, args.origin)
+    downsample = args.downsample or (resolution.downsample if resolution is not None else 1.0)
+    return Placement(downsample, args.origin)
 
 
-def _read_plane(path: str, what: str):
-    """A 2D plane of an image file, lazily; the shape must be one plane."""
+def _level0_mpp(resolution) -> float | None:
+    if resolution is None or resolution.mpp is None:
+        return None
+    return float(sum(resolution.mpp)) / 2 / resolution.downsample
+
+
+def _read_plane(path: str, what: str, image=None):
+    """A 2D plane of an image file (or the given lazy ``image``); the shape must be one plane."""
     from ..inference.inputs import image_layout
     from ..io.images import ImageReadError, open_lazy
 
-    try:
-        image = open_lazy(path)
-    except ImageReadError as exc:
-        raise ValueError(f"{path}: {exc.reason}") from exc
+    if image is None:
+        try:
+            image = open_lazy(path)
+        except ImageReadError as exc:
+            raise ValueError(f"{path}: {exc.reason}") from exc
     layout = image_layout(image)
     if layout.is_stack:
         raise ValueError(f"{path}: GeoJSON holds one plane, but this {what} is a stack of shape {layout.shape}")
@@ -129,8 +154,9 @@ def _export(args) -> int:
     labels, layout = _read_plane(args.labels, "label image")
     if layout.kind != "2d":
         raise ValueError(f"{args.labels}: expected a 2D label image or mask, got shape {layout.shape}")
+    _, resolution = _like(args)
     count = export_labels(labels, Path(args.out), kind=args.kind, objects=args.objects, classes=args.classes,
-                          placement=_placement(args), mpp=args.mpp)
+                          placement=_placement(args, resolution), mpp=_level0_mpp(resolution))
     print(f"{args.labels}: {count} object(s) → {args.out}")
     return 0
 
@@ -167,12 +193,13 @@ def _import(args) -> int:
     from ..io.geojson import read_geojson_labels
     from .segment import write_array
 
-    _, layout = _read_plane(args.like, "image")
+    image, resolution = _like(args)
+    _, layout = _read_plane(args.like, "image", image)
     out = Path(args.out)
     scratch = out.parent / f".{out.name}.autosam-scratch"
     try:
         arrays = _outputs(layout.plane_shape, scratch)
-        result = read_geojson_labels(args.geojson, layout.plane_shape, placement=_placement(args),
+        result = read_geojson_labels(args.geojson, layout.plane_shape, placement=_placement(args, resolution),
                                      objects_of=args.objects, class_names=args.classes, **arrays)
         for message in result.messages:
             print(f"note: {message}", file=sys.stderr)
@@ -191,10 +218,11 @@ def _import(args) -> int:
     return 0
 
 
-def write_result_geojson(result, out: Path, stem: str, placement=None) -> Path:
+def write_result_geojson(result, out: Path, stem: str, placement=None, resolution=None) -> Path:
     """``<stem>_instances.geojson`` (detections) from a segmentation's instances, else the regions of its mask.
 
-    The mask is AutoSAM's, or h's for a preview (which has no AutoSAM mask).
+    The mask is AutoSAM's, or h's for a preview (which has no AutoSAM mask).  Coordinates are level-0
+    pixels: ``placement``, or the ``resolution`` (``io.working.Resolution``) the slide was read at.
     """
     if result.instances is not None:
         path, labels, kind = out / f"{stem}_instances.geojson", result.instances, "instances"
@@ -203,5 +231,9 @@ def write_result_geojson(result, out: Path, stem: str, placement=None) -> Path:
         path, kind = out / f"{stem}_{name}.geojson", "semantic"
     if labels.ndim != 2:
         raise ValueError("GeoJSON holds one plane: --geojson needs a 2D image, not a stack")
+    if placement is None and resolution is not None:  # a slide segmented at a working resolution
+        from ..io.geojson import Placement
+
+        placement = Placement(resolution.downsample)
     export_labels(labels, path, kind=kind, placement=placement)
     return path

@@ -56,6 +56,12 @@ class TrainConfig:
         Photometric jitter and small affine, applied every step.
     pretrained_backbone : str or None
         ImageNet weights file for g's encoder (new models only).
+    resolution : dict or None
+        The working resolution the images were read at
+        (:meth:`napari_autosam.io.working.Resolution.to_dict`, e.g.
+        ``{"level": 0, "downsample": 2.0, "mpp": 0.5}``); written into the
+        model's metadata under ``"resolution"`` so segmenting with the model
+        defaults to it.
     """
 
     generator: str | None = None
@@ -75,6 +81,7 @@ class TrainConfig:
     variants: tuple[str, ...] | None = None
     augment: Augmentation = field(default_factory=Augmentation)
     pretrained_backbone: str | None = None
+    resolution: dict | None = None
 
     def resolved(self, device: torch.device | str) -> TrainConfig:
         """A copy with every ``None`` default filled in for ``device``."""

@@ -112,6 +112,7 @@ def write_model(destination: Destination, model, info: dict) -> tuple[ModelCheck
         "parent": _parent(info["parent"]),
         "metrics": _metrics(info),
         "training": config.to_dict(),
+        "resolution": config.resolution,
         "ended": info["ended"],
         "cancelled": info["cancelled"],
         "normalization": _recipe(info["train"]),
