@@ -123,6 +123,11 @@ class ReviewSection(QWidget):
             return False
         if self.session.segmenter is None:
             return self.segment_section.model_section.load(then=self.review)
+        try:  # a slide is reviewed at the working resolution the Segment section shows
+            target = self.segment_section._at_resolution(target, self.segment_section.resolution_request())
+        except ValueError as exc:
+            notify.error(f"Reviewing {target.name}", exc)
+            return False
         segmenter, preview = self.session.segmenter, self.preview_check.isChecked()
         tile = self.tile if max(target.plane_shape) > self.tile else None
         label = self.session.model_label

@@ -120,3 +120,28 @@ def test_geojson_opens_as_labels_and_saves_back(viewer, tmp_path):
     layer.save(str(out), plugin="napari-autosam")
     features = json.loads(out.read_text())["features"]
     assert len(features) == labels.max()
+
+
+def test_a_slide_is_reviewed_at_the_working_resolution(viewer, widget, tmp_path, qtbot, idle):
+    from napari_autosam.data.slides import write_svs
+
+    image, _ = make_nuclei_image((256, 384), stain="he", rgb=True, seed=5)
+    [layer] = viewer.open(str(write_svs(tmp_path / "biopsy.svs", image, downsamples=(2, 4))), plugin="napari-autosam")
+    load_sam(widget, idle)
+    seg, review = widget.segment_section, widget.review_section
+    seg.select("biopsy", "image")
+    seg.set_resolution({"level": 1})  # 0.5 µm/px: 128×192 working pixels
+    review.tile, review.overlap = TILE, 0
+    review.preview_check.setChecked(True)
+    click(qtbot, review.review_button)
+    idle()
+    assert review.list.count() == 2 * 3
+    assert viewer.layers["h(g(I))"].data.shape == (128, 192)
+    heat = viewer.layers["review scores"]
+    assert list(heat.scale) == pytest.approx([0.5 * 8, 0.5 * 8])  # 8-pixel cells of 0.5 µm pixels
+    click(qtbot, review.next_button)
+    y0, y1, x0, x1 = review.current.region
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    # the region's centre in µm over the slide: level-0 pixel edges (working × 2) times 0.25 µm
+    centre = np.array([(y0 + y1) / 2, (x0 + x1) / 2]) * 2 * 0.25 - 0.125
+    np.testing.assert_allclose(np.asarray(camera.center)[-2:], centre, atol=1e-6)
