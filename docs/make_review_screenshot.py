@@ -53,7 +53,7 @@ def main() -> None:
     os.environ["NAPARI_AUTOSAM_DATA"] = str(tmp / "data")
     os.environ.setdefault("NAPARI_AUTOSAM_CACHE", str(tmp / "cache"))
     os.environ["NAPARI_AUTOSAM_SYNC"] = "1"  # tasks in the GUI thread: the screenshot follows them
-    from napari_autosam._qt.main_widget import AutoSAMWidget  # noqa: F401  (torch before OpenGL)
+    from napari_autosam._qt.main_widget import AutoSAMWidget  # noqa: F401, I001  (torch before OpenGL)
 
     import napari
     from qtpy.QtWidgets import QApplication
