@@ -66,8 +66,8 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=None, metavar="N", help="slices or tiles per batch")
     parser.add_argument("--save-prob", action="store_true", help="also write float32 probability maps")
     parser.add_argument("--preview", action="store_true",
-                        help="h(g(I)) only, without SAM's image encoder: tens of times faster on a CPU; "
-                        "writes <stem>_h.tif only")
+                        help="h(g(I)) only, without SAM: tens of times faster on a CPU; writes <stem>_h.tif "
+                        "(and instances split from it with --mode instances), no AutoSAM mask")
     parser.add_argument("--geojson", action="store_true",
                         help="also write the objects as QuPath GeoJSON: <stem>_instances.geojson (instances) or "
                         "<stem>_autosam.geojson (regions of the mask), in level-0 pixels")
