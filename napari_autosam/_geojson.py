@@ -9,8 +9,9 @@ match.  Each label's class and QuPath object type are in the layer's
 ``features`` table.
 
 Writer: a Labels layer to ``.geojson`` (detections, one per label, with the
-classes the reader found), its scale and translation giving the level-0
-placement.
+classes the reader found).  The widget's output layers record their level-0
+downsample (a slide segmented at a working resolution); other layers are
+placed by their scale and translation, taken as level-0 pixels.
 
 napari puts the *centre* of data pixel ``j`` at world ``j·scale + translate``,
 while GeoJSON puts pixel edges at integers; both directions convert with
@@ -116,8 +117,13 @@ def write_labels_geojson(path: str | os.PathLike, data: Any, meta: dict[str, Any
         data = data[0]
     if len(data.shape) != 2:
         raise ValueError(f"GeoJSON holds one plane; the labels have shape {tuple(data.shape)}")
-    placement = placement_of(meta.get("scale", (1, 1)), meta.get("translate", (0, 0)))
-    info = (meta.get("metadata") or {}).get("geojson") or {}
+    metadata = meta.get("metadata") or {}
+    made_here = metadata.get("autosam") or {}
+    if "downsample" in made_here:  # an output of the Segment section: its pixels' level-0 size is known
+        placement = Placement(float(made_here["downsample"]))
+    else:
+        placement = placement_of(meta.get("scale", (1, 1)), meta.get("translate", (0, 0)))
+    info = metadata.get("geojson") or {}
     colors = {name: list(rgb) for name, rgb in (info.get("colors") or {}).items()}
     features = labels_to_features(data, object_type="detection", classes=info.get("classes"), colors=colors,
                                   placement=placement)

@@ -378,6 +378,7 @@ class SegmentSection(QWidget):
             layer.data[index] = values.astype(layer.data.dtype, copy=False)
             info = layer.metadata["autosam"]
             info["model"] = model_label
+            info["downsample"] = float(getattr(getattr(target, "resolution", None), "downsample", 1.0))  # to level 0
             if role == "autosam":
                 agreement = dict(info.get("agreement", {}))
                 planes = [z] if scope == "slice" else list(range(target.layout.n_planes)) if target.is_stack else [0]

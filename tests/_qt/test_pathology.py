@@ -145,3 +145,24 @@ def test_a_slide_is_reviewed_at_the_working_resolution(viewer, widget, tmp_path,
     # the region's centre in µm over the slide: level-0 pixel edges (working × 2) times 0.25 µm
     centre = np.array([(y0 + y1) / 2, (x0 + x1) / 2]) * 2 * 0.25 - 0.125
     np.testing.assert_allclose(np.asarray(camera.center)[-2:], centre, atol=1e-6)
+
+
+def test_labels_of_a_slide_save_as_geojson_in_level0_pixels(viewer, widget, tmp_path, qtbot, idle):
+    from napari_autosam.data.slides import write_svs
+
+    image, _ = make_nuclei_image((256, 384), stain="he", rgb=True, seed=5)
+    viewer.open(str(write_svs(tmp_path / "biopsy.svs", image, downsamples=(2, 4))), plugin="napari-autosam")
+    load_sam(widget, idle)
+    seg = widget.segment_section
+    seg.select("biopsy", "image")
+    seg.set_resolution({"level": 1})
+    click(qtbot, seg.preview_button)
+    idle()
+    h = viewer.layers["h(g(I))"]
+    h.data[:] = 0
+    h.data[10:20, 30:50] = 1  # one object at level 1 (downsample 2)
+    out = tmp_path / "h.geojson"
+    h.save(str(out), plugin="napari-autosam")
+    [feature] = json.loads(out.read_text())["features"]
+    xs, ys = np.array(feature["geometry"]["coordinates"][0]).T
+    assert (xs.min(), xs.max(), ys.min(), ys.max()) == (60, 100, 20, 40)
