@@ -95,6 +95,7 @@ class Accumulator:
         self.h_prob = create_array(shape, np.float32, store=store, name="h_prob") if with_h else None
         self.instances = create_array(shape, np.int32, store=store, name="instances") if with_instances else None
         self.next_label = 1
+        self.windows: list[WindowInfo] = []  # every window segmented, in order
 
     def index(self, z: int, window: tuple[slice, slice]) -> tuple:
         return window if len(self.shape) == 2 else (z, *window)

@@ -175,20 +175,19 @@ class Segmenter:
         use_cache = self.cache.directory is not None or len(tiles) == 1
         clock = Stopwatch(len(items))
         cancelled = False
-        windows = []
         for start in range(0, len(items), self.batch_size):
             if cancel is not None and cancel.cancelled:
                 cancelled = True
                 break
             batch = items[start : start + self.batch_size]
-            windows += yield from self._segment_batch(image, layout, batch, normalization, channels, out, mode,
-                                                      options, use_cache, preview)
+            yield from self._segment_batch(image, layout, batch, normalization, channels, out, mode, options, use_cache,
+                                           preview)
             done = start + len(batch)
             unit = "tiles" if len(tiles) > 1 else "slices" if layout.is_stack else "images"
             yield clock.event("segment", done, f"segmented {done}/{len(items)} {unit}")
         arrays, agreement = out.finish()
         return SegmentationResult(**arrays, agreement=agreement, normalization=normalization, store=store,
-                                  cancelled=cancelled, untrained=self.untrained, messages=messages, windows=windows,
+                                  cancelled=cancelled, untrained=self.untrained, messages=messages, windows=out.windows,
                                   preview=preview)
 
     def segment_region(self, image, region: tuple[int, int, int, int], *, z: int = 0, channel_axis: int | None = None,
@@ -216,7 +215,7 @@ class Segmenter:
 
     def _segment_batch(self, image, layout: ImageLayout, batch: list[tuple[int, Tile]], normalization, channels,
                        out: Accumulator, mode: str, options: InstanceOptions, use_cache: bool,
-                       preview: bool = False) -> Task[list[WindowInfo]]:
+                       preview: bool = False) -> Task[None]:
         rgbs = [to_rgb_uint8(layout.read(image, z, t.window), channel_axis=layout.plane_channel_axis,
                              channels=channels, normalization=normalization)[0] for z, t in batch]
         if preview:
@@ -229,7 +228,7 @@ class Segmenter:
             if mode == "instances":
                 source = h if (options.source == "h" and h is not None) else autosam
                 self._instances(out, z, t, source, None if preview else embeddings[k : k + 1], options)
-        return [WindowInfo(z, t.window, t.core, iou) for (z, t), iou in zip(batch, ious)]
+        out.windows += [WindowInfo(z, t.window, t.core, iou) for (z, t), iou in zip(batch, ious)]
 
     def _embeddings(self, rgbs: list[np.ndarray], use_cache: bool) -> Task[torch.Tensor]:
         """``N×256×64×64`` SAM embeddings, through the cache when ``use_cache`` (encoding progress nested)."""
