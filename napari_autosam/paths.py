@@ -106,11 +106,30 @@ def model_store_dir(sam=None, root: str | os.PathLike | None = None) -> Path:
     return models_root(root) / lineage
 
 
+class FolderError(OSError):
+    """A default folder that cannot be used (a file is in the way, no permission); the message says which."""
+
+
+def _make_folder(path: Path, what: str) -> None:
+    """Create ``path``, or raise FolderError naming ``what`` and the file in the way."""
+    for folder in (path, *path.parents):
+        if folder.exists() and not folder.is_dir():
+            raise FolderError(f"{what} cannot be used: {folder} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FolderError(f"{what} cannot be created: {exc.strerror or exc}") from None
+
+
 def checkpoint_dir(*, create: bool = True) -> Path:
-    """Where SAM checkpoints are downloaded: ``<cache>/checkpoints`` (created unless ``create=False``)."""
+    """Where SAM checkpoints are downloaded: ``<cache>/checkpoints`` (created unless ``create=False``).
+
+    Raises FolderError when it cannot be created (e.g. ``$NAPARI_AUTOSAM_CACHE`` names a file).
+    """
     path = cache_dir() / "checkpoints"
     if create:
-        path.mkdir(parents=True, exist_ok=True)
+        source = f" (${CACHE_ENV})" if _from_env(CACHE_ENV) else ""
+        _make_folder(path, f"the cache folder {cache_dir()}{source}")
     return path
 
 

@@ -31,7 +31,7 @@ from ..sam.embedding import Geometry, embed_images, frame_to_original, prepare_i
 from .inputs import ImageLayout, image_layout
 from .instances import InstanceOptions, object_prompts, paste_instances, prompt_instances, split_objects
 from .outputs import Accumulator, SegmentationResult, WindowInfo
-from .prompts import boxes_to_sam, decode, mask_prompt, points_to_sam
+from .prompts import boxes_to_sam, check_box, check_points, decode, mask_prompt, points_to_sam
 from .tiling import Tile, new_scratch_dir, tile_grid
 
 MODES = ("semantic", "instances")
@@ -61,6 +61,17 @@ def whole_image_normalization(image, layout: ImageLayout, channels=None) -> Norm
         mosaic = np.concatenate([np.asarray(image[z, ::step, ::step]) for z in range(layout.n_planes)])
         return compute_normalization(mosaic, channels=channels)
     return compute_normalization(image, channel_axis=layout.channel_axis, channels=channels)
+
+
+def _as_image(image):
+    """Arrays (numpy or lazy) as they are; nested lists and tuples as numpy arrays; others refused."""
+    if hasattr(image, "shape") and hasattr(image, "dtype"):
+        return image
+    try:
+        return np.asarray(image)
+    except (TypeError, ValueError):  # ragged lists and the like
+        raise ValueError(f"image must be an array (or nested lists of equal length), "
+                         f"got a {type(image).__name__} that is not one") from None
 
 
 def _output_store(store: str | os.PathLike | None) -> Path:
@@ -149,6 +160,7 @@ class Segmenter:
         """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        image = _as_image(image)
         if tile is not None and not (tile >= 64 and 0 <= overlap < tile):
             raise ValueError(f"need tile >= 64 and 0 <= overlap < tile, got tile={tile}, overlap={overlap}")
         layout = image_layout(image, channel_axis, stack=stack)
@@ -307,12 +319,9 @@ class Segmenter:
         geometry = Geometry(*rgb.shape[:2])
         point_arg = None
         if points is not None:
-            xy = np.asarray(points, dtype=float).reshape(-1, 2)
-            lab = np.ones(len(xy)) if labels is None else np.asarray(labels, dtype=float).reshape(-1)
-            if len(lab) != len(xy):
-                raise ValueError(f"{len(xy)} points but {len(lab)} labels")
+            xy, lab = check_points(points, labels, rgb.shape[:2])
             point_arg = (points_to_sam(xy, geometry)[None], lab[None])
-        boxes = None if box is None else boxes_to_sam(np.asarray(box, dtype=float).reshape(1, 4), geometry)
+        boxes = None if box is None else boxes_to_sam(check_box(box, rgb.shape[:2]).reshape(1, 4), geometry)
         masks = None
         if mask_input is not None:
             mask_input = np.asarray(mask_input)

@@ -28,7 +28,7 @@ from ..models.prompt_generator import build_prompt_generator
 from ..models.surrogate import SurrogateDecoder
 from ..progress import CancelToken, Progress, Stopwatch, Task
 from .config import TrainConfig
-from .data import Sample, check_samples, split_samples
+from .data import Sample, TrainingDataError, check_samples, split_samples
 from .evaluate import Scores, predict_logits, score
 from .output import Destination, write_model
 from .prepared import PreparedSet, prepare
@@ -94,6 +94,9 @@ def initial_model(
 
 def _split(samples, val_samples, config: TrainConfig) -> tuple[list[Sample], list[Sample], str]:
     if val_samples is not None:
+        if not list(val_samples):
+            raise TrainingDataError("the validation set is empty (val_samples=[]); give validation samples, "
+                                    "or None for a held-out split of the training images")
         return list(samples), check_samples(val_samples), "given"
     if len(samples) == 1:
         return list(samples), list(samples), "the training image (only one image was given)"
