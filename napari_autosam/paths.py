@@ -8,6 +8,7 @@ Two roots, both outside the working directory:
       <data>/annotations/                 accepted corrections (AnnotationStore)
       <data>/models/<sam>/v0001.safetensors …   model versions, one lineage per SAM
       <data>/demo/<time stamp>/           the demo's runs
+      <data>/labels/<stem>-<hash>/        on-disk labels (OME-Zarr) of big images segmented in napari
 
 * the **cache folder** (``$NAPARI_AUTOSAM_CACHE``, else the platform's user
   cache directory) holds what can be fetched or recomputed::
@@ -104,6 +105,19 @@ def model_store_dir(sam=None, root: str | os.PathLike | None = None) -> Path:
         identity = sam if isinstance(sam, SamIdentity) else sam_identity(sam)
         lineage = identity.lineage
     return models_root(root) / lineage
+
+
+def labels_dir(source: str, stem: str, root: str | os.PathLike | None = None) -> Path:
+    """Where the widget keeps the OME-Zarr labels of a big image: ``<data>/labels/<stem>-<hash of source>``.
+
+    ``source`` is the image's path (or a layer description); its hash keeps
+    two slides with the same file name apart.
+    """
+    import hashlib
+
+    digest = hashlib.sha1(str(source).encode()).hexdigest()[:8]
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) or "image"
+    return _root(root) / "labels" / f"{safe}-{digest}"
 
 
 class FolderError(OSError):

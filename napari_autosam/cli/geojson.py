@@ -237,3 +237,18 @@ def write_result_geojson(result, out: Path, stem: str, placement=None, resolutio
         placement = Placement(resolution.downsample)
     export_labels(labels, path, kind=kind, placement=placement)
     return path
+
+
+def write_labels_geojson(paths: dict, out: Path, stem: str, resolution=None) -> Path:
+    """GeoJSON of on-disk OME-Zarr results (``role → folder``): instances if there, else the AutoSAM (or h) mask."""
+    from ..io.geojson import Placement
+    from ..io.labels_zarr import LabelImage
+
+    role = next(r for r in ("instances", "autosam", "h") if r in paths)
+    labels = LabelImage.open(paths[role]).multiscale()[0]  # level 0, read band by band
+    if len(labels.shape) != 2:
+        raise ValueError("GeoJSON holds one plane: --geojson needs a 2D image, not a stack")
+    path = out / f"{stem}_{role}.geojson"
+    placement = Placement(resolution.downsample if resolution is not None else 1.0)
+    export_labels(labels, path, kind="instances" if role == "instances" else "semantic", placement=placement)
+    return path

@@ -72,9 +72,12 @@ def register(subparsers) -> None:
     parser.add_argument("--cache-dir", default=None, metavar="DIR",
                         help="keep SAM embeddings on disk here, so re-segmenting skips the encoder")
     parser.add_argument("--batch-size", type=positive_int, default=None, metavar="N", help="slices or tiles per batch")
-    parser.add_argument("--save-prob", action="store_true", help="also write float32 probability maps")
+    parser.add_argument("--save-prob", action="store_true", help="also write float32 probability maps (TIFF only)")
+    parser.add_argument("--format", choices=("auto", "tiff", "ome-zarr"), default="auto",
+                        help="tiff: <stem>_autosam.tif …; ome-zarr: <stem>_autosam.ome.zarr … (multiscale OME-Zarr "
+                        "labels, written tile by tile); auto (default): OME-Zarr for planes over 4096² pixels")
     parser.add_argument("--preview", action="store_true",
-                        help="h(g(I)) only, without SAM: tens of times faster on a CPU; writes <stem>_h.tif "
+                        help="h(g(I)) only, without SAM: tens of times faster on a CPU; writes <stem>_h only "
                         "(and instances split from it with --mode instances), no AutoSAM mask")
     parser.add_argument("--geojson", action="store_true",
                         help="also write the objects as QuPath GeoJSON: <stem>_instances.geojson (instances) or "
@@ -159,6 +162,8 @@ def _segment_file(segmenter, path: Path, out: Path, args) -> None:
         tile = AUTO_TILE if max(layout.plane_shape) > AUTO_TILE_ABOVE else None
     stem = image_stem(path) if resolution is None else slide_stem(path)
     out.mkdir(parents=True, exist_ok=True)
+    if _output_format(args, layout) == "ome-zarr":
+        return _segment_to_ome_zarr(segmenter, image, layout, path, out, stem, tile, args, resolution)
     scratch = out / f".{stem}.autosam-scratch"
     try:
         task = segmenter.segment(image, channel_axis=args.channel_axis, channels=args.channels, mode=args.mode,
@@ -173,6 +178,49 @@ def _segment_file(segmenter, path: Path, out: Path, args) -> None:
         _report(path, layout, result, written, resolution)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _output_format(args, layout) -> str:
+    from ..io.labels_zarr import labels_on_disk
+
+    chosen = getattr(args, "format", "auto")
+    if chosen == "auto":
+        chosen = "ome-zarr" if labels_on_disk(layout.plane_shape) else "tiff"
+    if chosen == "ome-zarr" and args.save_prob:
+        raise ValueError("--save-prob writes TIFF probability maps; add --format tiff to get them")
+    return chosen
+
+
+def _segment_to_ome_zarr(segmenter, image, layout, path: Path, out: Path, stem: str, tile, args,
+                         resolution=None) -> None:
+    """Masks (and instances) as OME-Zarr label images, written tile by tile; nothing left on failure."""
+    from ..inference.ondisk import segment_to_labels
+    from ..io.labels_zarr import placement_for
+    from ..slide_regions import resolution_facts
+    from .progressbar import ProgressBar
+
+    attributes = {"source": str(path)}
+    if resolution is not None:
+        attributes["resolution"] = resolution_facts(resolution)
+    task = segment_to_labels(segmenter, image, out, stem, channel_axis=args.channel_axis, channels=args.channels,
+                             mode=args.mode, tile=tile or None, overlap=args.overlap, stack=layout.is_stack,
+                             placement=placement_for(resolution), attributes=attributes, preview=args.preview)
+    result = ProgressBar(unit="tile" if tile else "image").run(task)
+    if args.geojson:
+        from .geojson import write_labels_geojson
+
+        write_labels_geojson(result.paths, out, stem, resolution)
+    from ..io.working import describe
+
+    shape = "×".join(str(s) for s in layout.output_shape)
+    where = f" at {describe(resolution)}" if resolution is not None else ""
+    what = "h" if args.preview else "AutoSAM"
+    parts = [f"{path.name}: {shape}{where}", f"{what} {result.foreground:.1%} foreground"
+             + (" (preview: h only)" if args.preview else "")]
+    if result.agreement:
+        parts.append(f"agreement (Dice) {sum(result.agreement) / len(result.agreement):.3f}")
+    parts += result.messages + (["cancelled"] if result.cancelled else [])
+    print("; ".join(parts) + " → " + ", ".join(p.name for p in result.paths.values()))
 
 
 def _write_outputs(result, out: Path, stem: str, save_prob: bool) -> list[Path]:

@@ -182,9 +182,9 @@ class Segmenter:
             items = []
         else:
             items = [(z, t) for z in range(layout.n_planes) for t in tiles]
-        # Tiles of a large image go to the cache only when it keeps them on disk: in memory they
-        # would make the memory held grow with the image.
-        use_cache = self.cache.directory is not None or len(tiles) == 1
+        # Tiles of a large image go to the cache only when it keeps them on disk ("disk": not in its
+        # memory part either): in memory they would make the memory held grow with the image.
+        use_cache = True if len(tiles) == 1 else "disk" if self.cache.directory is not None else False
         clock = Stopwatch(len(items))
         cancelled = False
         for start in range(0, len(items), self.batch_size):
@@ -226,7 +226,7 @@ class Segmenter:
                                         normalization=normalization, stack=False, **kwargs))
 
     def _segment_batch(self, image, layout: ImageLayout, batch: list[tuple[int, Tile]], normalization, channels,
-                       out: Accumulator, mode: str, options: InstanceOptions, use_cache: bool,
+                       out: Accumulator, mode: str, options: InstanceOptions, use_cache,
                        preview: bool = False) -> Task[None]:
         rgbs = [to_rgb_uint8(layout.read(image, z, t.window), channel_axis=layout.plane_channel_axis,
                              channels=channels, normalization=normalization)[0] for z, t in batch]
@@ -242,10 +242,11 @@ class Segmenter:
                 self._instances(out, z, t, source, None if preview else embeddings[k : k + 1], options)
         out.windows += [WindowInfo(z, t.window, t.core, iou) for (z, t), iou in zip(batch, ious)]
 
-    def _embeddings(self, rgbs: list[np.ndarray], use_cache: bool) -> Task[torch.Tensor]:
-        """``N×256×64×64`` SAM embeddings, through the cache when ``use_cache`` (encoding progress nested)."""
+    def _embeddings(self, rgbs: list[np.ndarray], use_cache) -> Task[torch.Tensor]:
+        """``N×256×64×64`` SAM embeddings, through the cache when ``use_cache`` (on disk only when "disk";
+        encoding progress nested)."""
         if use_cache:
-            return (yield from nested(self.cache.embed_many(rgbs, batch_size=len(rgbs))))
+            return (yield from nested(self.cache.embed_many(rgbs, batch_size=len(rgbs), remember=use_cache != "disk")))
         return (yield from nested(embed_images(self.sam, rgbs, batch_size=len(rgbs))))
 
     @torch.inference_mode()

@@ -112,3 +112,45 @@ def _remove_stale(folder: Path, pattern: str, stale_after: float) -> list[Path]:
 def glob_escape(name: str) -> str:
     """``name`` with glob's special characters quoted."""
     return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a new, empty temporary folder beside ``target``; it becomes ``target`` on success.
+
+    For outputs that are folders (OME-Zarr): everything is written under a
+    hidden ``.<name>.pid<id>-<random>.incomplete`` name and renamed at the
+    end, replacing an existing ``target`` folder.  If the block raises, the
+    temporary folder is removed and ``target`` is left as it was; folders of
+    writers that died (their process is gone) are removed on the next write.
+    """
+    import shutil
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for left in target.parent.glob(f".{glob_escape(target.name)}.pid*-*.incomplete"):
+        match = re.search(r"\.pid(\d+)-[^.]*\.incomplete$", left.name)
+        if match and not _alive(int(match.group(1))):
+            shutil.rmtree(left, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.pid{os.getpid()}-", suffix=".incomplete", dir=target.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    replace_directory(tmp, target)
+
+
+def replace_directory(source: Path, target: Path) -> None:
+    """Rename folder ``source`` to ``target``; an existing ``target`` is moved aside first, then deleted."""
+    import shutil
+    import uuid
+
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
+        os.replace(target, old)
+    os.replace(source, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

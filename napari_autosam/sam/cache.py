@@ -85,7 +85,7 @@ class EmbeddingCache:
         while len(self._memory) > self.max_items:
             self._memory.popitem(last=False)
 
-    def _load(self, key: str) -> torch.Tensor | None:
+    def _load(self, key: str, remember: bool = True) -> torch.Tensor | None:
         if key in self._memory:
             self._memory.move_to_end(key)
             return self._memory[key]
@@ -101,11 +101,13 @@ class EmbeddingCache:
         if not valid_embedding(embedding):
             path.unlink(missing_ok=True)  # a damaged or foreign entry is recomputed, not trusted
             return None
-        self._remember(key, embedding)
+        if remember:
+            self._remember(key, embedding)
         return embedding
 
-    def _store(self, key: str, embedding: torch.Tensor) -> None:
-        self._remember(key, embedding)
+    def _store(self, key: str, embedding: torch.Tensor, remember: bool = True) -> None:
+        if remember or self.directory is None:
+            self._remember(key, embedding)
         if self.directory is not None:
             with atomic_path(self.directory / f"{key}.safetensors", owned=True) as tmp:
                 save_file({"embedding": embedding.contiguous()}, str(tmp))
@@ -113,14 +115,18 @@ class EmbeddingCache:
     def __contains__(self, image: np.ndarray) -> bool:
         return self._load(image_key(image)) is not None
 
-    def embed_many(self, images: Sequence[np.ndarray], *, batch_size: int = 1) -> Task[torch.Tensor]:
+    def embed_many(self, images: Sequence[np.ndarray], *, batch_size: int = 1,
+                   remember: bool = True) -> Task[torch.Tensor]:
         """``N×256×64×64`` embeddings (CPU, float32), encoding only the images not cached yet.
 
         A generator yielding ``encode`` progress; the step counts all
         images, cached ones included, so a bar moves smoothly.
+        ``remember=False`` (with a directory) keeps new embeddings on disk
+        only, not in memory: the many tiles of a big image would otherwise
+        fill the in-memory part (4 MiB each).
         """
         keys = [image_key(image) for image in images]
-        found = {k: e for k in dict.fromkeys(keys) if (e := self._load(k)) is not None}
+        found = {k: e for k in dict.fromkeys(keys) if (e := self._load(k, remember)) is not None}
         missing = [i for i, k in enumerate(keys) if k not in found and keys.index(k) == i]
         clock = Stopwatch(len(images))
         done = len(images) - len(missing)
@@ -128,8 +134,8 @@ class EmbeddingCache:
             chunk = missing[start : start + batch_size]
             embeddings = yield from nested(embed_images(self.sam, [images[i] for i in chunk], batch_size=batch_size))
             for i, emb in zip(chunk, embeddings):
-                self._store(keys[i], emb[None].clone())
-                found[keys[i]] = self._memory[keys[i]]
+                found[keys[i]] = emb[None].clone()
+                self._store(keys[i], found[keys[i]], remember)
             self.encoded += len(chunk)
             done += len(chunk)
             yield clock.event("encode", done, f"SAM embeddings: {done}/{len(images)}")
