@@ -156,3 +156,19 @@ def test_slides_at_a_working_resolution_map_to_level0(tmp_path):
     back = tmp_path / "back.tif"
     assert main(["import-geojson", str(out), "--like", str(svs), "--level", "1", "--out", str(back)]) == 0
     np.testing.assert_array_equal(tifffile.imread(back) > 0, labels > 0)
+
+
+def test_preview_into_ome_zarr_with_geojson(nuclei, tmp_path, capsys):
+    from napari_autosam.io.labels_zarr import LabelImage
+
+    folder, _, _ = nuclei
+    out = tmp_path / "out"
+    assert main(["segment", str(folder / "he.tif"), "--out", str(out), "--sam", "tiny", "--device", "cpu",
+                 "--format", "ome-zarr", "--preview", "--geojson"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["he_h.geojson", "he_h.ome.zarr"]
+    assert "(preview: h only)" in capsys.readouterr().out
+    mask = LabelImage.open(out / "he_h.ome.zarr").read_region((0, 96, 0, 128))
+    features = json.loads((out / "he_h.geojson").read_text())["features"]
+    from skimage.measure import label
+
+    assert len(features) == label(mask > 0, connectivity=2).max()
