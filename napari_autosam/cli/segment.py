@@ -85,6 +85,9 @@ def register(subparsers) -> None:
     from .resolution import add_resolution_args
 
     add_resolution_args(parser, what="slides")
+    from ..distributed.options import add_dask_args
+
+    add_dask_args(parser)
     parser.set_defaults(func=_run)
 
 
@@ -119,6 +122,10 @@ def _load_sam(args):
 
 
 def _run(args) -> int:
+    from ..distributed.options import run_segment, wants_dask
+
+    if wants_dask(args):  # the same per-file step on the workers of a dask cluster
+        return run_segment(args)
     from ..inference import InstanceOptions, Segmenter
     from ..sam.cache import EmbeddingCache
 

@@ -110,6 +110,7 @@ def _first_interrupt_cancels(cancel):
 
 
 def _run(args) -> int:
+    from ..distributed.ddp import refuse_multiprocess
     from ..models.store import sam_for_model
     from ..progress import CancelToken
     from ..sam.cache import EmbeddingCache
@@ -117,6 +118,7 @@ def _run(args) -> int:
     from .progressbar import ProgressBar
     from .resolution import load_samples_at
 
+    refuse_multiprocess("train")  # torchrun with several processes: one line, nothing written
     if bool(args.val_images) != bool(args.val_masks):
         raise CommandError("--val-images and --val-masks go together")
     channels = args.channels
