@@ -24,4 +24,5 @@ def avoid_triton_llvm_clash() -> None:
     if sys.platform.startswith("linux") and "triton" not in sys.modules:
         sys.modules["triton"] = None  # `import triton` now raises ImportError; torch treats it as absent
 
+
 avoid_triton_llvm_clash()
