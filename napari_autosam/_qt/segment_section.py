@@ -68,6 +68,7 @@ class Request:
     scope: str
     instances: bool
     resolution: dict | None = None  # working_image keywords ({"level": 1} / {"mpp": 0.5}); None: full resolution
+    preview: bool = False  # h(g(I)) only, no SAM encoder
 
 
 @dataclass
@@ -133,6 +134,10 @@ class SegmentSection(QWidget):
         self.segment_button = QPushButton("Segment")
         self.segment_button.setToolTip("Segment the chosen image with AutoSAM and h(g(I)) in the background (Shift+Alt+R)")
         self.segment_button.clicked.connect(lambda: self.segment())
+        self.preview_button = QPushButton("Preview (h only)")
+        self.preview_button.setToolTip("A fast look with the surrogate h(g(I)) only: SAM's image encoder does not "
+                                       "run, so it takes a fraction of the time (the 'h(g(I))' layer)")
+        self.preview_button.clicked.connect(lambda: self.segment(preview=True))
         self.note = QLabel("")
         self.note.setWordWrap(True)
         self.note.setToolTip("About the last segmentation")
@@ -149,7 +154,10 @@ class SegmentSection(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(form)
         layout.addWidget(self.instances_check)
-        layout.addWidget(self.segment_button)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.segment_button)
+        buttons.addWidget(self.preview_button)
+        layout.addLayout(buttons)
         layout.addWidget(ProgressPanel(runner))
         layout.addWidget(self.note)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
@@ -290,12 +298,15 @@ class SegmentSection(QWidget):
 
     # ---------------------------------------------------------------- run
 
-    def segment(self, request: Request | None = None) -> bool:
-        """Segment as the controls say (or as ``request`` says); loads SAM first if needed."""
+    def segment(self, request: Request | None = None, *, preview: bool = False) -> bool:
+        """Segment as the controls say (or as ``request`` says); loads SAM first if needed.
+
+        ``preview``: h(g(I)) only (see ``Segmenter.segment``); only the "h(g(I))" layer is updated.
+        """
         if request is None and self.session.segmenter is not None and not self._touched:
             self.select_model_resolution()  # a model loaded since: its resolution is the default
         request = request or Request(self.image_combo.currentText(), self.scope_combo.currentData(),
-                                     self.instances_check.isChecked(), self.resolution_request())
+                                     self.instances_check.isChecked(), self.resolution_request(), preview)
         if request.layer_name not in self.viewer.layers:
             notify.info("Open an image first (File ▸ Open, or File ▸ Open Sample ▸ AutoSAM).")
             return False
@@ -320,6 +331,7 @@ class SegmentSection(QWidget):
             return False
         self.last_region = region
         mode = "instances" if request.instances else "semantic"
+        preview = request.preview
         segmenter = self.session.segmenter
         model_label = self.session.model_label
         big = slide_layers.on_disk(target)  # results go to OME-Zarr labels on disk, shown lazily
@@ -327,18 +339,21 @@ class SegmentSection(QWidget):
         def make_task(token):
             if big:
                 return slide_layers.segment_task(self.session, target, region, mode, token, tile=TILE,
-                                                 tile_above=TILE_ABOVE, overlap=OVERLAP)
+                                                 tile_above=TILE_ABOVE, overlap=OVERLAP, preview=preview)
             data = target.data
             if scope == "slice":
                 data = target.layout.read(data, z)
-                return segmenter.segment(data, channel_axis=target.layout.plane_channel_axis, mode=mode, cancel=token)
+                return segmenter.segment(data, channel_axis=target.layout.plane_channel_axis, mode=mode, cancel=token,
+                                         preview=preview)
             if scope == "region":
-                return segmenter.segment_region(data, region, layout=target.layout, mode=mode, cancel=token)
+                return segmenter.segment_region(data, region, layout=target.layout, mode=mode, cancel=token,
+                                                preview=preview)
             tile = auto_tile(target.plane_shape)
-            return segmenter.segment(data, layout=target.layout, mode=mode, tile=tile, overlap=OVERLAP, cancel=token)
+            return segmenter.segment(data, layout=target.layout, mode=mode, tile=tile, overlap=OVERLAP, cancel=token,
+                                     preview=preview)
 
         def done(result) -> None:
-            self.last = Request(request.layer_name, scope, request.instances, request.resolution)
+            self.last = Request(request.layer_name, scope, request.instances, request.resolution, preview)
             if big:
                 return slide_layers.show_result(self, target, result, model_label, request.resolution)
             self._show(target, result, scope, z, region, model_label)
@@ -347,7 +362,8 @@ class SegmentSection(QWidget):
                 "region": "the visible region"}[scope]
         if isinstance(target, WorkingTarget):
             what += f" at {describe(target.resolution)}"
-        return self.runner.start(f"Segmenting {what} of {target.name}", make_task, done)
+        verb = "Previewing (h only)" if preview else "Segmenting"
+        return self.runner.start(f"{verb} {what} of {target.name}", make_task, done)
 
     def _at_resolution(self, target: ImageTarget, request: dict | None) -> ImageTarget:
         """The target at the chosen working resolution (slides only; other images stay as they are)."""
@@ -378,7 +394,7 @@ class SegmentSection(QWidget):
             if values is None:
                 continue
             values = np.asarray(values)  # tiled results are zarr arrays in result.store: read them now
-            if role == "autosam":
+            if role == ("h" if result.preview else "autosam"):
                 foreground = float(np.mean(values > 0))
             layer = ensure_output(self.viewer, target, role)
             index = plane_index(target, z) if scope == "slice" else ()
@@ -388,6 +404,7 @@ class SegmentSection(QWidget):
             layer.data[index] = values.astype(layer.data.dtype, copy=False)
             info = layer.metadata["autosam"]
             info["model"] = model_label
+            info["downsample"] = float(getattr(getattr(target, "resolution", None), "downsample", 1.0))  # to level 0
             if role == "autosam":
                 agreement = dict(info.get("agreement", {}))
                 planes = [z] if scope == "slice" else list(range(target.layout.n_planes)) if target.is_stack else [0]
@@ -407,6 +424,8 @@ class SegmentSection(QWidget):
                          "correct it, accept, and fine-tune.")
         if result.cancelled:
             notes.append("Cancelled: the slices or tiles not reached are empty.")
+        if result.preview:
+            notes.append("Preview: h(g(I)) only, without SAM; Segment for the AutoSAM mask.")
         self.note.setText(f"{model_label}: {foreground:.0%} of the pixels are foreground."
                           + (" " + " ".join(notes) if notes else ""))
         self.segmented.emit(target.name)

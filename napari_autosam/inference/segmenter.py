@@ -15,6 +15,7 @@ probabilities of overlapping tiles are blended (:mod:`.tiling`).
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from ..sam.cache import EmbeddingCache, sam_fingerprint
 from ..sam.embedding import Geometry, embed_images, frame_to_original, prepare_image
 from .inputs import ImageLayout, image_layout
 from .instances import InstanceOptions, paste_instances, window_instances
-from .outputs import Accumulator, SegmentationResult
+from .outputs import Accumulator, SegmentationResult, WindowInfo
 from .pipeline import ReadAhead, default_batch_size
 from .prompts import boxes_to_sam, check_box, check_points, decode, mask_prompt, points_to_sam
 from .tiling import DEFAULT_OVERLAP, Tile, new_scratch_dir, segmentation_tiles
@@ -130,7 +131,7 @@ class Segmenter:
                 tile: int | None = None, overlap: int = DEFAULT_OVERLAP, normalization: Normalization | None = None,
                 cancel: CancelToken | None = None, store: str | os.PathLike | None = None,
                 instance_options: InstanceOptions | None = None, stack: bool | None = None,
-                layout: ImageLayout | None = None) -> Task[SegmentationResult]:
+                layout: ImageLayout | None = None, preview: bool = False) -> Task[SegmentationResult]:
         """Segment a 2D, RGB(A), multichannel or 3D image; a generator of ``segment`` progress.
 
         Parameters
@@ -155,6 +156,10 @@ class Segmenter:
         layout : the image's axes, when the caller has found them already
             (:func:`~napari_autosam.inference.inputs.image_layout`); then
             ``channel_axis`` and ``stack`` are not used.
+        preview : h(g(I)) only: SAM's image encoder and mask decoder never run, so it is
+            tens of times faster on a CPU; tiles, stacks and cancel work the same.  The
+            result has ``autosam_prob``/``autosam_mask`` None, no agreement, and instances
+            are split from the h mask without SAM (``refine=False``).
 
         Returns (as the generator's value) a :class:`SegmentationResult`.
         """
@@ -168,11 +173,15 @@ class Segmenter:
         if normalization is None:
             normalization = whole_image_normalization(image, layout, channels)
         options = instance_options or self.instance_options
+        if preview:
+            if self.model.surrogate is None:
+                raise ValueError("a preview needs the surrogate h, and this model has none")
+            options = replace(options, source="h", refine=False)
         height, width = layout.plane_shape
         tiles = segmentation_tiles((height, width), tile, overlap)
         store = _output_store(store) if len(tiles) > 1 else None
         out = Accumulator(layout.output_shape, with_h=self.model.surrogate is not None,
-                          with_instances=mode == "instances", store=store)
+                          with_instances=mode == "instances", store=store, with_autosam=not preview)
         messages = []
         if normalization.is_degenerate:
             messages.append("the image is constant or has no finite values: nothing to segment")
@@ -193,7 +202,7 @@ class Segmenter:
                 if cancel is not None and cancel.cancelled:
                     cancelled = True
                     break
-                capped += yield from self._segment_batch(rgbs, layout, batch, out, mode, options, use_cache)
+                capped += yield from self._segment_batch(rgbs, layout, batch, out, mode, options, use_cache, preview)
                 done += len(batch)
                 unit = "tiles" if len(tiles) > 1 else "slices" if layout.is_stack else "images"
                 yield clock.event("segment", done, f"segmented {done}/{len(items)} {unit}")
@@ -201,7 +210,8 @@ class Segmenter:
             messages.append(f"instances: SAM's prompts were capped in {len(capped)} window(s); {capped[0]}")
         arrays, agreement = out.finish()
         return SegmentationResult(**arrays, agreement=agreement, normalization=normalization, store=store,
-                                  cancelled=cancelled, untrained=self.untrained, messages=messages)
+                                  cancelled=cancelled, untrained=self.untrained, messages=messages, windows=out.windows,
+                                  preview=preview)
 
     def segment_region(self, image, region: tuple[int, int, int, int], *, z: int = 0, channel_axis: int | None = None,
                        channels=None, normalization: Normalization | None = None, stack: bool | None = None,
@@ -234,17 +244,22 @@ class Segmenter:
                              channels=channels, normalization=normalization)[0] for z, t in batch]
 
     def _segment_batch(self, rgbs: list[np.ndarray], layout: ImageLayout, batch: list[tuple[int, Tile]],
-                       out: Accumulator, mode: str, options: InstanceOptions, use_cache) -> Task[list[str]]:
-        embeddings = yield from self._embeddings(rgbs, use_cache)
-        probs = self._probabilities(rgbs, embeddings)
+                       out: Accumulator, mode: str, options: InstanceOptions, use_cache,
+                       preview: bool = False) -> Task[list[str]]:
+        if preview:
+            embeddings, probs, ious = None, self._h_probabilities(rgbs), [None] * len(rgbs)
+        else:
+            embeddings = yield from self._embeddings(rgbs, use_cache)
+            probs, ious = self._probabilities(rgbs, embeddings)
         notes = []
         for k, ((z, t), (autosam, h)) in enumerate(zip(batch, probs)):
             out.add(z, t.slices, t.weight(), autosam, h)
             if mode == "instances":
                 source = h if (options.source == "h" and h is not None) else autosam
-                note = self._instances(out, z, t, source, embeddings[k : k + 1], options)
+                note = self._instances(out, z, t, source, None if preview else embeddings[k : k + 1], options)
                 if note:
                     notes.append(f"window {t.index}" + (f", slice {z}" if layout.is_stack else "") + f": {note}")
+        out.windows += [WindowInfo(z, t.window, t.core, iou) for (z, t), iou in zip(batch, ious)]
         return notes
 
     def _embeddings(self, rgbs: list[np.ndarray], use_cache) -> Task[torch.Tensor]:
@@ -255,8 +270,17 @@ class Segmenter:
         return (yield from nested(embed_images(self.sam, rgbs, batch_size=len(rgbs))))
 
     @torch.inference_mode()
-    def _probabilities(self, rgbs: list[np.ndarray], embeddings: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray | None]]:
-        """AutoSAM and h probabilities of each RGB window, at its own resolution."""
+    def _h_probabilities(self, rgbs: list[np.ndarray]) -> list[tuple[None, np.ndarray]]:
+        """h(g(I)) probabilities of each RGB window, without SAM (a preview)."""
+        g_input = torch.cat([prepare_image(rgb, self.model.input_size)[0] for rgb in rgbs]).to(self.device)
+        with autocast(self.device):
+            logits = self.model.surrogate(self.model.prompt_generator(g_input))
+        return [(None, torch.sigmoid(frame_to_original(logits[i : i + 1].float(), Geometry(*rgb.shape[:2])))[0, 0]
+                 .cpu().numpy()) for i, rgb in enumerate(rgbs)]
+
+    @torch.inference_mode()
+    def _probabilities(self, rgbs: list[np.ndarray], embeddings: torch.Tensor):
+        """AutoSAM and h probabilities of each RGB window, at its own resolution, and SAM's predicted IoUs."""
         g_input = torch.cat([prepare_image(rgb, self.model.input_size)[0] for rgb in rgbs]).to(self.device)
         with autocast(self.device):
             output = self.model(g_input, embeddings.to(self.device))
@@ -268,7 +292,8 @@ class Segmenter:
             if output.h_logits is not None:
                 h = torch.sigmoid(frame_to_original(output.h_logits[i : i + 1].float(), geometry))[0, 0].cpu().numpy()
             results.append((autosam[0, 0].cpu().numpy(), h))
-        return results
+        ious = [None] * len(rgbs) if output.iou is None else [float(v) for v in output.iou.float()[:, 0].cpu()]
+        return results, ious
 
     def _instances(self, out: Accumulator, z: int, t: Tile, prob: np.ndarray, embedding: torch.Tensor,
                    options: InstanceOptions) -> str | None:

@@ -189,6 +189,27 @@ def test_opening_the_plugin_after_napari_has_drawn_does_not_crash(tmp_path):
     assert "ok AutoSAMWidget" in done.stdout
 
 
+def test_torch_reaching_triton_after_napari_has_drawn_does_not_crash(tmp_path):
+    """Regression: the widgets imported before napari drew, then the first optimiser (which imports
+    torch._dynamo and so triton) built after Mesa's LLVM was loaded: a segfault in the demo."""
+    script = textwrap.dedent("""
+        import napari_autosam._qt  # as pytest collection or a plugin scan does, before anything is drawn
+        import napari, numpy, torch
+        from qtpy.QtWidgets import QApplication
+        viewer = napari.Viewer()
+        viewer.add_image(numpy.zeros((32, 32)))
+        QApplication.processEvents()
+        viewer.screenshot()  # napari has drawn: Mesa's LLVM is loaded now
+        torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
+        print("ok")
+        viewer.close()
+    """)
+    env = {**os.environ, "NAPARI_AUTOSAM_DATA": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "ok" in done.stdout
+
+
 def test_prompts_on_a_stack_edit_only_the_shown_slice(viewer, widget, stack_sample, qtbot, idle):
     seg, cor = widget.segment_section, widget.correct_section
     viewer.dims.set_current_step(0, 2)
