@@ -74,6 +74,7 @@ class CorrectSection(QWidget):
         #: called before prompts or painting start (the widget leaves the comparison here)
         self.before_editing = lambda: None
         self._hooked: set = set()  # AutoSAM layers whose paint-tool choice brings them to the top
+        self._focusing = False
         #: Prompts run here, one at a time; changes made meanwhile are answered right after.
         self.prompt_runner = TaskRunner(self)
 
@@ -144,8 +145,15 @@ class CorrectSection(QWidget):
 
     def _mode_changed(self, image_name: str, event) -> None:
         mode = str(getattr(event, "value", "") or getattr(event.source, "mode", ""))
-        if mode in ("paint", "fill", "erase", "polygon") and not self.segment_section.view_locked():
-            focus_for_editing(self.viewer, image_name)
+        if self._focusing or mode not in ("paint", "fill", "erase", "polygon") or self.segment_section.view_locked():
+            return
+        self._focusing = True
+        try:
+            layer = focus_for_editing(self.viewer, image_name)
+            if layer is not None and str(layer.mode) != mode:
+                layer.mode = mode  # moving the layer to the top made napari drop the tool: pick it again
+        finally:
+            self._focusing = False
 
     def start_editing(self) -> None:
         """Leave the comparison and bring the current image's AutoSAM layer to the top, selected."""

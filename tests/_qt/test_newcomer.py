@@ -77,6 +77,7 @@ def test_the_edited_layer_is_on_top_visible_and_named(viewer, widget, he_sample,
     autosam.mode = "paint"
     names = [layer.name for layer in viewer.layers]
     assert names.index("AutoSAM") > names.index("h(g(I))") and h.opacity < 1.0
+    assert str(autosam.mode) == "paint", "the brush stays picked"
     # SAM prompts keep their layer above the mask they edit, and the text says what they edit
     widget.correct_section.start_points(True)
     names = [layer.name for layer in viewer.layers]
