@@ -38,10 +38,11 @@ def test_stack_current_slice_then_whole_stack(viewer, widget, stack_sample, qtbo
     click(qtbot, seg.segment_button)
     idle()
     assert all(h.data[z].any() for z in range(8))
-    # instance mode on the shown slice (the untrained mask is noise: only big objects, to keep the test short)
+    # instance mode on the shown slice (the untrained mask is noise: only big objects, to keep the test short;
+    # min_confidence 0.5 keeps every object of `prob > 0.5`, which the default 0.6 would drop as too unsure)
     from napari_autosam.inference.instances import InstanceOptions
 
-    widget.session.segmenter.instance_options = InstanceOptions(min_size=150, batch_size=64)
+    widget.session.segmenter.instance_options = InstanceOptions(min_size=150, batch_size=64, min_confidence=0.5)
     seg.select("nuclei stack", "slice", instances=True)
     click(qtbot, seg.segment_button)
     idle()
