@@ -9,7 +9,7 @@ import tifffile
 from napari_autosam.cli import main
 from napari_autosam.data.synthetic import make_nuclei_image, make_nuclei_stack
 from napari_autosam.inference import Segmenter
-from napari_autosam.inference.tiling import tile_grid
+from napari_autosam.inference.tiling import segmentation_tiles
 from napari_autosam.progress import CancelToken, run
 
 pytestmark = pytest.mark.usefixtures("own_cache")
@@ -51,7 +51,7 @@ def test_preview_tiles_stacks_instances_and_cancel(no_encoder):
     image = make_nuclei_image((150, 170), seed=3)[0]
     tiled = run(seg.segment(image, tile=96, overlap=32, preview=True, mode="instances"))
     assert tiled.h_mask.shape == (150, 170) and tiled.autosam_mask is None
-    grid = tile_grid((150, 170), 96, 32)
+    grid = segmentation_tiles((150, 170), 96, 32)  # the layout the segmenter uses
     assert tiled.instances is not None and len(grid) > 1
     assert [(w.window, w.core) for w in tiled.windows] == [(t.window, t.core) for t in grid]
     stack = make_nuclei_stack(3, (64, 64), seed=1)[0]
