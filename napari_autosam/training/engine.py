@@ -74,7 +74,7 @@ def initial_model(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             g = build_prompt_generator(config.generator, input_size=config.input_size,
-                                       pretrained_backbone=config.pretrained_backbone)
+                                       pretrained_backbone=config.pretrained_backbone, imagenet=True)
             h = SurrogateDecoder()
         return ModelCheckpoint(g.to(device), h.to(device), {})
     parent = load_checkpoint(init, device=device) if not isinstance(init, ModelCheckpoint) else init
