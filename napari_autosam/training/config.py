@@ -197,4 +197,4 @@ def _tile_size() -> int:
     """The segmentation tile size (one home: :mod:`napari_autosam.inference.tiling`)."""
     from ..inference import tiling
 
-    return int(getattr(tiling, "TILE_SIZE", 1024))
+    return int(tiling.AUTO_TILE)
