@@ -12,8 +12,9 @@ image (or stack slice, or region) again adds a revision instead of a duplicate;
 training uses the newest revision of every key.  Every file is written
 atomically, and a file that exists is never written again.
 
-The default root is ``data_dir() / "annotations"``: the platform's user data
-directory, or ``$NAPARI_AUTOSAM_DATA`` when set -- never the working directory.
+The default root is :func:`napari_autosam.paths.annotation_dir`: under the
+platform's user data directory, or ``$NAPARI_AUTOSAM_DATA`` when set -- never
+the working directory.
 No napari or Qt here.
 """
 
@@ -30,31 +31,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import platformdirs
 import tifffile
 
 from .io.atomic import atomic_path, atomic_write_text
+from .paths import DATA_ENV, annotation_dir, data_dir, model_store_dir  # noqa: F401  (re-exported)
 
-#: Environment variable naming the folder for annotations and model versions.
-DATA_ENV = "NAPARI_AUTOSAM_DATA"
 FORMAT = "napari-autosam-annotations/1"
 RECORD = "annotations.json"
 
 
-def data_dir() -> Path:
-    """Where annotations and model versions live: ``$NAPARI_AUTOSAM_DATA`` or the user data dir."""
-    override = os.environ.get(DATA_ENV, "").strip()
-    if override:
-        return Path(override).expanduser()
-    return Path(platformdirs.user_data_dir("napari-autosam"))
-
-
 def default_annotation_dir() -> Path:
-    return data_dir() / "annotations"
+    """The default store: :func:`napari_autosam.paths.annotation_dir` of the data folder."""
+    return annotation_dir()
 
 
-def default_model_dir() -> Path:
-    return data_dir() / "models"
+def default_model_dir(sam=None) -> Path:
+    """The default model store of a SAM: :func:`napari_autosam.paths.model_store_dir`."""
+    return model_store_dir(sam)
 
 
 def image_hash(image: np.ndarray) -> str:

@@ -29,6 +29,32 @@ def bce_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.
     return bce + soft_dice_loss(logits, target, smooth)
 
 
+def dice_counts(a, b) -> tuple[int, int]:
+    """``(|a ∩ b|, |a| + |b|)`` of two masks (numpy or array-like; anything > 0 is foreground).
+
+    Sum the counts over blocks or slices and pass them to :func:`dice_from_counts`
+    to get the Dice of masks too big to hold at once.
+    """
+    a, b = np.asarray(a) > 0, np.asarray(b) > 0
+    if a.shape != b.shape:
+        raise ValueError(f"masks differ in shape: {a.shape} vs {b.shape}")
+    return int(np.count_nonzero(a & b)), int(np.count_nonzero(a)) + int(np.count_nonzero(b))
+
+
+def dice_from_counts(intersection: int, total: int) -> float:
+    """``2 |a ∩ b| / (|a| + |b|)``; 1.0 when both masks are empty (they agree)."""
+    return 1.0 if total == 0 else 2.0 * intersection / total
+
+
+def dice(a, b) -> float:
+    """Dice of two binary masks (anything > 0 is foreground); 1.0 when both are empty.
+
+    The one Dice of the package: training metrics, evaluation, the agreement
+    of h(g(I)) with AutoSAM, the demo and the widget all use it.
+    """
+    return dice_from_counts(*dice_counts(a, b))
+
+
 def dice_iou(pred, truth) -> tuple[float, float]:
     """Dice and IoU of two binary masks (numpy or torch; anything > 0 is foreground).
 
@@ -39,12 +65,10 @@ def dice_iou(pred, truth) -> tuple[float, float]:
     t = np.asarray(truth.detach().cpu() if torch.is_tensor(truth) else truth) > 0
     if p.shape != t.shape:
         raise ValueError(f"masks differ in shape: {p.shape} vs {t.shape}")
-    inter = np.logical_and(p, t).sum()
-    total = p.sum() + t.sum()
-    union = np.logical_or(p, t).sum()
+    inter, total = dice_counts(p, t)
     if total == 0:
         return 1.0, 1.0
-    return float(2 * inter / total), float(inter / union)
+    return dice_from_counts(inter, total), float(inter / (total - inter))
 
 
 def threshold_metrics(logits: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) -> list[tuple[float, float]]:

@@ -16,7 +16,19 @@ def test_info_json_reports_the_isolated_cache(capsys, session_cache):
     info = json.loads(capsys.readouterr().out)
     assert info["cache_dir"] == str(session_cache)
     assert info["devices"][-1] == "cpu"
-    assert info["checkpoints"] == {"vit_b": None, "vit_l": None, "vit_h": None}
+    assert {k: v for k, v in info["checkpoints"].items() if k != "tiny"} == {"vit_b": None, "vit_l": None, "vit_h": None}
+    assert "tiny" in info["checkpoints"]
+
+
+def test_info_shows_the_data_folder_and_the_tiny_sam(capsys, tmp_path, monkeypatch, tiny_sam):
+    monkeypatch.setenv("NAPARI_AUTOSAM_DATA", str(tmp_path / "data"))
+    assert main(["info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["data_dir"] == str(tmp_path / "data") and info["models"] == str(tmp_path / "data" / "models")
+    assert info["checkpoints"]["tiny"].endswith(".pth")
+    assert main(["info"]) == 0
+    text = capsys.readouterr().out
+    assert str(tmp_path / "data") in text and "sam tiny" in text
 
 
 def test_download_offline_fails_with_where_to_put_the_file(capsys, session_cache):

@@ -103,3 +103,24 @@ def test_bad_channel_list_is_a_usage_error(gray_tif, tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["segment", str(gray_tif), "--out", str(tmp_path), "--channels", "red"])
     assert exc.value.code == 2
+
+
+def test_model_store_brings_its_own_sam_and_a_mismatch_is_one_line(gray_tif, tmp_path, capsys):
+    """--model STORE without --sam loads the SAM the model was trained for (offline: vit_b would fail)."""
+    from napari_autosam.inference import default_model
+    from napari_autosam.models.checkpoint import save_checkpoint
+    from napari_autosam.models.store import ModelStore
+
+    model = default_model()
+    store = ModelStore(tmp_path / "models")
+    version, path = store.reserve()
+    save_checkpoint(path, model.prompt_generator, model.surrogate, sam_variant="tiny")
+    store.release(version)
+    store.activate(version)
+    assert main(["segment", str(gray_tif), "--out", str(tmp_path / "out"), "--model", str(store.root)]) == 0
+    assert (tmp_path / "out" / "nuclei_autosam.tif").is_file()
+    other = save_checkpoint(tmp_path / "vitb.safetensors", model.prompt_generator, model.surrogate, sam_variant="vit_b")
+    capsys.readouterr()
+    assert main(["segment", str(gray_tif), "--out", str(tmp_path / "out2"), "--sam", "tiny", "--model", str(other)]) != 0
+    err = capsys.readouterr().err
+    assert "trained for SAM vit_b, but SAM tiny is loaded" in err and "Traceback" not in err

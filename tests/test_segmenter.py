@@ -52,7 +52,8 @@ def test_grayscale_uint16_with_progress_and_reproducible_scaling(sam, gray, defa
     events = []
     result = run(seg.segment(gray), events.append)
     check_result(result, gray.shape)
-    assert [e.phase for e in events] == ["segment"] and events[-1].step == events[-1].total == 1
+    assert [e.phase for e in events if e.depth == 0] == ["segment"] and events[-1].step == events[-1].total == 1
+    assert [e.phase for e in events if e.depth == 1] == ["encode"], "SAM's encoding is passed on, one level down"
     assert result.untrained and seg.untrained
     norm = result.normalization
     assert norm.percentiles == (0.5, 99.5) and norm.low < norm.high
@@ -109,7 +110,8 @@ def test_stack_is_segmented_slice_by_slice_in_batches(sam):
     events = []
     result = run(seg.segment(stack, stack=True), events.append)  # 3 slices, not 3 channels
     check_result(result, stack.shape)
-    assert [e.step for e in events] == [2, 3] and events[0].total == 3 and cache.encoded == 3
+    own = [e for e in events if e.depth == 0]
+    assert [e.step for e in own] == [2, 3] and own[0].total == 3 and cache.encoded == 3
     assert len(result.agreement) == 3
     one = run(seg.segment(stack[1], normalization=result.normalization))  # slices share the stack's scaling
     np.testing.assert_allclose(one.autosam_prob, result.autosam_prob[1], atol=1e-5)

@@ -17,10 +17,11 @@ import numpy as np
 from napari.layers import Points, Shapes
 from qtpy.QtWidgets import QCheckBox, QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
+from ..progress import single_step
 from . import notify
 from .layers import ImageTarget, current_plane, find_output, role_of, visible_region
 from .segment_section import OVERLAP, TILE, TILE_ABOVE
-from .workers import ProgressPanel, TaskRunner, single_step
+from .workers import ProgressPanel, TaskRunner
 
 POSITIVE, NEGATIVE = "#33ff66", "#ff3355"
 #: Planes up to this many pixels are accepted whole; larger ones: the visible region.

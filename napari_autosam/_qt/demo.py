@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli.demo import DEMO_TRAINING, EXTRA_CORRECTIONS, dice, extra_corrections
+from .. import demo_loop
+from ..losses import dice
 from . import notify
 
 
@@ -77,11 +78,11 @@ class DemoDriver:
         self.started = time.perf_counter()
         widget = self.widget
         widget.session.set_root(self.folder)
-        widget.session.train_settings = dict(DEMO_TRAINING)
-        widget.finetune_section.epochs.setValue(DEMO_TRAINING["epochs"])
+        widget.session.train_settings = dict(demo_loop.DEMO_TRAINING)
+        widget.finetune_section.epochs.setValue(demo_loop.DEMO_TRAINING["epochs"])
         widget.model_section.select_sam(self.sam_name)
         widget.segment_section.select("nuclei H&E", "image")
-        self.say("1/4  Segmenting with an untrained g (expect noise)…")
+        self.say(demo_loop.STEPS["segment"])
         self._then(self.segmented)
         widget.segment_section.segment()
 
@@ -98,18 +99,16 @@ class DemoDriver:
         layer = self.viewer.layers["AutoSAM"]
         layer.data = (self.truth > 0).astype(layer.data.dtype)
         self.widget.correct_section.accept()
-        for i, (image, mask) in enumerate(extra_corrections()):
-            self.widget.session.annotations.accept(image, mask, source=f"synthetic H&E #{i} (demo)")
+        demo_loop.accept_extra_corrections(self.widget.session.annotations, " (demo)")
         self.widget.session.annotations_changed.emit()
         self.on_step("accepted")
-        self.say(f"2/4  Accepted the corrected mask (+{EXTRA_CORRECTIONS} earlier ones).\n"
-                 "      Fine-tuning g, then h, in the background…")
+        self.say(demo_loop.STEPS["accepted"].format(extra=demo_loop.EXTRA_CORRECTIONS))
         self._then(self.trained)
         self.widget.finetune_section.start()
 
     def trained(self) -> None:
         self.times["trained"] = time.perf_counter() - self.started
-        self.say("3/4  Fine-tuned: new version in use; segmenting again…")
+        self.say(demo_loop.STEPS["trained"])
         self._then(self.resegmented)  # the fine-tune section starts the re-segmentation itself
 
     def resegmented(self) -> None:
@@ -119,18 +118,15 @@ class DemoDriver:
         self.summary.update(dice_autosam=dice(autosam, self.truth), dice_h=dice(h, self.truth),
                             version=self.widget.session.model_label, seconds=self.times["result"], folder=self.folder)
         self.widget.compare_section.compare()
-        self.say(f"4/4  {self.summary['version']} after {self.times['result']:.0f} s. Dice with the true mask:\n"
-                 f"      AutoSAM {self.summary['dice_autosam']:.2f}, h(g(I)) {self.summary['dice_h']:.2f} "
-                 f"(untrained {self.summary['dice_untrained']:.2f})\n"
-                 "      top left h(g(I)), top right AutoSAM, below: disagreement")
-        notify.info(f"Demo done. Its corrections and model versions are in {self.folder}.")
+        self.say(demo_loop.summary_text(self.summary) + "\n      Close napari (Ctrl+Q) to end the demo.")
+        notify.info(f"Demo done; napari stays open for you. Its corrections and model versions are in {self.folder}.")
         self.on_step("result")
         self.on_done(self.summary)
 
 
 def run_gui(folder: Path, *, sam_name: str = "tiny", quit_after: bool = False, screenshot: str | None = None) -> int:
     """Open napari with the sample and the widget, run the demo, and hand napari to the user."""
-    from .main_widget import AutoSAMWidget  # torch's imports before napari draws (see napari_autosam._qt)
+    from .main_widget import AutoSAMWidget  # noqa: I001  torch's imports before napari draws (see napari_autosam._qt)
 
     import napari
     from qtpy.QtCore import QTimer
@@ -144,7 +140,8 @@ def run_gui(folder: Path, *, sam_name: str = "tiny", quit_after: bool = False, s
     def done(summary: dict) -> None:
         print(f"napari-autosam demo: first meaningful result after {summary['seconds']:.0f} s "
               f"(Dice with the true mask: AutoSAM {summary['dice_autosam']:.2f}, h(g(I)) {summary['dice_h']:.2f}; "
-              f"untrained {summary['dice_untrained']:.2f}); files in {summary['folder']}", flush=True)
+              f"untrained {summary['dice_untrained']:.2f}); files in {summary['folder']}"
+              + ("" if quit_after else ". napari stays open: close its window (Ctrl+Q) to end the demo."), flush=True)
         if screenshot:
             QTimer.singleShot(500, lambda: viewer.screenshot(screenshot, canvas_only=False))
         if quit_after:

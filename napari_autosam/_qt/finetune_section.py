@@ -20,10 +20,38 @@ from .plot import LivePlot
 from .session import Session
 from .workers import ProgressPanel, TaskRunner
 
-PHASES = {"encode": "SAM embeddings", "train_g": "Stage 1/2, g", "train_h": "Stage 2/2, h", "save": "Saving"}
+#: Prefixes of the progress line per phase (the engine's message says "g epoch 7/20").
+PHASES = {"encode": "SAM embeddings", "train_g": "Stage 1/2", "train_h": "Stage 2/2", "save": "Saving"}
 
 
-def _version_text(row: dict, active: str | None) -> tuple[str, str]:
+def plural(count: int, noun: str) -> str:
+    """``"1 correction"``, ``"2 corrections"``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def on_training_data(meta: dict) -> bool:
+    """True when a model's validation Dice was measured on its own training images.
+
+    Reads the engine's ``val_kind`` when the metadata has one, else its
+    ``validation`` note ("the training image (only one image was given)").
+    """
+    kind = meta.get("val_kind") or (meta.get("metrics") or {}).get("val_kind")
+    if kind:
+        return str(kind).startswith("train")
+    return "training image" in str(meta.get("validation") or "")
+
+
+def dice_text(meta: dict) -> str | None:
+    """``"validation Dice 0.81"`` or ``"Dice 1.000 on the training image (nothing held out)"``; None without one."""
+    dice = (meta.get("metrics") or {}).get("val_dice_autosam")
+    if dice is None:
+        return None
+    if on_training_data(meta):
+        return f"Dice {dice:.3f} on the training image (nothing held out, so not a test)"
+    return f"held-out validation Dice {dice:.3f}"
+
+
+def _version_text(row: dict, in_use: str | None) -> tuple[str, str]:
     """A short line for the list and a longer tooltip."""
     metrics = row.get("metrics") or {}
     dice = metrics.get("val_dice_autosam")
@@ -31,10 +59,10 @@ def _version_text(row: dict, active: str | None) -> tuple[str, str]:
     if row.get("trained_on_count"):
         parts.append(f"{row['trained_on_count']} img")
     if dice is not None:
-        parts.append(f"Dice {dice:.2f}")
-    text = " · ".join(parts) + ("  ✓ in use" if row["version"] == active else "")
-    tip = f"{row['version']}, made {str(row.get('created') or '?').replace('T', ' ')}; validation Dice AutoSAM " \
-          f"{dice if dice is not None else '?'}, h(g(I)) {metrics.get('val_dice_h', '?')}; file {row['path']}"
+        parts.append(f"Dice {dice:.2f}" + (" (train)" if on_training_data(row) else ""))
+    text = " · ".join(parts) + ("  ✓ in use" if row["version"] == in_use else "")
+    tip = f"{row['version']}, made {str(row.get('created') or '?').replace('T', ' ')}; " \
+          f"{dice_text(row) or 'no validation Dice'}; h(g(I)) {metrics.get('val_dice_h', '?')}; file {row['path']}"
     return text, tip
 
 
@@ -98,7 +126,7 @@ class FinetuneSection(QWidget):
             count = len(self.session.annotations)
         except ValueError:
             count = 0
-        self.info.setText(f"Trains on the {count} accepted correction{'s' if count != 1 else ''}. "
+        self.info.setText(f"Trains on the {plural(count, 'accepted correction')}. "
                           "You can keep working while it runs.")
         self.versions.clear()
         store = self.session.model_store
@@ -106,14 +134,14 @@ class FinetuneSection(QWidget):
             self.versions.addItem("(load a SAM to see its model versions)")
             self.use_button.setEnabled(False)
             return
-        active = store.active
+        in_use = self.session.version
         for row in store.describe():
-            text, tip = _version_text(row, active if self.session.model is not None else None)
+            text, tip = _version_text(row, in_use)
             item = QListWidgetItem(text)
             item.setToolTip(tip)
             item.setData(Qt.ItemDataRole.UserRole, row["version"])
             self.versions.addItem(item)
-            if row["version"] == active:
+            if row["version"] == in_use:
                 self.versions.setCurrentItem(item)
         self.use_button.setEnabled(self.versions.count() > 0)
 
@@ -134,11 +162,16 @@ class FinetuneSection(QWidget):
         from ..training import TrainConfig
 
         session = self.session
-        if session.sam is None:
-            return self.segment_section.model_section.load(then=self.start)
-        if len(session.annotations) == 0:
+        try:
+            count = len(session.annotations)
+        except ValueError as exc:
+            notify.error("Reading the annotation folder", exc)
+            return False
+        if count == 0:  # before loading (and perhaps downloading) SAM
             notify.info("Accept at least one corrected mask first (section 4).")
             return False
+        if session.sam is None:
+            return self.segment_section.model_section.load(then=self.start)
         config = TrainConfig(**{"epochs": self.epochs.value(), **session.train_settings})
         sam, store, init, annotations = session.sam, session.model_store, session.model, session.annotations
         cache_dir = session.embedding_dir()
@@ -156,16 +189,24 @@ class FinetuneSection(QWidget):
         self.plot.clear()
         self._offset = self._phase_end = 0
         self._phase = None
-        return self.runner.start(f"Fine-tuning on {len(annotations)} corrections", task, self._trained)
+        return self.runner.start(f"Fine-tuning on {plural(count, 'correction')}", task, self._trained)
 
     def _trained(self, result) -> None:
+        """Use the new version if the store made it the active one; otherwise keep the model in use."""
         self.last_result = result
+        session = self.session
+        store = session.model_store
+        activated = result.version is not None and store is not None and store.active == result.version
+        dice = dice_text(result.model.metadata)
+        if result.version is not None and not activated:  # a cancelled run that did not improve
+            notify.info(f"Fine-tuning cancelled before it improved: still using {session.model_label}; "
+                        f"{result.version} is kept in the version list, not in use.")
+            self.refresh()
+            return
         label = result.version or result.path.name
-        self.session.set_model(result.model, label)
-        dice = result.metrics.get("val_dice_autosam")
+        session.set_model(result.model, label, version=result.version)
         how = "cancelled — kept the best model so far" if result.cancelled else "done"
-        notify.info(f"Fine-tuning {how}: now using {label}" + (f" (validation Dice {dice:.3f})" if dice is not None else "")
-                    + ". Segmenting again.")
+        notify.info(f"Fine-tuning {how}: now using {label}" + (f" ({dice})" if dice else "") + ". Segmenting again.")
         self.refresh()
         self.segment_section.rerun()
 

@@ -16,9 +16,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..progress import cancellable, single_step
 from . import notify
 from .session import Session
-from .workers import ProgressPanel, TaskRunner, cancellable, single_step
+from .workers import ProgressPanel, TaskRunner
 
 #: (item text, value) of the SAM choices; "file" asks for a checkpoint file.
 SAM_CHOICES = [

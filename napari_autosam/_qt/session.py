@@ -10,28 +10,26 @@ Where things go on disk (shown in the widget, changeable there):
 * accepted corrections: ``<data>/annotations/``;
 * SAM checkpoints and embeddings: the cache (``$NAPARI_AUTOSAM_CACHE``).
 
-``<data>`` is :func:`napari_autosam.annotations.data_dir` (the platform's user
-data folder, or ``$NAPARI_AUTOSAM_DATA``) — never the working directory.
+``<data>`` is :func:`napari_autosam.paths.data_dir` (the platform's user
+data folder, or ``$NAPARI_AUTOSAM_DATA``) — never the working directory; every
+location comes from :mod:`napari_autosam.paths`, the same as for the CLI and
+the Python API.
+
+The version in use has one source of truth: :attr:`Session.version`, which is
+always the store's active version when the model came from the store (None
+for an untrained g or a model loaded from a file).
 """
 
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 from qtpy.QtCore import QObject, Signal
 
-from ..annotations import AnnotationStore, data_dir
-
-
-def sam_key(sam: Any) -> str:
-    """Folder name of the model-version lineage for a SAM: its variant, plus the file for custom ones."""
-    variant = getattr(sam, "variant", "sam")
-    path = getattr(sam, "checkpoint_path", None)
-    official = path is None or re.match(r"^sam_(vit_[blh]_[0-9a-f]{6}|tiny_r\d+)\.pth$", Path(path).name)
-    return variant if official else f"{variant}-{Path(path).stem}"
+from .. import paths
+from ..annotations import AnnotationStore
 
 
 class Session(QObject):
@@ -50,14 +48,16 @@ class Session(QObject):
 
     def __init__(self, parent: QObject | None = None, *, root: str | os.PathLike | None = None) -> None:
         super().__init__(parent)
-        self.root = Path(root) if root is not None else data_dir()
+        self.root = Path(root) if root is not None else paths.data_dir()
         self.sam = None
         self.sam_name: str | None = None
         self.cache = None
         self.segmenter = None
         self.model = None  # ModelCheckpoint or None (= untrained g)
         self.model_label = "untrained (new)"
-        self.annotations = AnnotationStore(self.root / "annotations")
+        #: the store version in use (the store's active one), or None for an untrained g or a file
+        self.version: str | None = None
+        self.annotations = AnnotationStore(paths.annotation_dir(self.root))
         #: Overrides for :class:`~napari_autosam.training.TrainConfig` (the widget's fields, tests).
         self.train_settings: dict[str, Any] = {}
 
@@ -65,7 +65,7 @@ class Session(QObject):
 
     @property
     def models_root(self) -> Path:
-        return self.root / "models"
+        return paths.models_root(self.root)
 
     @property
     def model_store(self):
@@ -74,20 +74,19 @@ class Session(QObject):
 
         if self.sam is None:
             return None
-        return ModelStore(self.models_root / sam_key(self.sam))
+        return ModelStore(paths.model_store_dir(self.sam, self.root))
 
     def set_root(self, root: str | os.PathLike) -> None:
         """Keep model versions and corrections under another folder from now on."""
         self.root = Path(root)
-        self.annotations = AnnotationStore(self.root / "annotations")
+        self.annotations = AnnotationStore(paths.annotation_dir(self.root))
         self.annotations_changed.emit()
         if self.sam is not None:
             self.sam_changed.emit()
 
-    def embedding_dir(self) -> Path:
-        from ..sam.download import cache_dir
-
-        return cache_dir() / "embeddings"
+    @staticmethod
+    def embedding_dir() -> Path:
+        return paths.embedding_dir()
 
     # ---------------------------------------------------------------- SAM and model
 
@@ -99,7 +98,7 @@ class Session(QObject):
         self.sam, self.sam_name = sam, name
         self.cache = EmbeddingCache(sam, self.embedding_dir())
         self.segmenter = Segmenter(sam, model=None, cache=self.cache)
-        self.model, self.model_label = None, "untrained (new)"
+        self.model, self.model_label, self.version = None, "untrained (new)", None
         self.sam_changed.emit()
         store = self.model_store
         if store is not None and store.active is not None:
@@ -107,14 +106,20 @@ class Session(QObject):
         else:
             self.model_changed.emit()
 
-    def set_model(self, checkpoint, label: str) -> None:
-        """Use ``checkpoint`` (a ModelCheckpoint, or None for a new untrained g) from now on."""
+    def set_model(self, checkpoint, label: str, *, version: str | None = None) -> None:
+        """Use ``checkpoint`` (a ModelCheckpoint, or None for a new untrained g) from now on.
+
+        ``version`` names the store version it is (made the store's active one);
+        None for an untrained g or a model from a file.
+        """
+        if version is not None:
+            self.model_store.activate(version)
         if checkpoint is not None:
             device = next(self.sam.parameters()).device if self.sam is not None else "cpu"
             checkpoint.prompt_generator.to(device).eval()
             if checkpoint.surrogate is not None:
                 checkpoint.surrogate.to(device).eval()
-        self.model, self.model_label = checkpoint, label
+        self.model, self.model_label, self.version = checkpoint, label, version
         if self.segmenter is not None:
             self.segmenter.set_model(checkpoint)
         self.model_changed.emit()
@@ -123,14 +128,13 @@ class Session(QObject):
         """Load model ``version`` of this SAM's lineage, make it the active one, and use it."""
         from ..models.checkpoint import load_checkpoint
 
-        store = self.model_store
-        path = store.activate(version)
-        self.set_model(load_checkpoint(path), version)
+        checkpoint = load_checkpoint(self.model_store.path(version))
+        self.set_model(checkpoint, version, version=version)
 
     @property
     def active_version(self) -> str | None:
-        store = self.model_store
-        return store.active if store is not None else None
+        """The store version in use (None for an untrained g or a model from a file)."""
+        return self.version
 
     def describe_model(self) -> str:
         """One line for the widget: which g is in use and what it was trained on."""

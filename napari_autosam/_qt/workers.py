@@ -29,19 +29,18 @@ from collections.abc import Callable
 from typing import Any
 
 from napari.qt.threading import GeneratorWorker, create_worker
-from qtpy.QtCore import QObject, Qt, QThread, QThreadPool, Signal
+from qtpy.QtCore import QCoreApplication, QObject, Qt, QThread, QThreadPool, Signal
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from ..progress import CancelToken, Progress, Task
+from ..progress import EVENT_INTERVAL, CancelToken, Progress, Task, cancellable, single_step, throttle  # noqa: F401
 from . import notify
 
 #: Set to 1 to run every task synchronously in the GUI thread (like stardist-napari's switch).
 SYNC_ENV = "NAPARI_AUTOSAM_SYNC"
 #: Number of torch threads for background work (default: all cores but one).
 THREADS_ENV = "NAPARI_AUTOSAM_THREADS"
-#: Minimum seconds between two progress events forwarded to the GUI.  Each one repaints the
-#: dock, which costs ~20 ms under software OpenGL (the whole window is composited).
-EVENT_INTERVAL = 0.5
+# EVENT_INTERVAL (progress.py): minimum seconds between two progress events forwarded to the
+# GUI.  Each one repaints the dock, which costs ~20 ms under software OpenGL.
 #: How much nicer than the GUI thread the worker threads run (Linux nice levels).
 BACKGROUND_NICE = 10
 
@@ -56,55 +55,6 @@ def background_threads() -> int:
     if value:
         return max(1, int(value))
     return max(1, (os.cpu_count() or 2) - 1)
-
-
-def throttle(task: Task, interval: float = EVENT_INTERVAL) -> Task:
-    """Forward at most one event per ``interval`` seconds, plus the first of each phase and the last.
-
-    Returns the task's result unchanged.
-    """
-    last_sent = -float("inf")
-    phase = None
-    held: Progress | None = None
-    while True:
-        try:
-            event = next(task)
-        except StopIteration as stop:
-            if held is not None:
-                yield held
-            return stop.value
-        now = time.perf_counter()
-        final = event.total is not None and event.step >= event.total
-        if event.phase != phase or final or now - last_sent >= interval:
-            phase, last_sent, held = event.phase, now, None
-            yield event
-        else:
-            held = event
-
-
-def cancellable(task: Task, token: CancelToken) -> Task:
-    """Stop ``task`` at its next event once ``token`` is set, for tasks that take no token themselves.
-
-    The task is closed (so its ``finally`` blocks and atomic writes clean up)
-    and :class:`~napari_autosam.progress.Cancelled` is raised.
-    """
-    from ..progress import Cancelled
-
-    while True:
-        try:
-            event = next(task)
-        except StopIteration as stop:
-            return stop.value
-        if token.cancelled:
-            task.close()
-            raise Cancelled("cancelled")
-        yield event
-
-
-def single_step(phase: str, message: str, func: Callable[[], Any]) -> Task:
-    """A task around a short blocking call, so it still runs off the GUI thread with a busy bar."""
-    yield Progress(phase=phase, message=message)
-    return func()
 
 
 def _lower_this_thread() -> None:
@@ -129,6 +79,8 @@ def _lower_this_thread() -> None:
 
 
 _POOL: QThreadPool | None = None
+#: Workers started and not finished yet (a reference keeps each alive while it runs).
+_RUNNING: set = set()
 
 
 def _pool() -> QThreadPool:
@@ -137,7 +89,17 @@ def _pool() -> QThreadPool:
     if _POOL is None:
         _POOL = QThreadPool()
         _POOL.setMaxThreadCount(4)
+        app = QCoreApplication.instance()
+        if app is not None:  # let running tasks see their cancel token and end before Qt goes
+            app.aboutToQuit.connect(_drain)
     return _POOL
+
+
+def _drain() -> None:
+    for worker in list(_RUNNING):
+        worker.quit()
+    if _POOL is not None:
+        _POOL.waitForDone(10_000)
 
 
 def _in_worker(task: Task, threads: int | None, interval: float, lower_priority: bool) -> Task:
@@ -161,15 +123,15 @@ class _Worker(GeneratorWorker):
         pass
 
     def start(self) -> None:
-        """Run in this module's pool rather than napari's global one (see :func:`_lower_this_thread`)."""
-        registry = getattr(type(self), "_worker_set", None)
-        if registry is None or not hasattr(self, "_set_discard"):
-            super().start()  # superqt changed its internals: use its own start
-            return
-        if self in registry:
+        """Run in this module's pool rather than napari's global one (see :func:`_lower_this_thread`).
+
+        Only public API: the worker is a ``QRunnable`` started in :func:`_pool`,
+        kept alive in :data:`_RUNNING` until its ``finished`` signal.
+        """
+        if self in _RUNNING:
             raise RuntimeError("This worker is already started!")
-        registry.add(self)  # superqt's bookkeeping of running workers (napari waits on it at exit)
-        self._finished.connect(self._set_discard)
+        _RUNNING.add(self)
+        self.finished.connect(lambda: _RUNNING.discard(self))
         _pool().start(self)
 
     def quit(self) -> None:
@@ -314,6 +276,7 @@ class ProgressPanel(QWidget):
         self.runner = runner
         self.idle_text = idle_text
         self.phase_names = phase_names or {}
+        self._line = ""  # the last line of the task's own steps
         self.bar = QProgressBar()
         self.bar.setRange(0, 1000)
         self.bar.setTextVisible(True)
@@ -353,9 +316,14 @@ class ProgressPanel(QWidget):
         # software OpenGL every repaint of a dock composites the whole napari window.
         self.bar.setValue(0)
         self.bar.setFormat("…")
-        self._say(f"{title}…")
+        self._line = f"{title}…"
+        self._say(self._line)
 
     def _progress(self, event: Progress) -> None:
+        if event.depth > 0:  # a nested task's step: the bar stays with the task's own steps
+            if event.message:
+                self._say(f"{self._line} — {event.message}" if self._line else event.message)
+            return
         fraction = event.fraction
         if fraction is not None:
             self.bar.setValue(int(fraction * 1000))
@@ -365,6 +333,7 @@ class ProgressPanel(QWidget):
             text = f"{self.phase_names[event.phase]}: {text}"
         if event.eta is not None and (fraction is None or fraction < 1):
             text += f" — about {_duration(event.eta)} left"
+        self._line = text
         self._say(text)
 
     def _finished(self, title: str, outcome: str) -> None:

@@ -20,8 +20,8 @@ def _print_table(report: dict) -> None:
 
 
 def _run(args) -> int:
-    from ..models.checkpoint import load_checkpoint, read_metadata
-    from ..models.store import resolve_model_path
+    from ..models.checkpoint import load_checkpoint
+    from ..models.store import resolve_model_path, sam_for_model
     from ..sam.cache import EmbeddingCache
     from ..sam.registry import load_sam
     from ..training import evaluate, load_samples
@@ -31,8 +31,7 @@ def _run(args) -> int:
     channels = [int(c) for c in args.channels.split(",")] if args.channels else None
     samples = load_samples(args.images, args.masks, channels=channels)
     bar = ProgressBar(unit="image")
-    sam_name = args.sam or read_metadata(model_path).get("sam_variant") or "vit_b"
-    sam = bar.run(load_sam(sam_name, device=args.device))
+    sam = bar.run(load_sam(sam_for_model(args.sam, model_path), device=args.device))
     model = load_checkpoint(model_path, device=next(sam.parameters()).device)
     cache = EmbeddingCache(sam, Path(args.cache_dir).expanduser()) if args.cache_dir else None
     report = bar.run(evaluate(sam, model, samples, cache=cache)).to_dict()

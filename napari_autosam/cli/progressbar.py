@@ -21,8 +21,11 @@ class ProgressBar:
         self._phase: str | None = None
         self.last: Progress | None = None
         self._printed = 0.0
+        self._said = ""
 
     def __call__(self, event: Progress) -> None:
+        if event.depth > 0:  # a nested task's step: the bar stays with the task's own steps
+            return
         self.last = event
         if event.phase != self._phase:
             self.close()
@@ -40,8 +43,8 @@ class ProgressBar:
         # Without a terminal (logs, CI) print a plain line at most every 5 s.
         now = time.monotonic()
         final = event.total is not None and event.step >= event.total
-        if self.disable and event.message and (final or now - self._printed > 5):
-            self._printed = now
+        if self.disable and event.message and event.message != self._said and (final or now - self._printed > 5):
+            self._printed, self._said = now, event.message  # a repeated final event is printed once
             print(f"[{event.phase}] {event.message}", file=sys.stderr, flush=True)
 
     def close(self) -> None:

@@ -41,8 +41,9 @@ def register(subparsers) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory (created if missing)")
     parser.add_argument("--model", metavar="PATH", help="a trained g/h checkpoint (.safetensors) or a model-store "
                         "folder (its active version); default: the untrained prompt generator")
-    parser.add_argument("--sam", default="vit_b", metavar="NAME|PATH",
-                        help="SAM variant (vit_b, vit_l, vit_h, tiny) or checkpoint file (default: vit_b)")
+    parser.add_argument("--sam", default=None, metavar="NAME|PATH",
+                        help="SAM variant (vit_b, vit_l, vit_h, tiny) or checkpoint file (default: the one the "
+                        "--model was trained for, else vit_b)")
     parser.add_argument("--mode", choices=("semantic", "instances"), default="semantic",
                         help="semantic: masks only; instances: also self-prompted instance labels")
     parser.add_argument("--instance-source", choices=("autosam", "h"), default="autosam",
@@ -75,22 +76,23 @@ def _load_model(args, sam):
     from ..models.checkpoint import load_checkpoint
     from ..models.store import resolve_model_path
 
+    from ..sam.registry import check_sam_variant
+
     model = load_checkpoint(resolve_model_path(args.model))
-    trained_with = model.sam_variant
-    if trained_with and trained_with != getattr(sam, "variant", None):
-        print(f"warning: {args.model} was trained with SAM {trained_with}, segmenting with "
-              f"{getattr(sam, 'variant', '?')}", file=sys.stderr)
+    check_sam_variant(model.sam_variant, sam, str(args.model))
     return model
 
 
 def _load_sam(args):
+    from ..models.store import sam_for_model
     from ..sam.download import DownloadError
     from ..sam.registry import SamCheckpointError, load_sam
     from . import CommandError
     from .progressbar import ProgressBar
 
     try:
-        return ProgressBar(unit="B", unit_scale=True).run(load_sam(args.sam, device=args.device))
+        name = sam_for_model(args.sam, args.model)
+        return ProgressBar(unit="B", unit_scale=True).run(load_sam(name, device=args.device))
     except (DownloadError, SamCheckpointError) as exc:
         raise CommandError(f"{exc} (try --sam tiny for a test, or a local checkpoint file)") from exc
 

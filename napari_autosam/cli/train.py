@@ -94,7 +94,7 @@ def _first_interrupt_cancels(cancel):
 
 
 def _run(args) -> int:
-    from ..models.checkpoint import read_metadata
+    from ..models.store import sam_for_model
     from ..progress import CancelToken
     from ..sam.cache import EmbeddingCache
     from ..sam.registry import load_sam
@@ -108,8 +108,7 @@ def _run(args) -> int:
     val = load_samples(args.val_images, args.val_masks, channels=channels) if args.val_images else None
     config = _config(args)
     bar = ProgressBar(unit="step")
-    sam_name = args.sam or (read_metadata(args.init).get("sam_variant") if args.init else None) or "vit_b"
-    sam = bar.run(load_sam(sam_name, device=args.device))
+    sam = bar.run(load_sam(sam_for_model(args.sam, args.init), device=args.device))
     cache = EmbeddingCache(sam, Path(args.cache_dir).expanduser()) if args.cache_dir else None
     cancel = CancelToken()
     task = train(sam, samples, config=config, init=args.init, out=args.out, val_samples=val, cache=cache, cancel=cancel)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io.normalize import Normalization
+from ..losses import dice_counts, dice_from_counts
 from .tiling import blocks, create_array
 
 
@@ -105,10 +106,10 @@ class Accumulator:
                 if h_mask is not None:
                     h = np.asarray(self.h_prob[index]) > 0.5
                     h_mask[index] = h.astype(np.uint8)
-                    inter += int(np.count_nonzero(a & h))
-                    total += int(np.count_nonzero(a)) + int(np.count_nonzero(h))
+                    counts = dice_counts(a, h)
+                    inter, total = inter + counts[0], total + counts[1]
             if h_mask is not None:
-                agreement.append(1.0 if total == 0 else 2.0 * inter / total)
+                agreement.append(dice_from_counts(inter, total))
         arrays = {"autosam_prob": self.autosam_prob, "autosam_mask": autosam_mask, "h_prob": self.h_prob,
                   "h_mask": h_mask, "instances": self.instances}
         return arrays, agreement

@@ -24,7 +24,7 @@ from ..device import autocast, pick_device
 from ..io.normalize import Normalization, compute_normalization, to_rgb_uint8
 from ..models.autosam import AutoSAM
 from ..models.checkpoint import ModelCheckpoint
-from ..progress import CancelToken, Stopwatch, Task, run
+from ..progress import CancelToken, Stopwatch, Task, nested
 from ..sam.cache import EmbeddingCache, sam_fingerprint
 from ..sam.embedding import Geometry, embed_images, frame_to_original, prepare_image
 from .inputs import ImageLayout, image_layout
@@ -170,7 +170,7 @@ class Segmenter:
                 cancelled = True
                 break
             batch = items[start : start + self.batch_size]
-            self._segment_batch(image, layout, batch, normalization, channels, out, mode, options, use_cache)
+            yield from self._segment_batch(image, layout, batch, normalization, channels, out, mode, options, use_cache)
             done = start + len(batch)
             unit = "tiles" if len(tiles) > 1 else "slices" if layout.is_stack else "images"
             yield clock.event("segment", done, f"segmented {done}/{len(items)} {unit}")
@@ -202,10 +202,10 @@ class Segmenter:
                                         normalization=normalization, stack=False, **kwargs))
 
     def _segment_batch(self, image, layout: ImageLayout, batch: list[tuple[int, Tile]], normalization, channels,
-                       out: Accumulator, mode: str, options: InstanceOptions, use_cache: bool) -> None:
+                       out: Accumulator, mode: str, options: InstanceOptions, use_cache: bool) -> Task[None]:
         rgbs = [to_rgb_uint8(layout.read(image, z, t.window), channel_axis=layout.plane_channel_axis,
                              channels=channels, normalization=normalization)[0] for z, t in batch]
-        embeddings = self._embeddings(rgbs, use_cache)
+        embeddings = yield from self._embeddings(rgbs, use_cache)
         probs = self._probabilities(rgbs, embeddings)
         for k, ((z, t), (autosam, h)) in enumerate(zip(batch, probs)):
             out.add(z, t.slices, t.weight(), autosam, h)
@@ -213,11 +213,11 @@ class Segmenter:
                 source = h if (options.source == "h" and h is not None) else autosam
                 self._instances(out, z, t, source, embeddings[k : k + 1], options)
 
-    def _embeddings(self, rgbs: list[np.ndarray], use_cache: bool) -> torch.Tensor:
-        """``N×256×64×64`` SAM embeddings, through the cache when ``use_cache``."""
+    def _embeddings(self, rgbs: list[np.ndarray], use_cache: bool) -> Task[torch.Tensor]:
+        """``N×256×64×64`` SAM embeddings, through the cache when ``use_cache`` (encoding progress nested)."""
         if use_cache:
-            return run(self.cache.embed_many(rgbs, batch_size=len(rgbs)))
-        return run(embed_images(self.sam, rgbs, batch_size=len(rgbs)))
+            return (yield from nested(self.cache.embed_many(rgbs, batch_size=len(rgbs))))
+        return (yield from nested(embed_images(self.sam, rgbs, batch_size=len(rgbs))))
 
     @torch.inference_mode()
     def _probabilities(self, rgbs: list[np.ndarray], embeddings: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray | None]]:

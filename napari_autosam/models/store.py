@@ -88,7 +88,8 @@ class ModelStore:
         for name in self.versions():
             meta = read_metadata(self.root / f"{name}.safetensors")
             rows.append({"version": name, "path": str(self.root / f"{name}.safetensors"), **{
-                k: meta.get(k) for k in ("created", "parent", "metrics", "sam_variant", "trained_on_count")}})
+                k: meta.get(k) for k in ("created", "parent", "metrics", "sam_variant", "trained_on_count",
+                                        "validation", "val_kind")}})
         return rows
 
 
@@ -105,3 +106,16 @@ def resolve_model_path(path: str | os.PathLike) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"no model checkpoint at {path}")
     return path
+
+
+def sam_for_model(requested: str | os.PathLike | None, model: str | os.PathLike | None) -> str:
+    """The SAM to load for ``model`` (a checkpoint or a model-store folder, or None).
+
+    ``requested`` (e.g. ``--sam``) wins; else the SAM the model was trained
+    for; else the default SAM.  ``segment``, ``evaluate`` and ``train --init``
+    all decide this way.
+    """
+    from ..sam.registry import choose_sam
+
+    trained_for = read_metadata(resolve_model_path(model)).get("sam_variant") if model and not requested else None
+    return choose_sam(requested, trained_for)

@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..io.atomic import atomic_path
-from ..progress import Stopwatch, Task, run
+from ..progress import Stopwatch, Task, nested, run
 from .embedding import embed_images
 
 
@@ -32,7 +32,9 @@ def sam_fingerprint(sam) -> str:
     """Short hash naming a SAM's weights: variant plus the bytes of its patch embedding."""
     weight = sam.image_encoder.patch_embed.proj.weight.detach().float().cpu().numpy()
     digest = hashlib.sha1(weight.tobytes()).hexdigest()[:12]
-    return f"{getattr(sam, 'variant', 'sam')}-{digest}"
+    from .registry import sam_identity
+
+    return f"{sam_identity(sam).variant}-{digest}"
 
 
 def image_key(image: np.ndarray) -> str:
@@ -109,7 +111,7 @@ class EmbeddingCache:
         done = len(images) - len(missing)
         for start in range(0, len(missing), batch_size):
             chunk = missing[start : start + batch_size]
-            embeddings = run(embed_images(self.sam, [images[i] for i in chunk], batch_size=batch_size))
+            embeddings = yield from nested(embed_images(self.sam, [images[i] for i in chunk], batch_size=batch_size))
             for i, emb in zip(chunk, embeddings):
                 self._store(keys[i], emb[None].clone())
                 found[keys[i]] = self._memory[keys[i]]

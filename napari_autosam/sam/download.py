@@ -1,6 +1,6 @@
 """Download the official SAM checkpoints once, check them, and cache them.
 
-Checkpoints live in ``cache_dir() / "checkpoints"``, which is the platform's
+Checkpoints live in :func:`napari_autosam.paths.checkpoint_dir`: the platform's
 user cache directory (``platformdirs.user_cache_dir("napari-autosam")``)
 unless the environment variable ``NAPARI_AUTOSAM_CACHE`` names another one.
 
@@ -29,13 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
 from napari_autosam.io.atomic import atomic_path, atomic_write_text
+from napari_autosam.paths import CACHE_ENV, cache_dir, checkpoint_dir  # noqa: F401  (the locations' one home)
 from napari_autosam.progress import CancelToken, Cancelled, Progress, Stopwatch
 
-#: Environment variable naming the cache directory (default: the platform user cache).
-CACHE_ENV = "NAPARI_AUTOSAM_CACHE"
 #: Environment variable naming a mirror base URL for the checkpoint files.
 URL_ENV = "NAPARI_AUTOSAM_CHECKPOINT_URL"
 #: Where Meta serves the official SAM checkpoints.
@@ -88,24 +85,6 @@ OFFICIAL_CHECKPOINTS: dict[str, CheckpointInfo] = {
         _official("vit_h", "sam_vit_h_4b8939.pth", 2_564_550_879, "4b8939a88964f0f4ff5f5b2642c598a6"),
     )
 }
-
-
-# ----------------------------------------------------------------------------- locations
-
-
-def cache_dir() -> Path:
-    """The napari-autosam cache directory (``$NAPARI_AUTOSAM_CACHE`` if set); not created here."""
-    override = os.environ.get(CACHE_ENV, "").strip()
-    if override:
-        return Path(override).expanduser()
-    return Path(platformdirs.user_cache_dir("napari-autosam"))
-
-
-def checkpoint_dir() -> Path:
-    """``cache_dir() / "checkpoints"``, created if missing."""
-    path = cache_dir() / "checkpoints"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def checkpoint_info(name: str) -> CheckpointInfo:

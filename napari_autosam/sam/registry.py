@@ -19,7 +19,11 @@ from segment_anything.build_sam import _build_sam  # the shared assembly behind 
 from segment_anything.modeling import Sam
 
 from ..io.atomic import atomic_path
+from ..paths import sam_lineage
 from ..progress import Task
+
+#: The SAM used when nothing (no argument, no model metadata) names one.
+DEFAULT_SAM = "vit_b"
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,84 @@ class SamCheckpointError(ValueError):
     """A checkpoint file that is not a SAM state dict, or not the expected variant."""
 
 
+class SamMismatchError(ValueError):
+    """A prompt generator trained for one SAM variant used with another."""
+
+
+@dataclass(frozen=True)
+class SamIdentity:
+    """Which SAM a loaded module is: its variant and the checkpoint file it came from.
+
+    Attributes
+    ----------
+    variant : str
+        ``"vit_b"``, ``"vit_l"``, ``"vit_h"`` or ``"tiny"``.
+    checkpoint_path : Path or None
+        The state dict it was loaded from (None for a SAM built in memory).
+    """
+
+    variant: str
+    checkpoint_path: Path | None = None
+
+    @property
+    def lineage(self) -> str:
+        """Folder name of this SAM's model versions (see :func:`napari_autosam.paths.sam_lineage`)."""
+        return sam_lineage(self.variant, self.checkpoint_path)
+
+    @property
+    def official(self) -> bool:
+        """True for the official checkpoints and the tiny SAM (not a custom file)."""
+        return self.lineage == self.variant
+
+    def describe(self) -> str:
+        """``"vit_b"``, or ``"vit_b (my_sam.pth)"`` for a custom checkpoint."""
+        return self.variant if self.official else f"{self.variant} ({Path(self.checkpoint_path).name})"
+
+
+_IDENTITY = "autosam_identity"
+
+
+def sam_identity(sam: Sam) -> SamIdentity:
+    """The :class:`SamIdentity` of a SAM module: the one :func:`load_sam` recorded, else
+    the variant read off its image encoder's width and depth (no checkpoint path)."""
+    identity = vars(sam).get(_IDENTITY)
+    if isinstance(identity, SamIdentity):
+        return identity
+    encoder = sam.image_encoder
+    width, depth = int(encoder.patch_embed.proj.out_channels), len(encoder.blocks)
+    for arch in ARCHITECTURES.values():
+        if (arch.embed_dim, arch.depth) == (width, depth):
+            return SamIdentity(arch.name)
+    raise SamCheckpointError(f"unknown SAM variant: image encoder of width {width} and depth {depth}")
+
+
+def set_sam_identity(sam: Sam, identity: SamIdentity) -> Sam:
+    """Record ``identity`` on ``sam`` (what :func:`load_sam` does); returns ``sam``."""
+    vars(sam)[_IDENTITY] = identity
+    sam.variant = identity.variant  # type: ignore[attr-defined]  # older scripts read these two
+    sam.checkpoint_path = identity.checkpoint_path  # type: ignore[attr-defined]
+    return sam
+
+
+def check_sam_variant(trained_for: str | None, sam: Sam, what: str = "the model") -> None:
+    """Raise :class:`SamMismatchError` when ``what`` was trained for another SAM variant than ``sam``.
+
+    The one check used by training, evaluation, segmentation, the CLI and the
+    widget.  ``trained_for`` None (an untrained or foreign model) always passes.
+    """
+    variant = sam_identity(sam).variant
+    if trained_for and trained_for != variant:
+        raise SamMismatchError(f"{what} was trained for SAM {trained_for}, but SAM {variant} is loaded; "
+                               f"load SAM {trained_for}, or train a model for {variant}")
+
+
+def choose_sam(requested: str | os.PathLike | None, trained_for: str | None) -> str:
+    """The SAM to load: the one asked for, else the one the model was trained for, else :data:`DEFAULT_SAM`."""
+    if requested:
+        return str(requested)
+    return trained_for or DEFAULT_SAM
+
+
 def infer_variant(state_dict: dict[str, torch.Tensor]) -> str:
     """Name of the SAM variant a state dict belongs to, from its encoder's width and depth."""
     key = "image_encoder.patch_embed.proj.weight"
@@ -110,7 +192,7 @@ def load_sam_checkpoint(path: str | os.PathLike, *, variant: str | None = None) 
             f"{path} does not fit SAM {found}: missing {result.missing_keys[:5]}, "
             f"unexpected {result.unexpected_keys[:5]}"
         )
-    sam.variant = found  # type: ignore[attr-defined]
+    set_sam_identity(sam, SamIdentity(found, path))
     return freeze(sam)
 
 
@@ -123,7 +205,7 @@ def freeze(sam: Sam) -> Sam:
 
 def tiny_checkpoint(directory: str | os.PathLike | None = None) -> Path:
     """Path of the tiny SAM's state dict, written (deterministically, atomically) on first use."""
-    from .download import checkpoint_dir
+    from ..paths import checkpoint_dir
 
     directory = Path(directory) if directory is not None else checkpoint_dir()
     path = directory / f"sam_tiny_r{TINY_REVISION}.pth"
@@ -157,7 +239,7 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, *, allow_download: bool 
 
 
 def load_sam(
-    name_or_path: str | os.PathLike = "vit_b",
+    name_or_path: str | os.PathLike = DEFAULT_SAM,
     *,
     device: torch.device | str | None = None,
     allow_download: bool = True,
@@ -165,13 +247,12 @@ def load_sam(
     """Load a frozen SAM by variant name (``vit_b``, ``vit_l``, ``vit_h``, ``tiny``) or file.
 
     A generator (download progress, then the model); use
-    :func:`napari_autosam.progress.run` to call it synchronously.  The
-    returned module has ``variant`` and ``checkpoint_path`` attributes.
+    :func:`napari_autosam.progress.run` to call it synchronously.  Read
+    which SAM it is with :func:`sam_identity`.
     """
     from ..device import pick_device
 
     path = yield from resolve_checkpoint(name_or_path, allow_download=allow_download)
     expected = str(name_or_path) if str(name_or_path) in ARCHITECTURES else None
     sam = load_sam_checkpoint(path, variant=expected)
-    sam.checkpoint_path = path  # type: ignore[attr-defined]
     return sam.to(pick_device(device))

@@ -142,7 +142,7 @@ def train(
     out : path, optional
         Instead of ``store``: a ``.safetensors`` file that must not exist yet,
         or a model-store folder.  With neither, the default store
-        (``annotations.default_model_dir()``) is used.
+        of this SAM (:func:`napari_autosam.paths.model_store_dir`) is used.
     val_samples : list of Sample, optional
         Validation images; default: a seeded ``config.val_fraction`` split of
         three or more images, held-out strips (``config.val_strip``) of fewer.
@@ -173,7 +173,7 @@ def train(
         resolved = _with_architecture(resolved, start)
     train_set, val_set, val_note, val_kind = _split(samples, val_samples, resolved)
     train_set, val_set = window_samples(train_set, resolved.window), window_samples(val_set, resolved.window)
-    destination = Destination.open(store, out)
+    destination = Destination.open(store, out, sam=sam)
     try:
         model = AutoSAM(sam, start.prompt_generator, start.surrogate)
         clock = Stopwatch(len(train_set) * len(resolved.variants) + len(val_set))
@@ -209,9 +209,9 @@ def train(
 
 
 def _check_variant(start: ModelCheckpoint, sam) -> None:
-    trained_for, variant = start.sam_variant, getattr(sam, "variant", None)
-    if trained_for and variant and trained_for != variant:
-        raise ValueError(f"the initial model was trained for SAM {trained_for}; this SAM is {variant}")
+    from ..sam.registry import check_sam_variant
+
+    check_sam_variant(start.sam_variant, sam, "the initial model")
 
 
 def _with_architecture(config: TrainConfig, start: ModelCheckpoint) -> TrainConfig:

@@ -18,7 +18,7 @@ from ..device import autocast, pick_device
 from ..losses import dice_iou
 from ..models.autosam import AutoSAM
 from ..models.checkpoint import ModelCheckpoint, load_checkpoint
-from ..progress import CancelToken, Cancelled, Stopwatch, Task, run
+from ..progress import CancelToken, Cancelled, Stopwatch, Task, nested
 from ..sam.embedding import Geometry, frame_to_original, prepare_image
 from .data import Sample
 
@@ -83,9 +83,9 @@ class Evaluation:
 def _as_model(sam, model: ModelCheckpoint | str | os.PathLike, device: torch.device) -> AutoSAM:
     if not isinstance(model, ModelCheckpoint):
         model = load_checkpoint(model, device=device)
-    variant = getattr(sam, "variant", None)
-    if model.sam_variant and variant and model.sam_variant != variant:
-        raise ValueError(f"the model was trained for SAM {model.sam_variant}, not {variant}")
+    from ..sam.registry import check_sam_variant
+
+    check_sam_variant(model.sam_variant, sam)
     surrogate = model.surrogate.to(device) if model.surrogate is not None else None
     return AutoSAM(sam, model.prompt_generator.to(device), surrogate).eval()
 
@@ -115,7 +115,7 @@ def evaluate(
     for done, sample in enumerate(samples, start=1):
         if cancel is not None and cancel.cancelled:
             raise Cancelled("evaluation cancelled")
-        embedding = run(cache.embed_many([sample.image]))
+        embedding = yield from nested(cache.embed_many([sample.image]))
         g_input = prepare_image(sample.image, autosam.input_size)[0].to(device)
         sam_logits, h_logits = predict_logits(autosam, g_input, embedding)
         sam_scores.add(sample.name, *score(sam_logits[0], sample.mask))

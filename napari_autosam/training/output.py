@@ -26,12 +26,13 @@ class Destination:
     version: str | None = None
 
     @classmethod
-    def open(cls, store: ModelStore | None, out: str | os.PathLike | None) -> Destination:
+    def open(cls, store: ModelStore | None, out: str | os.PathLike | None, sam=None) -> Destination:
         """Check ``out``/``store`` and reserve the output before any compute.
 
         ``out`` ending in ``.safetensors`` is a file that must not exist;
         any other ``out`` is a model-store folder (created when missing);
-        with neither, the default store (``annotations.default_model_dir()``).
+        with neither, the default store of ``sam``
+        (:func:`napari_autosam.paths.model_store_dir`, the one the widget lists).
         """
         if store is not None and out is not None:
             raise ValueError("give either store= or out=, not both")
@@ -47,9 +48,9 @@ class Destination:
                                  "or a new .safetensors file")
             store = ModelStore(out)
         if store is None:
-            from ..annotations import default_model_dir
+            from ..paths import model_store_dir
 
-            store = ModelStore(default_model_dir())
+            store = ModelStore(model_store_dir(sam))
         version, path = store.reserve()
         return cls(path, store, version)
 
@@ -100,12 +101,14 @@ def write_model(destination: Destination, model, info: dict) -> tuple[ModelCheck
     starting model (a best epoch after 0 in some stage).
     """
     from ..sam.cache import sam_fingerprint
+    from ..sam.registry import sam_identity
 
     sam, config = info["sam"], info["config"]
+    identity = sam_identity(sam)
     improved = any(step > 0 for _, step in info["best"].values())
     meta = {
         "sam_fingerprint": sam_fingerprint(sam),
-        "sam_checkpoint": str(getattr(sam, "checkpoint_path", "")) or None,
+        "sam_checkpoint": str(identity.checkpoint_path) if identity.checkpoint_path else None,
         "trained_on": [{"name": s.name, "sha1": s.key} for s in info["train"]],
         "trained_on_count": len(info["train"]),
         "validated_on": [{"name": s.name, "sha1": s.key} for s in info["val"]],
@@ -122,7 +125,7 @@ def write_model(destination: Destination, model, info: dict) -> tuple[ModelCheck
         "resolution": config.resolution if config.resolution is not None else (info["parent"] or {}).get("resolution"),
     }
     save_checkpoint(destination.path, model.prompt_generator, model.surrogate,
-                    sam_variant=getattr(sam, "variant", None), **meta)
+                    sam_variant=identity.variant, **meta)
     if destination.store is not None and (improved or not info["cancelled"]):
         destination.store.activate(destination.version)
     checkpoint = ModelCheckpoint(model.prompt_generator.eval(), model.surrogate.eval(), read_metadata(destination.path))

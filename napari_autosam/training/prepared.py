@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..progress import CancelToken, Stopwatch, Task, run
+from ..progress import CancelToken, Stopwatch, Task, nested
 from ..sam.embedding import LOGIT_SIZE, Geometry, mask_to_padded_frame
 from .augment import Augmentation, apply_d4, color_jitter, normalize_and_pad, random_affine, warp
 from .data import Sample
@@ -116,7 +116,7 @@ def prepare(
             if cancel is not None and cancel.cancelled:
                 return None
             picture = apply_d4(sample.image, variant)
-            row_embeddings.append(run(cache.embed_many([picture]))[0])
+            row_embeddings.append((yield from nested(cache.embed_many([picture])))[0])
             row_images.append(resize_long_side(picture, input_size))
             row_targets.append(_soft_target(apply_d4(sample.mask, variant)))
             done += 1

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from qtpy.QtCore import QTimer
 
+from napari_autosam import demo_loop
 from napari_autosam.cli import main
-from napari_autosam.cli import demo as cli_demo
 
 pytestmark = pytest.mark.gui
 
@@ -18,8 +18,8 @@ QUICK = {"epochs": 2, "h_epochs": 2, "batch_size": 2, "h_batch_size": 2, "input_
 def test_demo_drives_the_widget_through_the_loop(viewer, widget, he_sample, tmp_path, qtbot, monkeypatch):
     from napari_autosam._qt import demo as qt_demo
 
-    monkeypatch.setattr(qt_demo, "DEMO_TRAINING", QUICK)
-    monkeypatch.setattr(cli_demo, "EXTRA_CORRECTIONS", 1)
+    monkeypatch.setattr(demo_loop, "DEMO_TRAINING", QUICK)
+    monkeypatch.setattr(demo_loop, "EXTRA_CORRECTIONS", 1)
     steps, summaries = [], []
     driver = qt_demo.DemoDriver(viewer, widget, tmp_path / "demo", on_step=steps.append, on_done=summaries.append)
     QTimer.singleShot(0, driver.start)
@@ -38,8 +38,8 @@ def test_demo_drives_the_widget_through_the_loop(viewer, widget, he_sample, tmp_
 def test_demo_without_a_display_runs_headless(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    monkeypatch.setattr(cli_demo, "DEMO_TRAINING", QUICK)
-    monkeypatch.setattr(cli_demo, "EXTRA_CORRECTIONS", 1)
+    monkeypatch.setattr(demo_loop, "DEMO_TRAINING", QUICK)
+    monkeypatch.setattr(demo_loop, "EXTRA_CORRECTIONS", 1)
     assert main(["demo", "--out", str(tmp_path / "out")]) == 0
     captured = capsys.readouterr()
     assert "no display found" in captured.err
@@ -51,3 +51,20 @@ def test_demo_without_a_display_runs_headless(tmp_path, monkeypatch, capsys):
 
     assert tifffile.imread(tmp_path / "out" / "autosam.tif").shape == (384, 384)
     assert np.asarray(tifffile.imread(tmp_path / "out" / "ground_truth.tif")).max() > 10
+    assert captured.err.count("g epoch 2/2") <= 1, "a final progress line is printed once"
+    from PIL import Image
+
+    overview = Image.open(tmp_path / "out" / "overview.png")
+    assert overview.size[0] == 4 * 384 and overview.size[1] > 384, "four panels with a caption band above"
+
+
+def test_demo_modules_import_without_a_cycle():
+    """The loop's data and steps live in the Qt-free demo_loop; the GUI half never imports the CLI."""
+    import inspect
+
+    from napari_autosam._qt import demo as qt_demo
+    from napari_autosam.cli import demo as cli_demo
+
+    assert "cli" not in inspect.getsource(qt_demo).split('"""', 2)[2].split("class DemoDriver")[0]
+    assert qt_demo.demo_loop is demo_loop
+    assert not hasattr(cli_demo, "run_headless") and not hasattr(cli_demo, "DEMO_TRAINING")

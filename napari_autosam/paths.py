@@ -1,0 +1,142 @@
+"""Where napari-autosam keeps its files: the one home of every default location.
+
+Two roots, both outside the working directory:
+
+* the **data folder** (``$NAPARI_AUTOSAM_DATA``, else the platform's user data
+  directory) holds what users make and want to keep::
+
+      <data>/annotations/                 accepted corrections (AnnotationStore)
+      <data>/models/<sam>/v0001.safetensors …   model versions, one lineage per SAM
+      <data>/demo/<time stamp>/           the demo's runs
+
+* the **cache folder** (``$NAPARI_AUTOSAM_CACHE``, else the platform's user
+  cache directory) holds what can be fetched or recomputed::
+
+      <cache>/checkpoints/                SAM checkpoints
+      <cache>/embeddings/<sam fingerprint>/   SAM image embeddings
+
+Scratch space for the on-disk outputs of big segmentations is
+``$NAPARI_AUTOSAM_SCRATCH`` or the system's temporary folder.
+
+A prompt generator is trained against one SAM's decoder, so each SAM has its
+own model store, named by :func:`sam_lineage`.  The Python API
+(:func:`napari_autosam.training.train` without ``store``/``out``), the command
+line and the napari widget all ask this module, so a model trained in one of
+them is listed by the others.  No napari or Qt here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import platformdirs
+
+#: Environment variable naming the data folder (annotations, model versions).
+DATA_ENV = "NAPARI_AUTOSAM_DATA"
+#: Environment variable naming the cache folder (SAM checkpoints, embeddings).
+CACHE_ENV = "NAPARI_AUTOSAM_CACHE"
+#: Environment variable naming the parent of scratch folders.
+SCRATCH_ENV = "NAPARI_AUTOSAM_SCRATCH"
+
+#: File names of the official SAM checkpoints and of the tiny SAM's generated one.
+_OFFICIAL_FILE = re.compile(r"^sam_(vit_[blh]_[0-9a-f]{6}|tiny_r\d+)\.pth$")
+
+
+def _from_env(name: str) -> Path | None:
+    value = os.environ.get(name, "").strip()
+    return Path(value).expanduser() if value else None
+
+
+def data_dir() -> Path:
+    """The data folder: ``$NAPARI_AUTOSAM_DATA`` or the user data directory (not created here)."""
+    return _from_env(DATA_ENV) or Path(platformdirs.user_data_dir("napari-autosam"))
+
+
+def cache_dir() -> Path:
+    """The cache folder: ``$NAPARI_AUTOSAM_CACHE`` or the user cache directory (not created here)."""
+    return _from_env(CACHE_ENV) or Path(platformdirs.user_cache_dir("napari-autosam"))
+
+
+def _root(root: str | os.PathLike | None) -> Path:
+    return Path(root).expanduser() if root is not None else data_dir()
+
+
+def annotation_dir(root: str | os.PathLike | None = None) -> Path:
+    """The store of accepted corrections under the data folder ``root`` (default :func:`data_dir`)."""
+    return _root(root) / "annotations"
+
+
+def models_root(root: str | os.PathLike | None = None) -> Path:
+    """The folder holding one model store per SAM."""
+    return _root(root) / "models"
+
+
+def sam_lineage(variant: str | None, checkpoint_path: str | os.PathLike | None = None) -> str:
+    """Folder name of a SAM's model lineage: its variant, plus the file's stem for a custom checkpoint.
+
+    Official checkpoints (and the tiny SAM) are known by their file names,
+    so ``vit_b`` loaded from the cache and from a copy of the official file
+    share one lineage; a fine-tuned or renamed SAM file gets its own.
+    """
+    variant = variant or "sam"
+    if checkpoint_path is None or _OFFICIAL_FILE.match(Path(checkpoint_path).name):
+        return variant
+    return f"{variant}-{Path(checkpoint_path).stem}"
+
+
+def model_store_dir(sam=None, root: str | os.PathLike | None = None) -> Path:
+    """The model-store folder for a SAM: ``<data>/models/<lineage>/``.
+
+    Parameters
+    ----------
+    sam : a loaded SAM, a :class:`~napari_autosam.sam.registry.SamIdentity`, a variant name, or None
+        None (a SAM whose identity is unknown) gives the ``sam`` lineage.
+    root : the data folder; default :func:`data_dir`
+    """
+    if sam is None or isinstance(sam, str):
+        lineage = sam_lineage(sam)
+    else:
+        from .sam.registry import SamIdentity, sam_identity
+
+        identity = sam if isinstance(sam, SamIdentity) else sam_identity(sam)
+        lineage = identity.lineage
+    return models_root(root) / lineage
+
+
+def checkpoint_dir(*, create: bool = True) -> Path:
+    """Where SAM checkpoints are downloaded: ``<cache>/checkpoints`` (created unless ``create=False``)."""
+    path = cache_dir() / "checkpoints"
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def embedding_dir() -> Path:
+    """Where SAM embeddings are kept on disk: ``<cache>/embeddings`` (one subfolder per SAM)."""
+    return cache_dir() / "embeddings"
+
+
+def scratch_dir() -> Path:
+    """Parent of the scratch folders of big segmentations: ``$NAPARI_AUTOSAM_SCRATCH`` or the temp folder."""
+    return _from_env(SCRATCH_ENV) or Path(tempfile.gettempdir())
+
+
+def demo_dir() -> Path:
+    """Parent of the demo's runs: ``<data>/demo``."""
+    return data_dir() / "demo"
+
+
+def describe() -> dict[str, str]:
+    """The default locations, for ``napari-autosam info`` and bug reports."""
+    return {
+        "data_dir": str(data_dir()),
+        "annotations": str(annotation_dir()),
+        "models": str(models_root()),
+        "cache_dir": str(cache_dir()),
+        "checkpoints": str(checkpoint_dir(create=False)),
+        "embeddings": str(embedding_dir()),
+        "scratch": str(scratch_dir()),
+    }
