@@ -190,7 +190,7 @@ def train_once(sam, data, extra: list[str], *, timeline: bool = False) -> dict:
 
 
 def _load() -> str:
-    return "load %.2f %.2f %.2f" % os.getloadavg()
+    return "load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
 
 
 def _print_run(label: str, r: dict) -> None:
