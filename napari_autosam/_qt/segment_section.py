@@ -7,8 +7,31 @@ from dataclasses import dataclass
 
 import numpy as np
 from napari.layers import Image
-from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
+from ..inference.inputs import image_layout
+from ..io.slides import slide_from_layer
+from ..io.working import (
+    ResolutionError,
+    describe,
+    layer_transform,
+    level_choices,
+    region_to_working,
+    request_of,
+    resolution_note,
+    same_resolution,
+    working_image,
+)
 from . import notify
 from .layers import ImageTarget, current_plane, ensure_output, find_output, image_target, plane_index, visible_region
 from .session import Session
@@ -34,6 +57,17 @@ class Request:
     layer_name: str
     scope: str
     instances: bool
+    resolution: dict | None = None  # working_image keywords ({"level": 1} / {"mpp": 0.5}); None: full resolution
+
+
+@dataclass
+class WorkingTarget(ImageTarget):
+    """A slide layer seen at a working resolution: outputs are at that resolution, placed over the slide."""
+
+    resolution: object = None
+
+    def output_transform(self) -> dict:
+        return layer_transform(self.resolution, self.layer.scale[-2:], self.layer.translate[-2:])
 
 
 class SegmentSection(QWidget):
@@ -57,6 +91,23 @@ class SegmentSection(QWidget):
         self.scope_combo.setToolTip(
             "Current slice / whole stack for 3D images; for 2D images the whole image (cut into overlapping "
             f"{TILE}-pixel tiles when it is larger than {TILE_ABOVE} pixels) or only the region the canvas shows")
+        self.resolution_combo = QComboBox()
+        self.resolution_combo.setToolTip(
+            "Slides: the pyramid level (µm per pixel) to segment at, or a µm/px of your own. "
+            "Defaults to the resolution the model was trained at.")
+        self.resolution_combo.currentIndexChanged.connect(self._resolution_changed)
+        self.resolution_combo.activated.connect(self._resolution_touched)
+        self.mpp_spin = QDoubleSpinBox()
+        self.mpp_spin.setRange(0.01, 1000.0)
+        self.mpp_spin.setDecimals(3)
+        self.mpp_spin.setSingleStep(0.05)
+        self.mpp_spin.setSuffix(" µm/px")
+        self.mpp_spin.setToolTip("Segment at this many µm per pixel (read from the nearest finer level, resampled)")
+        self.mpp_spin.valueChanged.connect(self._resolution_changed)
+        self.resolution_note = QLabel("")
+        self.resolution_note.setWordWrap(True)
+        self.resolution_note.setToolTip("The model's own resolution, when the one chosen differs")
+        self._touched = False
         self.instances_check = QCheckBox("Separate instances")
         self.instances_check.setToolTip("Also split the mask into objects (self-prompted SAM) in an 'instances' layer")
         self.segment_button = QPushButton("Segment")
@@ -68,6 +119,12 @@ class SegmentSection(QWidget):
         form = QFormLayout()
         form.addRow("Image", self.image_combo)
         form.addRow("Run on", self.scope_combo)
+        resolution_row = QHBoxLayout()
+        resolution_row.setContentsMargins(0, 0, 0, 0)
+        resolution_row.addWidget(self.resolution_combo, 1)
+        resolution_row.addWidget(self.mpp_spin)
+        form.addRow("Resolution", resolution_row)
+        form.addRow(self.resolution_note)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(form)
@@ -104,6 +161,91 @@ class SegmentSection(QWidget):
             self.scope_combo.addItem(SCOPES[key], key)
         if previous in keys:
             self.scope_combo.setCurrentIndex(keys.index(previous))
+        self._update_resolutions()
+
+    # ---------------------------------------------------------------- resolution
+
+    def slide(self):
+        """The chosen image layer as a slide (levels, µm/px), or None for ordinary images."""
+        name = self.image_combo.currentText()
+        if not name or name not in self.viewer.layers:
+            return None
+        layer = self.viewer.layers[name]
+        levels = layer.data if layer.multiscale else [layer.data]
+        return slide_from_layer(levels, layer.metadata)
+
+    def model_resolution(self) -> dict | None:
+        """The resolution the loaded model was trained at (its metadata), if it recorded one."""
+        segmenter = self.session.segmenter
+        return segmenter.checkpoint.metadata.get("resolution") if segmenter is not None else None
+
+    def _update_resolutions(self) -> None:
+        slide = self.slide()
+        self.resolution_combo.blockSignals(True)
+        self.resolution_combo.clear()
+        if slide is None:
+            self.resolution_combo.addItem("Full resolution", None)
+        else:
+            for label, request in level_choices(slide):
+                self.resolution_combo.addItem(label, request)
+            if slide.mpp is not None:
+                self.resolution_combo.addItem("Custom µm/px", "custom")
+                self.mpp_spin.setMinimum(round(float(np.mean(slide.mpp)), 3))
+        self.resolution_combo.setEnabled(slide is not None)
+        self.resolution_combo.blockSignals(False)
+        self._touched = False
+        self.select_model_resolution()
+
+    def select_model_resolution(self) -> None:
+        """Preselect the model's resolution on a slide (until the user chooses another one)."""
+        slide, recorded = self.slide(), self.model_resolution()
+        request = request_of(recorded, slide) if slide is not None and recorded else {}
+        if "mpp" in request:
+            match = [i for i, d in enumerate(slide.downsamples)
+                     if same_resolution({"mpp": float(np.mean(slide.level_mpp(i)))}, request)]
+            if match:
+                self.set_resolution({"level": match[0]})
+            else:
+                self.set_resolution(request)
+        elif "downsample" in request:
+            match = [i for i, d in enumerate(slide.downsamples) if same_resolution({"downsample": d}, request)]
+            self.set_resolution({"level": match[0] if match else 0})
+        self._touched = False
+        self._resolution_changed()
+
+    def set_resolution(self, request: dict | None) -> None:
+        """Choose ``{"level": i}`` or ``{"mpp": x}`` programmatically (tests, the model's default)."""
+        if request and "mpp" in request:
+            index = self.resolution_combo.findData("custom")
+            if index >= 0:
+                self.resolution_combo.setCurrentIndex(index)
+                self.mpp_spin.setValue(float(request["mpp"]))
+        else:
+            index = self.resolution_combo.findData(request)
+            self.resolution_combo.setCurrentIndex(max(index, 0))
+        self._resolution_changed()
+
+    def resolution_request(self) -> dict | None:
+        """The working_image keywords the control says (None: the image as it is)."""
+        data = self.resolution_combo.currentData()
+        if data == "custom":
+            return {"mpp": round(self.mpp_spin.value(), 3)}
+        return dict(data) if data else None
+
+    def _resolution_touched(self, index: int = 0) -> None:
+        self._touched = True
+
+    def _resolution_changed(self, *args) -> None:
+        self.mpp_spin.setVisible(self.resolution_combo.currentData() == "custom")
+        slide, request = self.slide(), self.resolution_request()
+        note = None
+        if slide is not None and request is not None:
+            try:
+                note = resolution_note(working_image(slide, **request)[1], self.model_resolution())
+            except ResolutionError as exc:
+                note = str(exc)
+        self.resolution_note.setText(note[0].upper() + note[1:] + "." if note else "")
+        self.resolution_note.setVisible(bool(note))
 
     def select(self, layer_name: str, scope: str | None = None, *, instances: bool | None = None) -> None:
         """Choose image, scope and mode programmatically (tests, the demo)."""
@@ -130,8 +272,10 @@ class SegmentSection(QWidget):
 
     def segment(self, request: Request | None = None) -> bool:
         """Segment as the controls say (or as ``request`` says); loads SAM first if needed."""
+        if request is None and self.session.segmenter is not None and not self._touched:
+            self.select_model_resolution()  # a model loaded since: its resolution is the default
         request = request or Request(self.image_combo.currentText(), self.scope_combo.currentData(),
-                                     self.instances_check.isChecked())
+                                     self.instances_check.isChecked(), self.resolution_request())
         if request.layer_name not in self.viewer.layers:
             notify.info("Open an image first (File ▸ Open, or File ▸ Open Sample ▸ AutoSAM).")
             return False
@@ -139,14 +283,18 @@ class SegmentSection(QWidget):
             return self.model_section.load(then=lambda: self.segment(request))
         try:
             target = image_target(self.viewer.layers[request.layer_name])
-        except ValueError as exc:
+            full = target
+            target = self._at_resolution(target, request.resolution)
+        except ValueError as exc:  # ResolutionError too
             notify.error(f"Segmenting {request.layer_name}", exc)
             return False
         scope = request.scope if request.scope in (("slice", "stack") if target.is_stack else ("image", "region")) \
             else ("slice" if target.is_stack else "image")
         z = current_plane(self.viewer, target)
         try:
-            region = visible_region(self.viewer, target) if scope == "region" else None
+            region = visible_region(self.viewer, full) if scope == "region" else None
+            if region is not None and isinstance(target, WorkingTarget):
+                region = region_to_working(region, target.resolution, target.plane_shape)
         except ValueError as exc:
             notify.error(f"Segmenting the visible region of {target.name}", exc)
             return False
@@ -168,12 +316,24 @@ class SegmentSection(QWidget):
                                      overlap=OVERLAP, cancel=token)
 
         def done(result) -> None:
-            self.last = Request(request.layer_name, scope, request.instances)
+            self.last = Request(request.layer_name, scope, request.instances, request.resolution)
             self._show(target, result, scope, z, region, model_label)
 
         what = {"slice": f"slice {z}", "stack": "the whole stack", "image": "the whole image",
                 "region": "the visible region"}[scope]
+        if isinstance(target, WorkingTarget):
+            what += f" at {describe(target.resolution)}"
         return self.runner.start(f"Segmenting {what} of {target.name}", make_task, done)
+
+    def _at_resolution(self, target: ImageTarget, request: dict | None) -> ImageTarget:
+        """The target at the chosen working resolution (slides only; other images stay as they are)."""
+        slide = slide_from_layer(target.layer.data if target.layer.multiscale else [target.layer.data],
+                                 target.layer.metadata)
+        if slide is None or request is None:
+            return target
+        array, resolution = working_image(slide, **request)
+        layout = image_layout(array, target.layout.channel_axis)
+        return WorkingTarget(target.layer, array, layout, resolution)
 
     def rerun(self) -> bool:
         """Segment the last image again the same way (after fine-tuning or a rollback)."""
@@ -214,6 +374,10 @@ class SegmentSection(QWidget):
             shutil.rmtree(result.store, ignore_errors=True)  # tiled results were copied into the layers
         self._select_for_editing(target)
         notes = list(result.messages)
+        if isinstance(target, WorkingTarget):
+            differs = resolution_note(target.resolution, self.model_resolution())
+            notes.append(f"Segmented at {describe(target.resolution)}." if not differs
+                         else differs[0].upper() + differs[1:] + ".")
         if result.untrained:
             notes.append("The prompt generator is untrained, so this mask is only a starting point: "
                          "correct it, accept, and fine-tune.")

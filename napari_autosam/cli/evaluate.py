@@ -20,16 +20,18 @@ def _print_table(report: dict) -> None:
 
 
 def _run(args) -> int:
-    from ..models.checkpoint import load_checkpoint
+    from ..models.checkpoint import load_checkpoint, read_metadata
     from ..models.store import resolve_model_path, sam_for_model
     from ..sam.cache import EmbeddingCache
     from ..sam.registry import load_sam
-    from ..training import evaluate, load_samples
+    from ..training import evaluate
     from .progressbar import ProgressBar
+    from .resolution import load_samples_at
 
     model_path = resolve_model_path(args.model)
     channels = [int(c) for c in args.channels.split(",")] if args.channels else None
-    samples = load_samples(args.images, args.masks, channels=channels)
+    recorded = read_metadata(model_path).get("resolution")
+    samples, _ = load_samples_at(args.images, args.masks, args, channels=channels, recorded=recorded)
     bar = ProgressBar(unit="image")
     sam = bar.run(load_sam(sam_for_model(args.sam, model_path), device=args.device))
     model = load_checkpoint(model_path, device=next(sam.parameters()).device)
@@ -61,4 +63,7 @@ def register(subparsers) -> None:
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
     parser.add_argument("--json", action="store_true",
                         help='one JSON object on stdout: {"autosam": {"dice", "iou", "per_image"}, "h": {...}}')
+    from .resolution import add_resolution_args
+
+    add_resolution_args(parser, what="the images (default: the model's resolution)")
     parser.set_defaults(func=_run)

@@ -37,7 +37,8 @@ def register(subparsers) -> None:
         "<stem>_autosam.tif and <stem>_h.tif (uint8 0/1 masks), and <stem>_instances.tif "
         "(int32 labels) with --mode instances.",
     )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (TIFF/OME-TIFF, PNG, JPEG, BMP)")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (TIFF/OME-TIFF, PNG, JPEG, BMP) or whole slides "
+                        "(SVS, NDPI, MRXS, SCN, BIF, VMS, SVSLIDE, OME-Zarr folders)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory (created if missing)")
     parser.add_argument("--model", metavar="PATH", help="a trained g/h checkpoint (.safetensors) or a model-store "
                         "folder (its active version); default: the untrained prompt generator")
@@ -64,6 +65,9 @@ def register(subparsers) -> None:
                         help="keep SAM embeddings on disk here, so re-segmenting skips the encoder")
     parser.add_argument("--batch-size", type=int, default=None, metavar="N", help="slices or tiles per batch")
     parser.add_argument("--save-prob", action="store_true", help="also write float32 probability maps")
+    from .resolution import add_resolution_args
+
+    add_resolution_args(parser, what="slides")
     parser.set_defaults(func=_run)
 
 
@@ -122,25 +126,25 @@ def _run(args) -> int:
 
 def _segment_file(segmenter, path: Path, out: Path, args) -> None:
     from ..inference.inputs import image_layout
-    from ..io.images import ImageReadError, image_stem, open_lazy
+    from ..io.images import image_stem
+    from ..io.slides import slide_stem
     from .progressbar import ProgressBar
+    from .resolution import open_input, say
 
-    try:
-        image = open_lazy(path)
-    except ImageReadError as exc:
-        raise ValueError(exc.reason) from exc
+    image, resolution, note = open_input(path, args, segmenter.checkpoint.metadata.get("resolution"))
+    say(note)
     layout = image_layout(image, args.channel_axis, stack=True if args.stack else None)
     tile = args.tile
     if tile is None:
         tile = AUTO_TILE if max(layout.plane_shape) > AUTO_TILE_ABOVE else None
-    stem = image_stem(path)
+    stem = image_stem(path) if resolution is None else slide_stem(path)
     scratch = out / f".{stem}.autosam-scratch"
     try:
         task = segmenter.segment(image, channel_axis=args.channel_axis, channels=args.channels, mode=args.mode,
                                  tile=tile or None, overlap=args.overlap, store=scratch, stack=layout.is_stack)
         result = ProgressBar(unit="tile" if tile else "image").run(task)
         written = _write_outputs(result, out, stem, args.save_prob)
-        _report(path, layout, result, written)
+        _report(path, layout, result, written, resolution)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -193,14 +197,17 @@ def _blockwise(array):
             yield np.asarray(array[(*z, *window)])
 
 
-def _report(path: Path, layout, result, written: list[Path]) -> None:
+def _report(path: Path, layout, result, written: list[Path], resolution=None) -> None:
     import numpy as np
+
+    from ..io.working import describe
 
     def fraction(mask) -> float:
         return sum(int(np.count_nonzero(b)) for b in _blockwise(mask)) / float(np.prod(mask.shape))
 
     shape = "×".join(str(s) for s in layout.output_shape)
-    parts = [f"{path.name}: {shape}", f"AutoSAM {fraction(result.autosam_mask):.1%} foreground"]
+    where = f" at {describe(resolution)}" if resolution is not None else ""
+    parts = [f"{path.name}: {shape}{where}", f"AutoSAM {fraction(result.autosam_mask):.1%} foreground"]
     if result.h_mask is not None:
         parts.append(f"h {fraction(result.h_mask):.1%}")
         mean = float(np.mean(result.agreement))

@@ -32,7 +32,7 @@ def _augment(args):
                                translate=ranges.translate)
 
 
-def _config(args):
+def _config(args, resolution: dict | None = None):
     from ..training import TrainConfig
 
     return TrainConfig(
@@ -57,6 +57,7 @@ def _config(args):
         variants=tuple(args.variants.split(",")) if args.variants else None,
         augment=_augment(args),
         pretrained_backbone=args.pretrained_backbone,
+        resolution=resolution,
     )
 
 
@@ -98,15 +99,16 @@ def _run(args) -> int:
     from ..progress import CancelToken
     from ..sam.cache import EmbeddingCache
     from ..sam.registry import load_sam
-    from ..training import load_samples, train
+    from ..training import train
     from .progressbar import ProgressBar
+    from .resolution import load_samples_at
 
     if bool(args.val_images) != bool(args.val_masks):
         raise CommandError("--val-images and --val-masks go together")
     channels = [int(c) for c in args.channels.split(",")] if args.channels else None
-    samples = load_samples(args.images, args.masks, channels=channels)
-    val = load_samples(args.val_images, args.val_masks, channels=channels) if args.val_images else None
-    config = _config(args)
+    samples, resolution = load_samples_at(args.images, args.masks, args, channels=channels)
+    val = load_samples_at(args.val_images, args.val_masks, args, channels=channels)[0] if args.val_images else None
+    config = _config(args, resolution)
     bar = ProgressBar(unit="step")
     sam = bar.run(load_sam(sam_for_model(args.sam, args.init), device=args.device))
     cache = EmbeddingCache(sam, Path(args.cache_dir).expanduser()) if args.cache_dir else None
@@ -186,4 +188,7 @@ def register(subparsers) -> None:
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    from .resolution import add_resolution_args
+
+    add_resolution_args(parser, what="the images (slides or TIFF pyramids); the model records it")
     parser.set_defaults(func=_run)

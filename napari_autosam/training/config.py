@@ -93,8 +93,11 @@ class TrainConfig:
         after it with g frozen (the paper); stage 2 is then skipped unless
         ``h_steps``/``h_epochs`` ask for it.
     resolution : dict or None
-        The working resolution the samples were read at, e.g. ``{"mpp": 0.5}``
-        or ``{"level": 1, "downsample": 4.0}``; stored in the model metadata.
+        The working resolution the images were read at
+        (:meth:`napari_autosam.io.working.Resolution.to_dict`, e.g.
+        ``{"mpp": 0.5}`` or ``{"level": 1, "downsample": 4.0}``); written into
+        the model's metadata under ``"resolution"`` so segmenting with the
+        model defaults to it.
     window : int or None
         Samples larger than this on a side are cut into ``window²`` windows
         (at their own resolution, never resized into SAM's frame); None: the

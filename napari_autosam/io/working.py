@@ -1,0 +1,353 @@
+"""The working resolution of a slide, and the ONE mapping between level-0 and working coordinates.
+
+Segmentation and training see a slide at a *working resolution*: a pyramid
+level as stored, or a target µm/px (or downsample) read from the nearest
+finer level and resampled by area averaging, window by window, so no
+full-resolution array is ever made.
+
+Coordinates (used everywhere: labels on disk, edit regions, GeoJSON):
+
+* pixel ``i`` of an image covers ``[i, i + 1)`` along its axis (corner
+  convention, as QuPath and OpenSlide use);
+* a working pixel at ``w`` covers level-0 pixels ``[w·d, (w + 1)·d)`` with
+  ``d = Resolution.downsample``; so ``level0 = working · d`` and
+  ``working = level0 / d`` (:func:`to_level0`, :func:`to_working`);
+* a napari layer holding working-resolution data overlays the level-0
+  image layer with ``scale = d · s0`` and ``translate = t0 + (d − 1)/2 · s0``
+  (``s0``, ``t0``: the image layer's scale and translate; napari places
+  pixel centres at integer data coordinates): :func:`layer_transform`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "Resampled",
+    "Resolution",
+    "ResolutionError",
+    "describe",
+    "layer_transform",
+    "level_for_mpp",
+    "region_to_level0",
+    "region_to_working",
+    "resolution_note",
+    "level_choices",
+    "same_resolution",
+    "to_level0",
+    "to_working",
+    "working_image",
+]
+
+#: A pyramid level within this fraction of the requested downsample is used as stored.
+TOLERANCE = 0.02
+
+
+class ResolutionError(ValueError):
+    """A working resolution that cannot be had; the message says why and what to ask instead."""
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """Where a working image comes from.
+
+    Attributes
+    ----------
+    level : the pyramid level read (0 is the full resolution)
+    downsample : level-0 pixels per working pixel, along each axis (1.0 at level 0)
+    mpp : ``(y, x)`` µm per working pixel, or None for an uncalibrated slide
+    factor : the resampling applied to ``level`` (1.0: the level as stored)
+    """
+
+    level: int
+    downsample: float
+    mpp: tuple[float, float] | None = None
+    factor: float = 1.0
+
+    @property
+    def resampled(self) -> bool:
+        return abs(self.factor - 1.0) > 1e-9
+
+    def to_dict(self) -> dict:
+        """Plain description for metadata: ``{"mpp": …}`` when calibrated, always ``level`` and ``downsample``."""
+        out: dict = {"level": int(self.level), "downsample": round(float(self.downsample), 6)}
+        if self.mpp is not None:
+            out["mpp"] = round(float(np.mean(self.mpp)), 6)
+        return out
+
+
+def describe(resolution: Resolution | dict | None) -> str:
+    """Human words for a resolution, e.g. ``"0.50 µm/px (level 1)"`` or ``"level 2 (16× downsample, uncalibrated)"``."""
+    if resolution is None:
+        return "full resolution"
+    info = resolution.to_dict() if isinstance(resolution, Resolution) else dict(resolution)
+    if not isinstance(resolution, Resolution) and info.get("mpp") is not None:
+        return f"{info['mpp']:.3g} µm/px"  # a recorded resolution: its level was the training images' own
+    where = f"level {info['level']}" if "level" in info else ""
+    if isinstance(resolution, Resolution) and resolution.resampled:
+        where += f" resampled {resolution.factor:.3g}×"
+    if info.get("mpp") is not None:
+        return f"{info['mpp']:.3g} µm/px" + (f" ({where})" if where else "")
+    return f"{where} ({info.get('downsample', 1.0):.3g}× downsample, uncalibrated)".strip()
+
+
+def level_for_mpp(slide, mpp: float) -> tuple[int, float]:
+    """The pyramid level to read for ``mpp`` and the resampling factor still to apply (≥ 1)."""
+    return _level_for_downsample(slide, _downsample_for_mpp(slide, mpp))
+
+
+def _downsample_for_mpp(slide, mpp: float) -> float:
+    if slide.mpp is None:
+        raise ResolutionError(f"{slide.path.name} has no µm/px (uncalibrated): choose a pyramid level "
+                              "(--level N) instead of --mpp")
+    if not np.isfinite(mpp) or mpp <= 0:
+        raise ResolutionError(f"--mpp must be a positive number of µm per pixel, got {mpp}")
+    base = float(np.mean(slide.mpp))
+    if mpp < base * (1 - TOLERANCE):
+        raise ResolutionError(f"{mpp:g} µm/px is finer than level 0 of {slide.path.name} ({base:.4g} µm/px); "
+                              f"choose {base:.4g} or coarser")
+    return mpp / base
+
+
+def _level_for_downsample(slide, downsample: float) -> tuple[int, float]:
+    if not np.isfinite(downsample) or downsample < 1 - TOLERANCE:
+        raise ResolutionError(f"downsample {downsample:g} is finer than level 0 of {slide.path.name}")
+    candidates = [i for i, d in enumerate(slide.downsamples) if d <= downsample * (1 + TOLERANCE)]
+    level = max(candidates, key=lambda i: slide.downsamples[i])
+    factor = downsample / slide.downsamples[level]
+    return level, 1.0 if abs(factor - 1) <= TOLERANCE else max(1.0, factor)
+
+
+def working_image(slide, *, mpp: float | None = None, level: int | None = None, downsample: float | None = None):
+    """The slide at a working resolution, lazily.
+
+    Parameters
+    ----------
+    slide : an opened :class:`~napari_autosam.io.slides.Slide`
+    mpp : target µm per pixel; the nearest finer level is read and resampled (area average)
+    level : a pyramid level as stored
+    downsample : target level-0 pixels per working pixel (for uncalibrated slides)
+
+    At most one of them; none gives level 0.
+
+    Returns
+    -------
+    (array, Resolution)
+        ``array``: the level itself, or a :class:`Resampled` view (``Y×X[×C]``, the level's
+        dtype) that reads only the source window each slice needs.
+
+    Raises
+    ------
+    ResolutionError
+        Two choices at once, a level out of range, ``mpp`` on an uncalibrated
+        slide, or a resolution finer than level 0.
+    """
+    given = [name for name, value in (("mpp", mpp), ("level", level), ("downsample", downsample)) if value is not None]
+    if len(given) > 1:
+        raise ResolutionError(f"choose one of --mpp and --level, not {' and '.join('--' + g for g in given)}")
+    if level is not None:
+        n = len(slide.levels)
+        if not isinstance(level, (int, np.integer)) or not 0 <= level < n:
+            raise ResolutionError(f"level {level} is out of range: {slide.path.name} has levels 0..{n - 1}")
+        level, factor = int(level), 1.0
+    elif mpp is not None:
+        level, factor = level_for_mpp(slide, float(mpp))
+    elif downsample is not None:
+        level, factor = _level_for_downsample(slide, float(downsample))
+    else:
+        level, factor = 0, 1.0
+    total = slide.downsamples[level] * factor
+    mpp_out = None if slide.mpp is None else (slide.mpp[0] * total, slide.mpp[1] * total)
+    resolution = Resolution(level, float(total), mpp_out, float(factor))
+    source = slide.levels[level]
+    return (source if factor == 1.0 else Resampled(source, factor)), resolution
+
+
+def request_of(resolution: dict | None, slide) -> dict:
+    """``working_image`` keywords reproducing a recorded resolution (``Resolution.to_dict``) on ``slide``."""
+    if not resolution:
+        return {}
+    if resolution.get("mpp") is not None and slide.mpp is not None:
+        return {"mpp": float(resolution["mpp"])}
+    if resolution.get("downsample") is not None:
+        return {"downsample": float(resolution["downsample"])}
+    if resolution.get("level") is not None:
+        return {"level": int(resolution["level"])}
+    return {}
+
+
+def same_resolution(a: Resolution | dict | None, b: Resolution | dict | None) -> bool:
+    """True when two resolutions agree within :data:`TOLERANCE` (µm/px when both have it, else downsample)."""
+    a = a.to_dict() if isinstance(a, Resolution) else (a or {"downsample": 1.0})
+    b = b.to_dict() if isinstance(b, Resolution) else (b or {"downsample": 1.0})
+    key = "mpp" if a.get("mpp") is not None and b.get("mpp") is not None else "downsample"
+    x, y = float(a.get(key) or 1.0), float(b.get(key) or 1.0)
+    return abs(x - y) <= TOLERANCE * max(x, y)
+
+
+def resolution_note(resolution: Resolution | None, recorded: dict | None) -> str | None:
+    """One sentence when ``resolution`` differs from the model's ``recorded`` one, else None."""
+    if not recorded or same_resolution(resolution, recorded):
+        return None
+    return f"working at {describe(resolution)}; the model was trained at {describe(recorded)}"
+
+
+def level_choices(slide) -> list[tuple[str, dict]]:
+    """``(label, working_image keywords)`` for each pyramid level, e.g. ``("Level 1 — 1 µm/px (4×)", {"level": 1})``."""
+    choices = []
+    for index, d in enumerate(slide.downsamples):
+        mpp = slide.level_mpp(index)
+        size = "×".join(str(int(s)) for s in slide.levels[index].shape[:2])
+        what = f"{float(np.mean(mpp)):.3g} µm/px" if mpp else "uncalibrated"
+        choices.append((f"Level {index} — {what}, {d:.3g}× ({size})", {"level": index}))
+    return choices
+
+
+# --------------------------------------------------------------------------- coordinates
+
+
+def to_working(coords, resolution: Resolution) -> np.ndarray:
+    """Level-0 coordinates (any shape, e.g. ``N×2`` as y, x) in working pixels: ``coords / d``."""
+    return np.asarray(coords, dtype=float) / resolution.downsample
+
+
+def to_level0(coords, resolution: Resolution) -> np.ndarray:
+    """Working coordinates in level-0 pixels: ``coords · d``."""
+    return np.asarray(coords, dtype=float) * resolution.downsample
+
+
+def region_to_working(region, resolution: Resolution, shape=None) -> tuple[int, int, int, int]:
+    """A level-0 box ``(y0, y1, x0, x1)`` as the working box covering it (rounded outwards, clipped to ``shape``)."""
+    y0, y1, x0, x1 = to_working(region, resolution)
+    box = [int(np.floor(y0 + 1e-9)), int(np.ceil(y1 - 1e-9)), int(np.floor(x0 + 1e-9)), int(np.ceil(x1 - 1e-9))]
+    if shape is not None:
+        box = [min(max(v, 0), shape[0 if i < 2 else 1]) for i, v in enumerate(box)]
+    return tuple(box)
+
+
+def region_to_level0(region, resolution: Resolution) -> tuple[int, int, int, int]:
+    """A working box ``(y0, y1, x0, x1)`` in level-0 pixels (rounded outwards)."""
+    y0, y1, x0, x1 = to_level0(region, resolution)
+    return int(np.floor(y0 + 1e-9)), int(np.ceil(y1 - 1e-9)), int(np.floor(x0 + 1e-9)), int(np.ceil(x1 - 1e-9))
+
+
+def layer_transform(resolution: Resolution, base_scale=(1.0, 1.0), base_translate=(0.0, 0.0)) -> dict:
+    """napari ``scale`` and ``translate`` (y, x) that put working-resolution data over the level-0 image layer."""
+    d = resolution.downsample
+    scale = [float(s) * d for s in base_scale]
+    translate = [float(t) + (d - 1) / 2 * float(s) for s, t in zip(base_scale, base_translate)]
+    return {"scale": scale, "translate": translate}
+
+
+# --------------------------------------------------------------------------- resampling
+
+
+class Resampled:
+    """A lazy ``Y×X`` or ``Y×X×C`` array shrunk by ``factor`` (≥ 1) with area averaging.
+
+    Working pixel ``i`` averages source pixels ``[i·f, (i+1)·f)`` weighted by
+    overlap, so a value depends only on its position, never on the window
+    read: tiles read separately agree with one big read.  Slicing reads only
+    the source window under the requested one.  Strided slices (step > 1,
+    for previews and statistics) point-sample the source instead, read with
+    a matching stride so memory stays the size of the result.
+    """
+
+    def __init__(self, source, factor: float) -> None:
+        if factor < 1:
+            raise ValueError(f"Resampled shrinks only (factor >= 1), got {factor}")
+        if source.ndim not in (2, 3) or (source.ndim == 3 and source.shape[-1] > 16):
+            raise ResolutionError(f"resampling needs a Y×X or Y×X×C level, got shape {tuple(source.shape)}; "
+                                  "choose a pyramid level instead")
+        self.source = source
+        self.factor = float(factor)
+        height, width = source.shape[:2]
+        self.shape = (max(1, round(height / factor)), max(1, round(width / factor)), *source.shape[2:])
+        self.dtype = np.dtype(source.dtype)
+        self.ndim = len(self.shape)
+        self.size = int(np.prod(self.shape))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __array__(self, dtype=None, copy=None):
+        array = self[...]
+        return array if dtype is None else array.astype(dtype)
+
+    def __getitem__(self, key) -> np.ndarray:
+        from .openslide_levels import full_key
+
+        key = full_key(key, self.ndim)
+        picks = tuple(0 if isinstance(k, (int, np.integer)) else slice(None) for k in key[:2])
+        spans = [slice(k, k + 1) if isinstance(k, (int, np.integer)) else k for k in key[:2]]
+        (y0, y1, ys), (x0, x1, xs) = spans[0].indices(self.shape[0]), spans[1].indices(self.shape[1])
+        if ys <= 0 or xs <= 0:
+            raise IndexError("resampled levels support only positive slice steps")
+        rest = key[2:]
+        if y1 <= y0 or x1 <= x0:
+            return np.zeros((max(0, y1 - y0), max(0, x1 - x0), *self.shape[2:]), self.dtype)[::ys, ::xs][picks + rest]
+        if ys > 1 or xs > 1:
+            return self._sampled(range(y0, y1, ys), range(x0, x1, xs))[picks + rest]
+        f = self.factor
+        sy0, sy1 = int(np.floor(y0 * f)), min(self.source.shape[0], int(np.ceil(y1 * f)))
+        sx0, sx1 = int(np.floor(x0 * f)), min(self.source.shape[1], int(np.ceil(x1 * f)))
+        window = np.asarray(self.source[sy0:sy1, sx0:sx1]).astype(np.float32)
+        window = _area_axis(window, 0, y0, y1, f, sy0, self.source.shape[0])
+        window = _area_axis(window, 1, x0, x1, f, sx0, self.source.shape[1])
+        if self.dtype.kind in "iub":
+            info = np.iinfo(self.dtype) if self.dtype.kind in "iu" else None
+            window = np.rint(window)
+            if info is not None:
+                window = np.clip(window, info.min, info.max)
+        out = window.astype(self.dtype)[::ys, ::xs]
+        return out[picks + rest]
+
+    def _sampled(self, rows: range, cols: range) -> np.ndarray:
+        """Strided reads (previews, statistics): the source pixel nearest each working pixel's centre.
+
+        The source is read with a matching stride, so memory stays the size
+        of the result; values are point samples, not area means.
+        """
+        if len(rows) == 0 or len(cols) == 0:
+            return np.zeros((len(rows), len(cols), *self.shape[2:]), self.dtype)
+        f, (height, width) = self.factor, self.source.shape[:2]
+        wanted_y = np.minimum(((np.asarray(rows) + 0.5) * f).astype(int), height - 1)
+        wanted_x = np.minimum(((np.asarray(cols) + 0.5) * f).astype(int), width - 1)
+        step_y = max(1, int(rows.step * f)) if len(rows) > 1 else 1
+        step_x = max(1, int(cols.step * f)) if len(cols) > 1 else 1
+        (sy, iy), (sx, ix) = _nearest_grid(wanted_y, step_y), _nearest_grid(wanted_x, step_x)
+        grid = np.asarray(self.source[sy, sx])
+        return grid[np.minimum(iy, grid.shape[0] - 1)][:, np.minimum(ix, grid.shape[1] - 1)]
+
+
+def _nearest_grid(wanted: np.ndarray, step: int) -> tuple[slice, np.ndarray]:
+    """A source slice with ``step`` covering ``wanted`` indices, and each wanted index's place in it."""
+    start = int(wanted[0])
+    return slice(start, int(wanted[-1]) + 1, step), np.rint((wanted - start) / step).astype(int)
+
+
+def _area_axis(window: np.ndarray, axis: int, o0: int, o1: int, f: float, s0: int, total: int) -> np.ndarray:
+    """Average ``window`` (source rows/columns from ``s0``) over the intervals of outputs ``o0..o1`` along ``axis``.
+
+    Output ``i`` covers source ``[i·f, (i+1)·f)`` (clipped to the source);
+    each source pixel weighs by the length it overlaps: a banded sparse
+    matrix (about ``f + 1`` entries per output) applied to the window.
+    """
+    from scipy.sparse import csr_matrix
+
+    x = np.moveaxis(window, axis, 0)
+    length = x.shape[0]
+    outputs = np.arange(o0, o1, dtype=np.float64)
+    low = np.clip(outputs * f, 0, total) - s0
+    high = np.clip((outputs + 1) * f, 0, total) - s0
+    source = np.floor(low)[:, None].astype(np.int64) + np.arange(int(np.ceil(f)) + 2)[None, :]
+    overlap = np.clip(np.minimum(high[:, None], source + 1) - np.maximum(low[:, None], source), 0, None)
+    overlap[(source < 0) | (source >= length)] = 0
+    overlap /= np.maximum(overlap.sum(axis=1, keepdims=True), 1e-12)
+    rows = np.broadcast_to(np.arange(len(outputs))[:, None], source.shape)
+    keep = overlap > 0
+    weights = csr_matrix((overlap[keep].astype(np.float32), (rows[keep], source[keep])), shape=(len(outputs), length))
+    flat = weights @ x.reshape(length, -1)
+    return np.moveaxis(np.asarray(flat, dtype=np.float32).reshape((len(outputs),) + x.shape[1:]), 0, axis)
