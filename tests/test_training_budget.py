@@ -164,8 +164,13 @@ def test_a_3000_by_2000_region_yields_windows_of_the_tile_size():
     assert all(w.image.shape[:2] == (tile, tile) for w in windows)
 
 
+@pytest.mark.heavy
 def test_training_on_windows_beats_training_on_the_resized_region(tiny_sam, cache, tmp_path):
-    """Windows of the slide at its own scale, versus the whole region squeezed into one frame."""
+    """Windows of the slide at its own scale, versus the whole region squeezed into one frame.
+
+    Heavy: two real training runs long enough for a new g to get past its
+    all-background phase (30 steps were not: both kept their starting state).
+    """
     image, labels = make_nuclei_image((256, 640), radius_range=(5, 8), seed=11)
     region = samples_from_arrays([image[:, :384]], [labels[:, :384]], names=["region"])
     parts = [(slice(0, 128), slice(384, 512)), (slice(128, 256), slice(384, 512)), (slice(0, 128), slice(512, 640))]
@@ -173,13 +178,23 @@ def test_training_on_windows_beats_training_on_the_resized_region(tiny_sam, cach
     val = samples_from_arrays([image[128:, 512:]], [labels[128:, 512:]])
     scores = {}
     for window in (128, 0):
-        config = TrainConfig(**SMALL, steps=30, h_steps=30, lr=1e-3, h_lr=1e-3, window=window, patience=None)
+        config = TrainConfig(**SMALL, steps=80, h_steps=80, lr=1e-3, h_lr=1e-3, window=window, patience=None)
         result = run(train(tiny_sam, region, config=config, val_samples=val, cache=cache,
                            out=tmp_path / f"w{window}.safetensors"))
         scores[window] = run(evaluate(tiny_sam, result.model, test, cache=cache)).h.mean_dice
         if window:
             assert len(result.model.metadata["trained_on"]) == len(window_boxes((256, 384), 128)) == 12
     assert scores[128] > scores[0] + 0.1, scores
+
+
+def test_a_big_sample_is_trained_as_windows_of_the_window_size(tiny_sam, cache, tmp_path):
+    image, labels = make_nuclei_image((200, 260), seed=5)
+    region = samples_from_arrays([image], [labels], names=["region"])
+    config = TrainConfig(**SMALL, steps=1, h_steps=0, window=128, val_every=1)
+    result = run(train(tiny_sam, region, config=config, val_samples=_samples(1, seed=2), cache=cache,
+                       out=tmp_path / "w.safetensors"))
+    names = [t["name"] for t in result.model.metadata["trained_on"]]
+    assert len(names) == len(window_boxes((200, 260), 128)) > 1 and all(n.startswith("region@") for n in names)
 
 
 def test_the_resolution_goes_into_the_model_metadata(tiny_sam, cache, tmp_path):
