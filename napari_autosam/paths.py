@@ -8,6 +8,7 @@ Two roots, both outside the working directory:
       <data>/annotations/                 accepted corrections (AnnotationStore)
       <data>/models/<sam>/v0001.safetensors …   model versions, one lineage per SAM
       <data>/demo/<time stamp>/           the demo's runs
+      <data>/labels/<stem>-<hash>/        on-disk labels (OME-Zarr) of big images segmented in napari
 
 * the **cache folder** (``$NAPARI_AUTOSAM_CACHE``, else the platform's user
   cache directory) holds what can be fetched or recomputed::
@@ -106,11 +107,43 @@ def model_store_dir(sam=None, root: str | os.PathLike | None = None) -> Path:
     return models_root(root) / lineage
 
 
+def labels_dir(source: str, stem: str, root: str | os.PathLike | None = None) -> Path:
+    """Where the widget keeps the OME-Zarr labels of a big image: ``<data>/labels/<stem>-<hash of source>``.
+
+    ``source`` is the image's path (or a layer description); its hash keeps
+    two slides with the same file name apart.
+    """
+    import hashlib
+
+    digest = hashlib.sha1(str(source).encode()).hexdigest()[:8]
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) or "image"
+    return _root(root) / "labels" / f"{safe}-{digest}"
+
+
+class FolderError(OSError):
+    """A default folder that cannot be used (a file is in the way, no permission); the message says which."""
+
+
+def _make_folder(path: Path, what: str) -> None:
+    """Create ``path``, or raise FolderError naming ``what`` and the file in the way."""
+    for folder in (path, *path.parents):
+        if folder.exists() and not folder.is_dir():
+            raise FolderError(f"{what} cannot be used: {folder} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FolderError(f"{what} cannot be created: {exc.strerror or exc}") from None
+
+
 def checkpoint_dir(*, create: bool = True) -> Path:
-    """Where SAM checkpoints are downloaded: ``<cache>/checkpoints`` (created unless ``create=False``)."""
+    """Where SAM checkpoints are downloaded: ``<cache>/checkpoints`` (created unless ``create=False``).
+
+    Raises FolderError when it cannot be created (e.g. ``$NAPARI_AUTOSAM_CACHE`` names a file).
+    """
     path = cache_dir() / "checkpoints"
     if create:
-        path.mkdir(parents=True, exist_ok=True)
+        source = f" (${CACHE_ENV})" if _from_env(CACHE_ENV) else ""
+        _make_folder(path, f"the cache folder {cache_dir()}{source}")
     return path
 
 

@@ -66,13 +66,12 @@ def test_different_images_are_different_entries(tmp_path, image, mask):
 def test_existing_files_are_never_overwritten(tmp_path, image, mask):
     store = AnnotationStore(tmp_path)
     entry = store.accept(image, mask)
-    # Someone dropped a file where revision 2 would go: accepting must refuse, not clobber it.
+    # Someone dropped a file where revision 2 would go: accepting must not clobber it, nor be blocked by it.
     squatter = tmp_path / "masks" / f"{entry.key}_r002.tif"
     squatter.write_bytes(b"precious")
-    with pytest.raises(FileExistsError):
-        store.accept(image, mask)
+    second = store.accept(image, mask)
     assert squatter.read_bytes() == b"precious"
-    assert len(store.history()) == 1
+    assert second.revision == 3 and len(store.history()) == 2
 
 
 def test_mask_must_fit_image(tmp_path, image):

@@ -83,7 +83,9 @@ def test_bad_inputs_are_reported_and_the_rest_still_segmented(gray_tif, tmp_path
     err = capsys.readouterr().err
     assert code == 1
     assert "missing.tif: no such file" in err and "broken.tif" in err
-    assert (tmp_path / "nuclei_autosam.tif").exists()
+    # inputs from two folders: each keeps its folder (below their common parent) under --out
+    assert (tmp_path / gray_tif.parent.name / "nuclei_autosam.tif").exists()
+    assert "1 of 3 files done, 2 failed" in err
 
 
 @pytest.mark.parametrize(

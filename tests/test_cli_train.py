@@ -34,7 +34,7 @@ def test_train_writes_new_versions_and_evaluate_reports_both_models(dataset, tmp
     assert {"val_dice_autosam", "val_dice_h"} <= set(summary["metrics"])
     assert load_checkpoint(summary["path"]).sam_variant == "tiny"
 
-    assert main([*args, "--epochs", "0", "--h-epochs", "0"]) == 0  # a second run adds v0002, prints where
+    assert main([*args, "--epochs", "1", "--h-epochs", "0"]) == 0  # a second run adds v0002, prints where
     out = capsys.readouterr().out
     assert f"model: {store_dir / 'v0002.safetensors'} (version v0002)" in out
     assert "val_dice_autosam:" in out

@@ -97,6 +97,11 @@ class CompareSection(QWidget):
             if target is not None:
                 notify.info("Segment the image first: the comparison needs both AutoSAM and h(g(I)).")
             return False
+        if autosam.multiscale or h.multiscale:  # a big image's labels on disk: compare a region of it
+            self.button.setChecked(False)
+            notify.info("Compare works on labels held in memory: for a big image, zoom in, press Edit region "
+                        "and compare the region.")
+            return False
         marks = disagreement(autosam.data, h.data)
         diff = ensure_output(self.viewer, target, "disagreement")
         diff.data[...] = marks

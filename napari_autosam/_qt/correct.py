@@ -24,6 +24,8 @@ from .segment_section import OVERLAP, TILE, TILE_ABOVE
 from .workers import ProgressPanel, TaskRunner
 
 POSITIVE, NEGATIVE = "#33ff66", "#ff3355"
+#: Big images' labels live on disk as multiscale layers, which napari cannot paint (see region.py).
+ON_DISK_NOTE = "These labels are on disk and cannot be painted: zoom in and press Edit region first."
 #: Planes up to this many pixels are accepted whole; larger ones: the visible region.
 ACCEPT_WHOLE_BELOW = 4096 * 4096
 
@@ -109,8 +111,12 @@ class CorrectSection(QWidget):
 
     def _target(self) -> ImageTarget | None:
         target = self.segment_section.target()
-        if target is not None and find_output(self.viewer, target.name, "autosam") is None:
+        layer = find_output(self.viewer, target.name, "autosam") if target is not None else None
+        if target is not None and layer is None:
             notify.info("Segment the image first; prompts then edit its AutoSAM layer.")
+            return None
+        if layer is not None and layer.multiscale:
+            notify.info(ON_DISK_NOTE)
             return None
         return target
 
@@ -278,9 +284,15 @@ class CorrectSection(QWidget):
         target = self.segment_section.target()
         if target is None:
             return None
+        editor = getattr(self, "region_editor", None)  # set by region.RegionEditor
+        if editor is not None and editor.owns(target):
+            return editor.accept()
         layer = find_output(self.viewer, target.name, "autosam")
         if layer is None:
             notify.info("Nothing to accept yet: segment the image, correct the AutoSAM layer, then accept.")
+            return None
+        if layer.multiscale:
+            notify.info(ON_DISK_NOTE)
             return None
         z = current_plane(self.viewer, target)
         height, width = target.plane_shape

@@ -20,6 +20,7 @@ from .compare import CompareSection
 from .correct import CorrectSection
 from .finetune_section import FinetuneSection
 from .model_section import ModelSection
+from .region import RegionEditor
 from .segment_section import SegmentSection
 from .session import Session
 from .workers import TaskRunner
@@ -94,6 +95,8 @@ class AutoSAMWidget(QWidget):
         self.correct_section = CorrectSection(napari_viewer, self.session, self.segment_section)
         self.correct_section.start_points_positive = lambda: self.correct_section.start_points(True)
         self.correct_section.start_points_negative = lambda: self.correct_section.start_points(False)
+        self.region_editor = RegionEditor(napari_viewer, self.session, self.segment_section, self.correct_section)
+        self.correct_section.layout().addWidget(self.region_editor)  # "Edit region" for big images
         self.finetune_section = FinetuneSection(napari_viewer, self.session, self.segment_section, self.train_runner)
 
         content = _Column()

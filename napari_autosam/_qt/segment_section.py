@@ -32,7 +32,7 @@ from ..io.working import (
     same_resolution,
     working_image,
 )
-from . import notify
+from . import notify, slide_layers
 from .layers import ImageTarget, current_plane, ensure_output, find_output, image_target, plane_index, visible_region
 from .session import Session
 from .workers import ProgressPanel, TaskRunner
@@ -302,8 +302,12 @@ class SegmentSection(QWidget):
         mode = "instances" if request.instances else "semantic"
         segmenter = self.session.segmenter
         model_label = self.session.model_label
+        big = slide_layers.on_disk(target)  # results go to OME-Zarr labels on disk, shown lazily
 
         def make_task(token):
+            if big:
+                return slide_layers.segment_task(self.session, target, region, mode, token, tile=TILE,
+                                                 tile_above=TILE_ABOVE, overlap=OVERLAP)
             data = target.data
             if scope == "slice":
                 data = target.layout.read(data, z)
@@ -317,6 +321,8 @@ class SegmentSection(QWidget):
 
         def done(result) -> None:
             self.last = Request(request.layer_name, scope, request.instances, request.resolution)
+            if big:
+                return slide_layers.show_result(self, target, result, model_label, request.resolution)
             self._show(target, result, scope, z, region, model_label)
 
         what = {"slice": f"slice {z}", "stack": "the whole stack", "image": "the whole image",

@@ -9,7 +9,9 @@ sub-commands, so ``napari-autosam --help`` answers at once.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 
 from .. import __version__
@@ -20,6 +22,109 @@ COMMANDS = ("info", "download", "segment", "train", "evaluate", "demo")
 
 class CommandError(Exception):
     """An error the user can fix; printed as one line without a traceback."""
+
+
+#: Set to 1 to see the traceback of an unexpected error instead of its one-line summary.
+DEBUG_ENV = "NAPARI_AUTOSAM_DEBUG"
+
+_OS_REASONS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "it is a folder, not a file",
+    errno.ENOENT: "no such file or folder",
+    errno.EEXIST: "it already exists",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for a file-system error: the path and the reason in plain words."""
+    reason = _OS_REASONS.get(exc.errno or -1) or exc.strerror
+    if not reason or exc.filename is None:
+        return str(exc) or type(exc).__name__
+    where = f"{exc.filename} -> {exc.filename2}" if exc.filename2 else str(exc.filename)
+    return f"{where}: {reason}"
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def channel_list(text: str) -> list[int]:
+    """argparse type: comma-separated channel numbers like ``0,2,1``."""
+    try:
+        channels = [int(c) for c in text.split(",") if c.strip()]
+    except ValueError:
+        channels = []
+    if not channels or any(c < 0 for c in channels):
+        raise argparse.ArgumentTypeError(f"expected comma-separated channel numbers >= 0 like 0,2,1, got {text!r}")
+    return channels
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def error_message(exc: BaseException) -> str:
+    """The one line shown for an error raised by a sub-command (no traceback)."""
+    from ..io.images import ImageReadError
+    from ..sam.download import DownloadError
+
+    if isinstance(exc, (CommandError, ImageReadError, DownloadError, ValueError)):
+        return str(exc) or type(exc).__name__
+    if isinstance(exc, OSError):
+        return str(exc) if exc.errno is None else describe_os_error(exc)
+    if isinstance(exc, MemoryError):
+        return "ran out of memory (try a smaller --tile or --batch-size)"
+    return (f"unexpected {type(exc).__name__}: {exc} (this is a bug in napari-autosam; "
+            f"run again with {DEBUG_ENV}=1 to see where it happened)")
+
+
+def open_sam(name: str, device, bar):
+    """Load SAM for a sub-command, showing download progress on ``bar``; CommandError when it cannot."""
+    from ..sam.download import DownloadError
+    from ..sam.registry import SamCheckpointError, load_sam
+
+    try:
+        return bar.run(load_sam(name, device=device))
+    except (DownloadError, SamCheckpointError) as exc:
+        raise CommandError(f"{exc} (try --sam tiny for a test, or a local checkpoint file)") from exc
+
+
+def check_output_folder(path, option: str = "--out"):
+    """Create ``path`` (a folder) if needed and check that it can be written; CommandError otherwise."""
+    import tempfile
+    from pathlib import Path
+
+    path = Path(path).expanduser()
+    for folder in (path, *path.parents):
+        if folder.exists() and not folder.is_dir():
+            what = "is a file" if folder == path else f"is inside {folder}, which is a file"
+            raise CommandError(f"{option} {path} {what}; expected a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise CommandError(f"{option} {path} cannot be written: {_OS_REASONS.get(exc.errno or -1) or exc}") from None
+    return path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +139,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_background_errors() -> None:
+    """Keep asyncio's 'exception was never retrieved' dumps (zarr's reader tasks of a damaged file) off stderr.
+
+    The error itself reaches the command as an exception and is reported in one line.
+    """
+    import logging
+
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if os.environ.get(DEBUG_ENV, "").strip() in ("", "0"):
+        _quiet_background_errors()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -45,8 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (CommandError, FileNotFoundError, ValueError) as exc:
-        print(f"napari-autosam {args.command}: error: {exc}", file=sys.stderr)
+    except Exception as exc:  # the one place errors become a line instead of a traceback
+        if os.environ.get(DEBUG_ENV, "").strip() not in ("", "0"):
+            raise
+        print(f"napari-autosam {args.command}: error: {error_message(exc)}", file=sys.stderr)
         return 1
 
 

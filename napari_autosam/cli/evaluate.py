@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from . import channel_list
+
 
 def _print_table(report: dict) -> None:
     rows = report["autosam"]["per_image"]
@@ -23,17 +25,17 @@ def _run(args) -> int:
     from ..models.checkpoint import load_checkpoint, read_metadata
     from ..models.store import resolve_model_path, sam_for_model
     from ..sam.cache import EmbeddingCache
-    from ..sam.registry import load_sam
     from ..training import evaluate
+    from . import open_sam
     from .progressbar import ProgressBar
     from .resolution import load_samples_at
 
     model_path = resolve_model_path(args.model)
-    channels = [int(c) for c in args.channels.split(",")] if args.channels else None
+    channels = args.channels
     recorded = read_metadata(model_path).get("resolution")
     samples, _ = load_samples_at(args.images, args.masks, args, channels=channels, recorded=recorded)
     bar = ProgressBar(unit="image")
-    sam = bar.run(load_sam(sam_for_model(args.sam, model_path), device=args.device))
+    sam = open_sam(sam_for_model(args.sam, model_path), args.device, bar)
     model = load_checkpoint(model_path, device=next(sam.parameters()).device)
     cache = EmbeddingCache(sam, Path(args.cache_dir).expanduser()) if args.cache_dir else None
     report = bar.run(evaluate(sam, model, samples, cache=cache)).to_dict()
@@ -58,7 +60,8 @@ def register(subparsers) -> None:
     parser.add_argument("--model", required=True, help="model checkpoint, or a model-store folder (its active version)")
     parser.add_argument("--sam", default=None,
                         help="SAM variant (vit_b, vit_l, vit_h, tiny) or checkpoint file (default: the one the model was trained for)")
-    parser.add_argument("--channels", help="comma-separated channels to use (1 gray, or 2-3 as R,G,B)")
+    parser.add_argument("--channels", type=channel_list, default=None,
+                        help="comma-separated channels to use (1 gray, or 2-3 as R,G,B)")
     parser.add_argument("--cache-dir", help="SAM embeddings on disk (reused, and filled for later runs)")
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
     parser.add_argument("--json", action="store_true",

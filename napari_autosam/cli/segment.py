@@ -3,6 +3,10 @@
 For each input ``DIR/<stem>_autosam.tif`` (SAM prompted by g, uint8 0/1) and
 ``DIR/<stem>_h.tif`` (the surrogate h(g(I)), uint8 0/1) are written, plus
 ``DIR/<stem>_instances.tif`` (int32 labels) with ``--mode instances``.
+``DIR`` is ``--out`` for inputs in one folder; inputs from several folders
+keep their folders below their common parent (see :mod:`.batch`).  A file
+that fails is one line on stderr, the others are still segmented, and a
+summary line ends the run (exit status 1 when some failed).
 TIFFs are read lazily; planes larger than ``--tile`` (by default: larger
 than 2048 pixels on a side, with 1024-pixel tiles) are segmented tile by
 tile into a scratch zarr store beside the outputs and written out as tiled
@@ -30,6 +34,8 @@ def _channels(text: str) -> list[int]:
 
 
 def register(subparsers) -> None:
+    from . import non_negative_int, positive_int
+
     parser = subparsers.add_parser(
         "segment",
         help="segment images automatically (AutoSAM masks, h(g(I)), optional instances)",
@@ -39,7 +45,9 @@ def register(subparsers) -> None:
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (TIFF/OME-TIFF, PNG, JPEG, BMP) or whole slides "
                         "(SVS, NDPI, MRXS, SCN, BIF, VMS, SVSLIDE, OME-Zarr folders)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output directory (created if missing)")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="output directory (created if missing); inputs from several folders keep their "
+                        "folders below their common parent")
     parser.add_argument("--model", metavar="PATH", help="a trained g/h checkpoint (.safetensors) or a model-store "
                         "folder (its active version); default: the untrained prompt generator")
     parser.add_argument("--sam", default=None, metavar="NAME|PATH",
@@ -53,18 +61,21 @@ def register(subparsers) -> None:
                         help="instances: keep the split auxiliary objects instead of asking SAM for each "
                         "(no decoder call per object: much faster on a CPU)")
     parser.add_argument("--device", default=None, help="cuda, mps, cpu or auto (default: auto)")
-    parser.add_argument("--tile", type=int, default=None, metavar="N",
+    parser.add_argument("--tile", type=non_negative_int, default=None, metavar="N",
                         help=f"tile planes larger than N pixels (default: {AUTO_TILE} for planes over "
                         f"{AUTO_TILE_ABOVE} pixels, else no tiling; 0: never tile)")
-    parser.add_argument("--overlap", type=int, default=128, metavar="N", help="tile overlap in pixels (default 128)")
+    parser.add_argument("--overlap", type=non_negative_int, default=128, metavar="N", help="tile overlap in pixels (default 128)")
     parser.add_argument("--channels", type=_channels, default=None, metavar="C[,C[,C]]",
                         help="channels shown to SAM: one as gray, or up to three as R,G,B")
     parser.add_argument("--channel-axis", type=int, default=None, metavar="AXIS", help="axis holding the channels")
     parser.add_argument("--stack", action="store_true", help="treat a 3D image as a Z stack even with <= 4 slices")
     parser.add_argument("--cache-dir", default=None, metavar="DIR",
                         help="keep SAM embeddings on disk here, so re-segmenting skips the encoder")
-    parser.add_argument("--batch-size", type=int, default=None, metavar="N", help="slices or tiles per batch")
-    parser.add_argument("--save-prob", action="store_true", help="also write float32 probability maps")
+    parser.add_argument("--batch-size", type=positive_int, default=None, metavar="N", help="slices or tiles per batch")
+    parser.add_argument("--save-prob", action="store_true", help="also write float32 probability maps (TIFF only)")
+    parser.add_argument("--format", choices=("auto", "tiff", "ome-zarr"), default="auto",
+                        help="tiff: <stem>_autosam.tif …; ome-zarr: <stem>_autosam.ome.zarr … (multiscale OME-Zarr "
+                        "labels, written tile by tile); auto (default): OME-Zarr for planes over 4096² pixels")
     from .resolution import add_resolution_args
 
     add_resolution_args(parser, what="slides")
@@ -107,21 +118,27 @@ def _run(args) -> int:
 
     if args.tile is not None and args.tile != 0 and not (args.tile >= 64 and 0 <= args.overlap < args.tile):
         raise ValueError(f"need --tile >= 64 and 0 <= --overlap < --tile, got {args.tile} and {args.overlap}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    from . import check_output_folder
+    from .batch import plan_jobs, run_jobs
+
+    jobs = plan_jobs(args.inputs, Path(args.out).expanduser(), _output_stem)  # name clashes: refused before any work
+    check_output_folder(args.out)
+    if args.cache_dir:
+        check_output_folder(args.cache_dir, "--cache-dir")
     sam = _load_sam(args)
     model = _load_model(args, sam)
     cache = EmbeddingCache(sam, args.cache_dir) if args.cache_dir else None
     options = InstanceOptions(source=args.instance_source, refine=not args.no_refine)
     segmenter = Segmenter(sam, model, cache=cache, batch_size=args.batch_size, instance_options=options)
-    failed = 0
-    for path in args.inputs:
-        try:
-            _segment_file(segmenter, Path(path), out, args)
-        except (ValueError, OSError) as exc:  # one bad file does not stop the others
-            print(f"napari-autosam segment: error: {path}: {exc}", file=sys.stderr)
-            failed += 1
-    return 1 if failed else 0
+    return run_jobs("segment", jobs, lambda job: _segment_file(segmenter, job.path, job.out_dir, args))
+
+
+def _output_stem(path: Path) -> str:
+    """The stem a file's outputs are named by (as :func:`_segment_file` names them)."""
+    from ..io.images import image_stem
+    from ..io.slides import is_slide_path, slide_stem
+
+    return slide_stem(path) if is_slide_path(path) else image_stem(path)
 
 
 def _segment_file(segmenter, path: Path, out: Path, args) -> None:
@@ -138,6 +155,9 @@ def _segment_file(segmenter, path: Path, out: Path, args) -> None:
     if tile is None:
         tile = AUTO_TILE if max(layout.plane_shape) > AUTO_TILE_ABOVE else None
     stem = image_stem(path) if resolution is None else slide_stem(path)
+    out.mkdir(parents=True, exist_ok=True)
+    if _output_format(args, layout) == "ome-zarr":
+        return _segment_to_ome_zarr(segmenter, image, layout, path, out, stem, tile, args, resolution)
     scratch = out / f".{stem}.autosam-scratch"
     try:
         task = segmenter.segment(image, channel_axis=args.channel_axis, channels=args.channels, mode=args.mode,
@@ -147,6 +167,43 @@ def _segment_file(segmenter, path: Path, out: Path, args) -> None:
         _report(path, layout, result, written, resolution)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _output_format(args, layout) -> str:
+    from ..io.labels_zarr import labels_on_disk
+
+    chosen = getattr(args, "format", "auto")
+    if chosen == "auto":
+        chosen = "ome-zarr" if labels_on_disk(layout.plane_shape) else "tiff"
+    if chosen == "ome-zarr" and args.save_prob:
+        raise ValueError("--save-prob writes TIFF probability maps; add --format tiff to get them")
+    return chosen
+
+
+def _segment_to_ome_zarr(segmenter, image, layout, path: Path, out: Path, stem: str, tile, args,
+                         resolution=None) -> None:
+    """Masks (and instances) as OME-Zarr label images, written tile by tile; nothing left on failure."""
+    from ..inference.ondisk import segment_to_labels
+    from ..io.labels_zarr import placement_for
+    from ..slide_regions import resolution_facts
+    from .progressbar import ProgressBar
+
+    attributes = {"source": str(path)}
+    if resolution is not None:
+        attributes["resolution"] = resolution_facts(resolution)
+    task = segment_to_labels(segmenter, image, out, stem, channel_axis=args.channel_axis, channels=args.channels,
+                             mode=args.mode, tile=tile or None, overlap=args.overlap, stack=layout.is_stack,
+                             placement=placement_for(resolution), attributes=attributes)
+    result = ProgressBar(unit="tile" if tile else "image").run(task)
+    from ..io.working import describe
+
+    shape = "×".join(str(s) for s in layout.output_shape)
+    where = f" at {describe(resolution)}" if resolution is not None else ""
+    parts = [f"{path.name}: {shape}{where}", f"AutoSAM {result.foreground:.1%} foreground"]
+    if result.agreement:
+        parts.append(f"agreement (Dice) {sum(result.agreement) / len(result.agreement):.3f}")
+    parts += result.messages + (["cancelled"] if result.cancelled else [])
+    print("; ".join(parts) + " → " + ", ".join(p.name for p in result.paths.values()))
 
 
 def _write_outputs(result, out: Path, stem: str, save_prob: bool) -> list[Path]:

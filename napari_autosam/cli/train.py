@@ -9,7 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
-from . import CommandError
+from . import CommandError, channel_list, non_negative_int, open_sam, positive_int
 
 #: The CLI's default training time (seconds, both stages): a few minutes on a 2-core CPU.
 DEFAULT_TIME_LIMIT = 170.0
@@ -61,6 +61,48 @@ def _config(args, resolution: dict | None = None):
     )
 
 
+def _number(text: str) -> float:
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    import argparse
+
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    import argparse
+
+    value = _number(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
+    return value
+
+
+def _input_size(text: str) -> int:
+    import argparse
+
+    from ..models.checkpoint import MAX_INPUT_SIZE
+
+    value = positive_int(text)
+    if value % 16 or not 16 <= value <= MAX_INPUT_SIZE:
+        raise argparse.ArgumentTypeError(f"must be a multiple of 16 from 16 to {MAX_INPUT_SIZE}, got {value}")
+    return value
+
+
 def _summary(result) -> dict:
     meta = result.model.metadata
     return {
@@ -98,19 +140,18 @@ def _run(args) -> int:
     from ..models.store import sam_for_model
     from ..progress import CancelToken
     from ..sam.cache import EmbeddingCache
-    from ..sam.registry import load_sam
     from ..training import train
     from .progressbar import ProgressBar
     from .resolution import load_samples_at
 
     if bool(args.val_images) != bool(args.val_masks):
         raise CommandError("--val-images and --val-masks go together")
-    channels = [int(c) for c in args.channels.split(",")] if args.channels else None
+    channels = args.channels
     samples, resolution = load_samples_at(args.images, args.masks, args, channels=channels)
     val = load_samples_at(args.val_images, args.val_masks, args, channels=channels)[0] if args.val_images else None
     config = _config(args, resolution)
     bar = ProgressBar(unit="step")
-    sam = bar.run(load_sam(sam_for_model(args.sam, args.init), device=args.device))
+    sam = open_sam(sam_for_model(args.sam, args.init), args.device, bar)
     cache = EmbeddingCache(sam, Path(args.cache_dir).expanduser()) if args.cache_dir else None
     cancel = CancelToken()
     task = train(sam, samples, config=config, init=args.init, out=args.out, val_samples=val, cache=cache, cancel=cancel)
@@ -149,14 +190,15 @@ def register(subparsers) -> None:
     parser.add_argument("--sam", default=None,
                         help="SAM variant (vit_b, vit_l, vit_h, tiny) or checkpoint file (default: --init's SAM, else vit_b)")
     parser.add_argument("--init", help="checkpoint to fine-tune from (warm start)")
-    parser.add_argument("--steps", type=int, default=None,
+    parser.add_argument("--steps", type=non_negative_int, default=None,
                         help=f"optimiser steps for g (default {DEFAULT_STEPS}, or from --epochs)")
-    parser.add_argument("--h-steps", type=int, default=None,
+    parser.add_argument("--h-steps", type=non_negative_int, default=None,
                         help=f"optimiser steps for h (default {DEFAULT_H_STEPS}, or from --h-epochs; 0 skips h)")
-    parser.add_argument("--epochs", type=int, default=None,
+    parser.add_argument("--epochs", type=non_negative_int, default=None,
                         help="instead of --steps: passes over the images for g (at least --min-steps steps)")
-    parser.add_argument("--h-epochs", type=int, default=None, help="passes for h (default: like --epochs; 0 skips h)")
-    parser.add_argument("--min-steps", type=int, default=100,
+    parser.add_argument("--h-epochs", type=non_negative_int, default=None,
+                        help="passes for h (default: like --epochs; 0 skips h)")
+    parser.add_argument("--min-steps", type=non_negative_int, default=100,
                         help="floor of steps per stage for --epochs and for early stopping (default 100)")
     parser.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT, metavar="SECONDS",
                         help=f"seconds of training for both stages, encoding excluded (default {DEFAULT_TIME_LIMIT:g}; "
@@ -167,22 +209,26 @@ def register(subparsers) -> None:
                         help="also warp g's input, the cached SAM embedding and the target by a random affine "
                         "(approximate: SAM would compute a different embedding for a warped image)")
     parser.add_argument("--joint", action="store_true", help="train h together with g instead of after it (g frozen)")
-    parser.add_argument("--window", type=int, default=None,
+    parser.add_argument("--window", type=non_negative_int, default=None,
                         help="cut images larger than this into windows of this size (default: the segmentation "
                         "tile size; 0: never)")
-    parser.add_argument("--batch-size", type=int, default=None, help="images per step (default 4 on CPU, 10 on GPU)")
-    parser.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (default 3e-4)")
-    parser.add_argument("--patience", type=int, default=10, help="early stopping patience in validations (0: off)")
-    parser.add_argument("--val-fraction", type=float, default=0.2, help="share of images held out (default 0.2)")
+    parser.add_argument("--batch-size", type=positive_int, default=None,
+                        help="images per step (default 4 on CPU, 10 on GPU)")
+    parser.add_argument("--lr", type=_positive_float, default=3e-4, help="Adam learning rate (default 3e-4)")
+    parser.add_argument("--patience", type=non_negative_int, default=10,
+                        help="early stopping patience in validations (0: off)")
+    parser.add_argument("--val-fraction", type=_fraction, default=0.2, help="share of images held out (default 0.2)")
     parser.add_argument("--val-images", help="explicit validation images (instead of a split)")
     parser.add_argument("--val-masks", help="masks of --val-images")
     parser.add_argument("--generator", choices=sorted(PROMPT_GENERATORS), default=None,
                         help="prompt generator (default hardnet_small on CPU, hardnet85 on GPU; resnet18 starts "
                         "from ImageNet weights, downloaded once)")
-    parser.add_argument("--input-size", type=int, default=None, help="g's input size (default 256 on CPU, 512 on GPU)")
+    parser.add_argument("--input-size", type=_input_size, default=None,
+                        help="g's input size, a multiple of 16 up to 4096 (default 256 on CPU, 512 on GPU)")
     parser.add_argument("--variants", help="comma-separated cached geometric variants, e.g. identity,hflip,vflip,rot90")
     parser.add_argument("--no-augment", action="store_true", help="no colour jitter or affine (any preset)")
-    parser.add_argument("--channels", help="comma-separated channels to use (1 gray, or 2-3 as R,G,B)")
+    parser.add_argument("--channels", type=channel_list, default=None,
+                        help="comma-separated channels to use (1 gray, or 2-3 as R,G,B)")
     parser.add_argument("--pretrained-backbone", help="ImageNet HarDNet weights for a new g")
     parser.add_argument("--cache-dir", help="keep SAM embeddings on disk here, for later runs")
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")

@@ -25,6 +25,68 @@ def _scale(geometry: Geometry) -> np.ndarray:
     return np.array([w / geometry.width, h / geometry.height])
 
 
+def check_points(points, labels, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """``N×2`` ``(x, y)`` points inside an ``H×W`` image and their ``N`` labels (1 foreground, 0 background).
+
+    Raises
+    ------
+    ValueError
+        Naming ``points`` or ``labels``: not N×2 numbers, NaN/inf, outside the
+        image, labels other than 0/1 or a count that differs.
+    """
+    height, width = shape
+    try:
+        xy = np.asarray(points, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"points must be N×2 (x, y) numbers, got {points!r}") from None
+    if xy.size == 0 or xy.size % 2 or (xy.ndim == 2 and xy.shape[1] != 2) or xy.ndim > 2:
+        raise ValueError(f"points must be N×2 (x, y) pixel coordinates, got shape {xy.shape}")
+    xy = xy.reshape(-1, 2)
+    if not np.all(np.isfinite(xy)):
+        raise ValueError("points hold NaN or infinite coordinates; each point must be a finite (x, y) in pixels")
+    outside = (xy[:, 0] < 0) | (xy[:, 0] > width) | (xy[:, 1] < 0) | (xy[:, 1] > height)
+    if outside.any():
+        x, y = xy[np.flatnonzero(outside)[0]]
+        raise ValueError(f"points: ({x:g}, {y:g}) is outside the {height}×{width} image; "
+                         f"x must be in 0..{width} and y in 0..{height}")
+    if labels is None:
+        return xy, np.ones(len(xy))
+    try:
+        lab = np.asarray(labels, dtype=float).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(f"labels must be 0 (background) or 1 (foreground), got {labels!r}") from None
+    if len(lab) != len(xy):
+        raise ValueError(f"{len(xy)} points but {len(lab)} labels")
+    if not np.all(np.isin(lab, (0, 1))):
+        raise ValueError(f"labels must be 0 (background) or 1 (foreground), got {sorted(set(lab.tolist()))}")
+    return xy, lab
+
+
+def check_box(box, shape: tuple[int, int]) -> np.ndarray:
+    """A ``(x0, y0, x1, y1)`` box with ``x0 < x1``, ``y0 < y1`` overlapping an ``H×W`` image, clipped to it.
+
+    Raises
+    ------
+    ValueError
+        Naming ``box``: not 4 finite numbers, inverted or zero-area, or entirely outside the image.
+    """
+    height, width = shape
+    try:
+        xyxy = np.asarray(box, dtype=float).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(f"box must be 4 numbers (x0, y0, x1, y1), got {box!r}") from None
+    if xyxy.size != 4 or not np.all(np.isfinite(xyxy)):
+        raise ValueError(f"box must be 4 finite numbers (x0, y0, x1, y1) in pixels, got {xyxy.tolist()}")
+    x0, y0, x1, y1 = xyxy
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) is inverted or has no area; "
+                         "expected x0 < x1 and y0 < y1")
+    clipped = np.array([max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)])
+    if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
+        raise ValueError(f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) lies outside the {height}×{width} image")
+    return clipped
+
+
 def points_to_sam(points_xy: np.ndarray, geometry: Geometry) -> np.ndarray:
     """``…×2`` ``(x, y)`` pixel coordinates → SAM's input frame (as its ``ResizeLongestSide`` does)."""
     return np.asarray(points_xy, dtype=np.float64) * _scale(geometry)

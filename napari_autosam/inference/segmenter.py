@@ -30,7 +30,7 @@ from ..sam.embedding import Geometry, embed_images, frame_to_original, prepare_i
 from .inputs import ImageLayout, image_layout
 from .instances import InstanceOptions, object_prompts, paste_instances, prompt_instances, split_objects
 from .outputs import Accumulator, SegmentationResult
-from .prompts import boxes_to_sam, decode, mask_prompt, points_to_sam
+from .prompts import boxes_to_sam, check_box, check_points, decode, mask_prompt, points_to_sam
 from .tiling import Tile, new_scratch_dir, tile_grid
 
 MODES = ("semantic", "instances")
@@ -60,6 +60,17 @@ def whole_image_normalization(image, layout: ImageLayout, channels=None) -> Norm
         mosaic = np.concatenate([np.asarray(image[z, ::step, ::step]) for z in range(layout.n_planes)])
         return compute_normalization(mosaic, channels=channels)
     return compute_normalization(image, channel_axis=layout.channel_axis, channels=channels)
+
+
+def _as_image(image):
+    """Arrays (numpy or lazy) as they are; nested lists and tuples as numpy arrays; others refused."""
+    if hasattr(image, "shape") and hasattr(image, "dtype"):
+        return image
+    try:
+        return np.asarray(image)
+    except (TypeError, ValueError):  # ragged lists and the like
+        raise ValueError(f"image must be an array (or nested lists of equal length), "
+                         f"got a {type(image).__name__} that is not one") from None
 
 
 def _output_store(store: str | os.PathLike | None) -> Path:
@@ -143,6 +154,7 @@ class Segmenter:
         """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        image = _as_image(image)
         if tile is not None and not (tile >= 64 and 0 <= overlap < tile):
             raise ValueError(f"need tile >= 64 and 0 <= overlap < tile, got tile={tile}, overlap={overlap}")
         layout = image_layout(image, channel_axis, stack=stack)
@@ -160,9 +172,9 @@ class Segmenter:
             items = []
         else:
             items = [(z, t) for z in range(layout.n_planes) for t in tiles]
-        # Tiles of a large image go to the cache only when it keeps them on disk: in memory they
-        # would make the memory held grow with the image.
-        use_cache = self.cache.directory is not None or len(tiles) == 1
+        # Tiles of a large image go to the cache only when it keeps them on disk ("disk": not in its
+        # memory part either): in memory they would make the memory held grow with the image.
+        use_cache = True if len(tiles) == 1 else "disk" if self.cache.directory is not None else False
         clock = Stopwatch(len(items))
         cancelled = False
         for start in range(0, len(items), self.batch_size):
@@ -202,7 +214,7 @@ class Segmenter:
                                         normalization=normalization, stack=False, **kwargs))
 
     def _segment_batch(self, image, layout: ImageLayout, batch: list[tuple[int, Tile]], normalization, channels,
-                       out: Accumulator, mode: str, options: InstanceOptions, use_cache: bool) -> Task[None]:
+                       out: Accumulator, mode: str, options: InstanceOptions, use_cache) -> Task[None]:
         rgbs = [to_rgb_uint8(layout.read(image, z, t.window), channel_axis=layout.plane_channel_axis,
                              channels=channels, normalization=normalization)[0] for z, t in batch]
         embeddings = yield from self._embeddings(rgbs, use_cache)
@@ -213,10 +225,11 @@ class Segmenter:
                 source = h if (options.source == "h" and h is not None) else autosam
                 self._instances(out, z, t, source, embeddings[k : k + 1], options)
 
-    def _embeddings(self, rgbs: list[np.ndarray], use_cache: bool) -> Task[torch.Tensor]:
-        """``N×256×64×64`` SAM embeddings, through the cache when ``use_cache`` (encoding progress nested)."""
+    def _embeddings(self, rgbs: list[np.ndarray], use_cache) -> Task[torch.Tensor]:
+        """``N×256×64×64`` SAM embeddings, through the cache when ``use_cache`` (on disk only when "disk";
+        encoding progress nested)."""
         if use_cache:
-            return (yield from nested(self.cache.embed_many(rgbs, batch_size=len(rgbs))))
+            return (yield from nested(self.cache.embed_many(rgbs, batch_size=len(rgbs), remember=use_cache != "disk")))
         return (yield from nested(embed_images(self.sam, rgbs, batch_size=len(rgbs))))
 
     @torch.inference_mode()
@@ -280,12 +293,9 @@ class Segmenter:
         geometry = Geometry(*rgb.shape[:2])
         point_arg = None
         if points is not None:
-            xy = np.asarray(points, dtype=float).reshape(-1, 2)
-            lab = np.ones(len(xy)) if labels is None else np.asarray(labels, dtype=float).reshape(-1)
-            if len(lab) != len(xy):
-                raise ValueError(f"{len(xy)} points but {len(lab)} labels")
+            xy, lab = check_points(points, labels, rgb.shape[:2])
             point_arg = (points_to_sam(xy, geometry)[None], lab[None])
-        boxes = None if box is None else boxes_to_sam(np.asarray(box, dtype=float).reshape(1, 4), geometry)
+        boxes = None if box is None else boxes_to_sam(check_box(box, rgb.shape[:2]).reshape(1, 4), geometry)
         masks = None
         if mask_input is not None:
             mask_input = np.asarray(mask_input)

@@ -103,8 +103,25 @@ def _read(path: str | os.PathLike, *, keep_palette: bool) -> np.ndarray:
                     return np.asarray(pil)
         # Naming the plugin skips imageio's search through every plugin on corrupt files.
         return np.asarray(iio.imread(path, plugin="pillow"))
+    except MemoryError:
+        raise
     except Exception as error:  # the readers raise many unrelated types for bad files
-        raise ImageReadError(path, f"{type(error).__name__}: {error}") from error
+        raise ImageReadError(path, _unreadable(path, error)) from error
+
+
+def _unreadable(path: Path, error: BaseException) -> str:
+    """Why ``path`` could not be read, in words (the readers' own messages can be cryptic)."""
+    kind = {".tif": "TIFF", ".tiff": "TIFF", ".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower(),
+                                                                                  path.suffix.lstrip(".").upper())
+    try:
+        if path.stat().st_size == 0:
+            return "the file is empty (0 bytes)"
+    except OSError:
+        pass
+    text = str(error)
+    if "can not handle" in text or "cannot identify" in text or "not a TIFF" in text.lower():
+        return f"not a readable {kind} image (the file is damaged or holds something else)"
+    return f"not a readable {kind} image ({type(error).__name__}: {text})"
 
 
 def _open_tiff_zarr(path: Path, level: int | None):
@@ -144,7 +161,7 @@ def open_lazy(path: str | os.PathLike):
                 pass
         return _open_tiff_zarr(path, level=0)
     except Exception as error:
-        raise ImageReadError(path, f"{type(error).__name__}: {error}") from error
+        raise ImageReadError(path, _unreadable(path, error)) from error
 
 
 def pyramid_levels(path: str | os.PathLike) -> list:
@@ -187,6 +204,9 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
         colour = mask[..., :3]
         if np.array_equal(colour[..., 0], colour[..., 1]) and np.array_equal(colour[..., 0], colour[..., 2]):
             mask = np.ascontiguousarray(colour[..., 0])
+        else:
+            raise ImageReadError(path, f"the mask is a colour image of shape {mask.shape}; a mask must be H×W "
+                                 "labels or a binary mask (save the labels as a single-channel image)")
     if mask.dtype == bool:
         return mask.astype(np.uint8)
     if mask.dtype.kind == "f":
@@ -272,6 +292,13 @@ def pair_images_and_masks(images_dir: str | os.PathLike, masks_dir: str | os.Pat
         candidates.setdefault(key, []).append((suffixed, mask))
         if suffixed:  # the exact stem may itself be an image name ("a_seg" image with "a_seg" mask)
             candidates.setdefault(image_stem(mask), []).append((False, mask))
+    by_stem: dict[str, Path] = {}
+    for image in images:
+        if image_stem(image) in by_stem:
+            raise ValueError(f"images {by_stem[image_stem(image)].name!r} and {image.name!r} in {str(images_dir)!r} "
+                             f"have the same stem {image_stem(image)!r}, so one mask would pair with both; "
+                             "rename or move one of them")
+        by_stem[image_stem(image)] = image
     pairs, missing = [], []
     for image in images:
         matches = sorted(candidates.get(image_stem(image), []), key=lambda match: match[0])

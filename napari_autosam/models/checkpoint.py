@@ -25,6 +25,10 @@ from ..io.atomic import atomic_path
 
 FORMAT = "napari-autosam/1"
 META_KEY = "napari_autosam"
+#: Largest g input side a checkpoint may ask for (a crafted file must not make us allocate gigabytes).
+MAX_INPUT_SIZE = 4096
+#: Largest width of a surrogate layer a checkpoint may ask for.
+MAX_CHANNELS = 4096
 
 
 class CheckpointError(ValueError):
@@ -91,7 +95,49 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not a napari-autosam checkpoint: {exc}") from exc
     if META_KEY not in header:
         raise CheckpointError(f"{path} is a safetensors file but not a napari-autosam checkpoint")
-    return json.loads(header[META_KEY])
+    try:
+        meta = json.loads(header[META_KEY])
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: its napari-autosam metadata is not JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: its napari-autosam metadata is a {type(meta).__name__}, expected an object")
+    return meta
+
+
+def _whole(value, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _architecture(meta: dict[str, Any], path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The g and h settings of the metadata, checked for type and bounded in size before anything is built."""
+    g = meta.get("prompt_generator")
+    if not isinstance(g, dict) or not isinstance(g.get("name"), str):
+        raise CheckpointError(f"{path}: the metadata lacks prompt_generator {{\"name\": ..., \"input_size\": ...}} "
+                              f"(found {json.dumps(g)[:80]})")
+    unknown = sorted(set(g) - {"name", "input_size"})
+    if unknown:
+        raise CheckpointError(f"{path}: prompt_generator has unknown settings {unknown}")
+    size = g.get("input_size", 512)
+    if not _whole(size, 16, MAX_INPUT_SIZE) or size % 16:
+        raise CheckpointError(f"{path}: prompt_generator input_size is {size!r}; expected a multiple of 16 "
+                              f"between 16 and {MAX_INPUT_SIZE}")
+    if not isinstance(meta.get("sam_variant"), (str, type(None))):
+        raise CheckpointError(f"{path}: sam_variant is {meta['sam_variant']!r}; expected a SAM name or null")
+    h = meta.get("surrogate")
+    if h is None:
+        return dict(g), None
+    if not isinstance(h, dict) or sorted(set(h) - {"embed_dim", "hidden_channels"}):
+        raise CheckpointError(f"{path}: surrogate settings {json.dumps(h)[:80]} are not "
+                              "{\"embed_dim\": int, \"hidden_channels\": [int, int]}")
+    hidden = h.get("hidden_channels", (64, 16))
+    if not _whole(h.get("embed_dim", 256), 1, MAX_CHANNELS) or not (
+            isinstance(hidden, (list, tuple)) and len(hidden) == 2 and all(_whole(c, 1, MAX_CHANNELS) for c in hidden)):
+        raise CheckpointError(f"{path}: surrogate settings {json.dumps(h)[:80]} are out of range "
+                              f"(whole numbers from 1 to {MAX_CHANNELS})")
+    h = dict(h)
+    if "hidden_channels" in h:
+        h["hidden_channels"] = tuple(hidden)
+    return dict(g), h
 
 
 def _fill(module: nn.Module, state: dict[str, torch.Tensor], what: str, path: Path) -> None:
@@ -124,14 +170,14 @@ def load_checkpoint(path: str | os.PathLike, *, device: torch.device | str = "cp
         tensors = load_file(str(path), device="cpu")
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"cannot read the tensors of {path}: {exc}") from exc
-    g_config = dict(meta["prompt_generator"])
+    g_config, h_config = _architecture(meta, path)
     try:
         generator = build_prompt_generator(**g_config)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path} names a prompt generator this version cannot build ({g_config}): {exc}") from exc
     _fill(generator, {k[2:]: v for k, v in tensors.items() if k.startswith("g.")}, "prompt generator", path)
     surrogate = None
-    if meta.get("surrogate") is not None:
-        surrogate = SurrogateDecoder(**meta["surrogate"])
+    if h_config is not None:
+        surrogate = SurrogateDecoder(**h_config)
         _fill(surrogate, {k[2:]: v for k, v in tensors.items() if k.startswith("h.")}, "surrogate decoder", path)
     return ModelCheckpoint(generator.to(device).eval(), surrogate.to(device).eval() if surrogate else None, meta)

@@ -252,7 +252,9 @@ class HarDNet(nn.Module):
 
 
 def _read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    from ..io.weights import read_state_dict
+
+    state = read_state_dict(path, "file of HarDNet weights")  # safe load; clear errors for foreign files
     if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping):

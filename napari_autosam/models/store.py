@@ -5,6 +5,15 @@ Layout::
     <root>/v0001.safetensors     # each training run adds the next number
     <root>/v0002.safetensors
     <root>/active.json           # {"active": "v0002"}: the version in use
+    <root>/store.lock            # cross-process lock for reservations and the pointer
+
+A training run claims its number with a placeholder ``.vNNNN.reserved`` that
+it holds locked (an OS file lock, released when the process ends, however it
+ends) until the version is written.  A placeholder nobody holds, and the
+temporary files of a version written by a process that died, are removed
+the next time a version is reserved (:meth:`ModelStore.clean`), so a killed
+run never leaves debris or makes numbers skip ahead; placeholders are never
+counted as versions.
 """
 
 from __future__ import annotations
@@ -14,10 +23,22 @@ import os
 import re
 from pathlib import Path
 
+import filelock
+
 from ..io.atomic import atomic_write_text
 from .checkpoint import read_metadata
 
 _VERSION = re.compile(r"^v(\d{4,})\.safetensors$")
+_RESERVED = re.compile(r"^\.(v\d{4,})\.reserved$")
+_PART = re.compile(r"^\.(v\d{4,}\.safetensors|active\.json)\..*\.part")
+POINTER = "active.json"
+LOCK = "store.lock"
+#: Seconds to wait for another process working on the same store.
+LOCK_TIMEOUT = 60.0
+
+
+class ModelStoreError(ValueError):
+    """A model store whose files cannot be used as they are; the message names the file."""
 
 
 class ModelStore:
@@ -25,6 +46,44 @@ class ModelStore:
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
+        self._held: dict[str, filelock.BaseFileLock] = {}
+
+    def _lock(self) -> filelock.BaseFileLock:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return filelock.FileLock(str(self.root / LOCK), timeout=LOCK_TIMEOUT)
+
+    def clean(self) -> list[Path]:
+        """Remove placeholders and temporary files whose owner process is gone; return what went.
+
+        Takes the store's lock; a placeholder held by a live run stays, and
+        so do the temporary files of the version it is writing.
+        """
+        if not self.root.is_dir():
+            return []
+        removed = []
+        with self._lock():
+            live = set(self._held)  # this process's own claims
+            for path in self.root.iterdir():
+                match = _RESERVED.match(path.name)
+                if not match or match.group(1) in live:
+                    continue
+                probe = filelock.FileLock(str(path), timeout=0)
+                try:
+                    probe.acquire()
+                except filelock.Timeout:
+                    live.add(match.group(1))  # a running training holds it
+                    continue
+                try:
+                    path.unlink(missing_ok=True)
+                    removed.append(path)
+                finally:
+                    probe.release()
+            for path in self.root.iterdir():  # temporary files of versions (or the pointer) nobody is writing
+                match = _PART.match(path.name)
+                if match and match.group(1).split(".")[0] not in live:
+                    path.unlink(missing_ok=True)
+                    removed.append(path)
+        return removed
 
     def versions(self) -> list[str]:
         """Version names (``"v0001"``, …) in order, oldest first."""
@@ -42,44 +101,68 @@ class ModelStore:
     def reserve(self) -> tuple[str, Path]:
         """Claim the next free version name; returns ``(name, path)``.
 
-        The claim is an empty placeholder created exclusively, so two runs
-        never pick the same number; :meth:`commit` writes over it.
+        The claim is a placeholder ``.vNNNN.reserved`` created exclusively
+        and held locked by this process until :meth:`release`, so two runs
+        never pick the same number and a dead run's claim is recognised
+        (and cleaned, see :meth:`clean`) by the next one.
         """
-        self.root.mkdir(parents=True, exist_ok=True)
-        number = int(self.versions()[-1][1:]) + 1 if self.versions() else 1
-        while True:
-            name = f"v{number:04d}"
-            placeholder = self.root / f".{name}.reserved"
-            try:
-                fd = os.open(placeholder, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                number += 1
-                continue
-            os.close(fd)
-            if (self.root / f"{name}.safetensors").exists():
-                number += 1
-                continue
-            return name, self.root / f"{name}.safetensors"
+        self.clean()
+        with self._lock():
+            versions = self.versions()
+            number = int(versions[-1][1:]) + 1 if versions else 1
+            while True:
+                name = f"v{number:04d}"
+                placeholder = self.root / f".{name}.reserved"
+                if (self.root / f"{name}.safetensors").exists() or placeholder.exists():
+                    number += 1
+                    continue
+                held = filelock.FileLock(str(placeholder), timeout=0)
+                held.acquire()
+                self._held[name] = held
+                return name, self.root / f"{name}.safetensors"
 
     def release(self, version: str) -> None:
-        """Drop the reservation marker of a version (after it is written or abandoned)."""
-        (self.root / f".{version}.reserved").unlink(missing_ok=True)
+        """Drop the reservation of a version (after it is written or abandoned)."""
+        held = self._held.pop(version, None)
+        placeholder = self.root / f".{version}.reserved"
+        if held is None:
+            placeholder.unlink(missing_ok=True)
+            return
+        with self._lock():
+            placeholder.unlink(missing_ok=True)
+            held.release()
 
     @property
     def active(self) -> str | None:
-        """The version in use: the one ``active.json`` names, else the newest."""
-        pointer = self.root / "active.json"
-        if pointer.is_file():
-            name = json.loads(pointer.read_text()).get("active")
-            if name in self.versions():
-                return name
+        """The version in use: the one ``active.json`` names, else (no pointer yet) the newest.
+
+        Raises
+        ------
+        ModelStoreError
+            ``active.json`` is not JSON, not ``{"active": "vNNNN"}``, or names
+            a version that is not in the store.
+        """
+        pointer = self.root / POINTER
         versions = self.versions()
-        return versions[-1] if versions else None
+        if not pointer.is_file():
+            return versions[-1] if versions else None
+        expected = 'expected {"active": "vNNNN"} naming one of ' + (", ".join(versions) or "no versions")
+        try:
+            data = json.loads(pointer.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelStoreError(f"{pointer} is not readable JSON ({exc}); {expected}") from None
+        name = data.get("active") if isinstance(data, dict) else None
+        if not isinstance(name, str):
+            raise ModelStoreError(f"{pointer} holds {json.dumps(data)[:80]}; {expected}")
+        if name not in versions:
+            raise ModelStoreError(f"{pointer} names {name!r}, which is not in the store; {expected}")
+        return name
 
     def activate(self, version: str) -> Path:
         """Make ``version`` the one in use (a rollback is activating an older one)."""
         path = self.path(version)
-        atomic_write_text(self.root / "active.json", json.dumps({"active": version}))
+        with self._lock():
+            atomic_write_text(self.root / POINTER, json.dumps({"active": version}))
         return path
 
     def describe(self) -> list[dict]:

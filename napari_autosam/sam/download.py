@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from napari_autosam.io.atomic import atomic_path, atomic_write_text
+from napari_autosam.io.atomic import atomic_path, atomic_write_text, remove_stale_parts
 from napari_autosam.paths import CACHE_ENV, cache_dir, checkpoint_dir  # noqa: F401  (the locations' one home)
 from napari_autosam.progress import CancelToken, Cancelled, Progress, Stopwatch
 
@@ -293,8 +293,9 @@ def download(
     dest = Path(dest)
     hint = _by_hand(url, dest, md5=md5, size=size)
     request = urllib.request.Request(url, headers={"User-Agent": "napari-autosam"})
+    remove_stale_parts(dest)  # what a killed download left behind
     try:
-        with atomic_path(dest) as tmp, urllib.request.urlopen(request, timeout=timeout) as response:
+        with atomic_path(dest, owned=True) as tmp, urllib.request.urlopen(request, timeout=timeout) as response:
             announced = _content_length(response)
             if size is not None and announced is not None and announced != size:
                 raise DownloadError(

@@ -158,6 +158,8 @@ def infer_variant(state_dict: dict[str, torch.Tensor]) -> str:
     key = "image_encoder.patch_embed.proj.weight"
     if key not in state_dict:
         raise SamCheckpointError(f"not a SAM state dict: it has no {key!r} entry")
+    if state_dict[key].ndim != 4:
+        raise SamCheckpointError(f"not a SAM state dict: {key} has shape {tuple(state_dict[key].shape)}, not 4D")
     width = int(state_dict[key].shape[0])
     depth = len({k.split(".")[2] for k in state_dict if k.startswith("image_encoder.blocks.")})
     for arch in ARCHITECTURES.values():
@@ -167,25 +169,35 @@ def infer_variant(state_dict: dict[str, torch.Tensor]) -> str:
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    from ..io.weights import WeightsFileError, read_state_dict
+
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors, truncated files, non-torch files
-        raise SamCheckpointError(f"cannot read SAM checkpoint {path}: {exc}") from exc
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
-    if not isinstance(state, dict):
-        raise SamCheckpointError(f"{path} does not hold a state dict")
-    return state
+        return read_state_dict(path, "SAM checkpoint")
+    except WeightsFileError as exc:
+        raise SamCheckpointError(str(exc)) from None
+
+
+def _shape_mismatches(sam: Sam, state: dict[str, torch.Tensor]) -> list[str]:
+    own = sam.state_dict()
+    return [f"{k} is {tuple(v.shape)} in the file but {tuple(own[k].shape)} in SAM"
+            for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
 
 
 def load_sam_checkpoint(path: str | os.PathLike, *, variant: str | None = None) -> Sam:
     """Build the right SAM for the state dict at ``path`` and load it, frozen, in eval mode."""
     path = Path(path)
     state = _read_state_dict(path)
-    found = infer_variant(state)
+    try:
+        found = infer_variant(state)
+    except SamCheckpointError as exc:
+        raise SamCheckpointError(f"{path} is {exc}") from None
     if variant is not None and variant != found:
         raise SamCheckpointError(f"{path} holds a {found} SAM, not {variant}")
     sam = SAM_BUILDERS[found]()
+    wrong = _shape_mismatches(sam, state)
+    if wrong:
+        more = f" (+{len(wrong) - 3} more)" if len(wrong) > 3 else ""
+        raise SamCheckpointError(f"{path} does not fit SAM {found}: " + "; ".join(wrong[:3]) + more)
     result = sam.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise SamCheckpointError(

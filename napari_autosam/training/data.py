@@ -95,6 +95,9 @@ def _plane_samples(image, mask, name, label, channel_axis, channels, percentiles
     except ValueError as exc:
         raise TrainingDataError(f"{label}: {exc}") from exc
     fg = _foreground(mask, label)
+    if fg.ndim == 3 and fg.shape[-1] in (3, 4) and fg.shape[:2] == rgb.shape[:2]:
+        raise TrainingDataError(f"{label}: the mask is a colour image of shape {tuple(fg.shape)}; a mask must be "
+                                "H×W labels or a binary mask")
     if fg.ndim != 2 or fg.shape != rgb.shape[:2]:
         raise TrainingDataError(
             f"{label}: the image is {rgb.shape[0]}×{rgb.shape[1]} (shape {tuple(image.shape)}) "

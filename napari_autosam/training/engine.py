@@ -30,7 +30,7 @@ from ..models.prompt_generator import build_prompt_generator
 from ..models.surrogate import SurrogateDecoder
 from ..progress import CancelToken, Progress, Stopwatch, Task
 from .config import TrainConfig
-from .data import Sample, check_samples, split_samples
+from .data import Sample, TrainingDataError, check_samples, split_samples
 from .holdout import STRIP_BELOW, VAL_KIND_GIVEN, VAL_KIND_IMAGES, VAL_KIND_SELF, VAL_KIND_STRIP, strip_split
 from .output import Destination, write_model
 from .prepared import prepare
@@ -99,6 +99,9 @@ def initial_model(
 def _split(samples, val_samples, config: TrainConfig) -> tuple[list[Sample], list[Sample], str, str]:
     """``(train, validation, note, val_kind)``; see :mod:`.holdout` for the strips."""
     if val_samples is not None:
+        if not list(val_samples):
+            raise TrainingDataError("the validation set is empty (val_samples=[]); give validation samples, "
+                                    "or None for a held-out split of the training images")
         return list(samples), check_samples(val_samples), "given", VAL_KIND_GIVEN
     sources = {s.source or s.name for s in samples}
     if len(sources) < STRIP_BELOW:

@@ -1,0 +1,139 @@
+"""Results of big images as lazy multiscale Labels layers read from the OME-Zarr labels on disk.
+
+A plane larger than :data:`~napari_autosam.io.labels_zarr.ON_DISK_ABOVE`
+pixels is segmented tile by tile into ``<data>/labels/<stem>-<hash>/<stem>_autosam.ome.zarr``
+(and ``_h``, ``_instances``); the AutoSAM / h(g(I)) / instances layers then
+show those folders' pyramids (napari reads only the tiles it draws), with the
+scale and translation that overlay them on the image.  Segmenting the visible
+region updates only that region on disk.  Smaller images keep in-memory layers
+(:mod:`.layers`).  Such layers cannot be painted: "Edit region" (:mod:`.region`)
+copies a region into an ordinary layer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from napari.layers import Labels
+from napari.utils.colormaps import DirectLabelColormap
+
+from .. import paths
+from ..inference.ondisk import OnDiskResult, segment_to_labels
+from ..io.images import image_stem
+from ..io.labels_zarr import LabelImage, Placement, labels_on_disk
+from ..io.working import Resolution, describe
+from ..slide_regions import resolution_facts
+from .layers import (
+    META_KEY,
+    ROLES,
+    ImageTarget,
+    _autosam_colors,
+    _free_name,
+    find_output,
+)
+
+
+def on_disk(target: ImageTarget) -> bool:
+    """Whether this image's results go to disk (single planes above the threshold; stacks stay in memory)."""
+    return not target.is_stack and labels_on_disk(target.plane_shape)
+
+
+def is_on_disk(layer) -> bool:
+    """Whether an output layer shows on-disk labels (and so cannot be painted)."""
+    info = layer.metadata.get(META_KEY) if isinstance(layer.metadata, dict) else None
+    return isinstance(info, dict) and bool(info.get("path"))
+
+
+def resolution_of(target: ImageTarget) -> Resolution:
+    """The working resolution of a target: a slide's chosen one, else level 0 (µm/px from the layer's metadata)."""
+    resolution = getattr(target, "resolution", None)  # segment_section.WorkingTarget
+    if resolution is not None:
+        return resolution
+    mpp = target.layer.metadata.get("mpp") if isinstance(target.layer.metadata, dict) else None
+    if isinstance(mpp, (int, float)):
+        mpp = (mpp, mpp)
+    mpp = tuple(float(v) for v in mpp) if isinstance(mpp, (list, tuple)) and len(mpp) == 2 else None
+    return Resolution(0, 1.0, mpp)
+
+
+def placement_of(target: ImageTarget) -> Placement:
+    """Scale and translation (world units of the image layer) of one working-resolution label pixel."""
+    transform = target.output_transform()  # the working-resolution mapping for slides
+    y, x = target.spatial_axes()[-2:]
+    units = [str(u) for u in getattr(target.layer, "units", ())]
+    unit = "micrometer" if len(units) > x and units[y] == units[x] == "micrometer" else None
+    return Placement(tuple(float(v) for v in transform["scale"][-2:]),
+                     tuple(float(v) for v in transform["translate"][-2:]), unit)
+
+
+def stem_of(target: ImageTarget) -> str:
+    path = getattr(target.layer.source, "path", None)
+    return image_stem(path) if path else target.name
+
+
+def folder_of(session, target: ImageTarget) -> Path:
+    return paths.labels_dir(target.source, stem_of(target), session.root)
+
+
+def segment_task(session, target: ImageTarget, region, mode: str, token, *, tile: int, tile_above: int, overlap: int):
+    """The generator that segments ``target`` (or ``region`` of it) into its on-disk labels."""
+    height, width = target.plane_shape if region is None else (region[1] - region[0], region[3] - region[2])
+    resolution = resolution_of(target)
+    attributes = {"source": target.source, "resolution": resolution_facts(resolution)}
+    return segment_to_labels(session.segmenter, target.data, folder_of(session, target), stem_of(target), region=region,
+                             channel_axis=target.layout.channel_axis, mode=mode, cancel=token, overlap=overlap,
+                             tile=tile if max(height, width) > tile_above else None,
+                             placement=placement_of(target), attributes=attributes)
+
+
+def show_labels(viewer, target: ImageTarget, role: str, path: Path) -> Labels:
+    """The output layer of ``role`` showing the label image at ``path`` lazily (added, or refreshed in place)."""
+    image = LabelImage.open(path)
+    layer = find_output(viewer, target.name, role)
+    if layer is not None and is_on_disk(layer) and layer.metadata[META_KEY]["path"] == str(path) \
+            and tuple(layer.data[0].shape) == image.shape:
+        layer.refresh()  # same folder, same shape: the zarr arrays read the new chunks
+        return layer
+    if layer is not None:
+        viewer.layers.remove(layer)
+    base, _dtype, colors = ROLES[role]
+    colors = _autosam_colors() if colors == "autosam" else colors
+    kwargs = {"colormap": DirectLabelColormap(color_dict=colors)} if colors is not None else {}
+    y, x = target.spatial_axes()[-2:]
+    units = getattr(target.layer, "units", None)
+    if units is not None:
+        kwargs["units"] = [units[y], units[x]]
+    return viewer.add_labels(image.multiscale(), multiscale=True, name=_free_name(viewer, base, target.name),
+                             metadata={META_KEY: {"image": target.name, "role": role, "path": str(path)}},
+                             **image.layer_transform(), **kwargs)
+
+
+def show_result(section, target: ImageTarget, result: OnDiskResult, model_label: str, request=None) -> None:
+    """Show an on-disk result in the output layers and say what happened in the segment section's note.
+
+    ``request`` is the working-resolution choice it was made at (kept for Edit region).
+    """
+    viewer = section.viewer
+    if target.name not in viewer.layers:
+        return
+    section.normalizations[target.name] = result.normalization
+    for role, path in result.paths.items():
+        layer = show_labels(viewer, target, role, path)
+        info = layer.metadata[META_KEY]
+        info["model"] = model_label
+        info["resolution_request"] = request
+        if role == "autosam" and result.agreement:
+            info["agreement"] = {**dict(info.get("agreement", {})), 0: result.agreement[0]}
+    section._select_for_editing(target)
+    notes = list(result.messages)
+    where = "the region" if result.region is not None else "the image"
+    notes.append(f"The labels are stored in {Path(result.paths['autosam']).parent} and shown from there; "
+                 "to correct them, zoom in and press Edit region.")
+    if getattr(target, "resolution", None) is not None:
+        notes.append(f"Segmented at {describe(target.resolution)}.")
+    if result.untrained:
+        notes.append("The prompt generator is untrained, so this mask is only a starting point.")
+    if result.cancelled:
+        notes.append("Cancelled: the tiles not reached are empty.")
+    section.note.setText(f"{model_label}: {result.foreground:.0%} of the pixels of {where} are foreground. "
+                         + " ".join(notes))
