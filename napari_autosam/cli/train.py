@@ -194,7 +194,7 @@ def register(subparsers) -> None:
                         help=f"optimiser steps for g (default {DEFAULT_STEPS}, or from --epochs)")
     parser.add_argument("--h-steps", type=non_negative_int, default=None,
                         help=f"optimiser steps for h (default {DEFAULT_H_STEPS}, or from --h-epochs; 0 skips h)")
-    parser.add_argument("--epochs", type=non_negative_int, default=None,
+    parser.add_argument("--epochs", type=positive_int, default=None,
                         help="instead of --steps: passes over the images for g (at least --min-steps steps)")
     parser.add_argument("--h-epochs", type=non_negative_int, default=None,
                         help="passes for h (default: like --epochs; 0 skips h)")
