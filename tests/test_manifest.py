@@ -35,8 +35,8 @@ def test_discovered_by_npe2_in_this_install():
     manifest = pm.get_manifest("napari-autosam")
     contributions = manifest.contributions
     assert [w.display_name for w in contributions.widgets] == ["AutoSAM"]
-    assert {r.command for r in contributions.readers} == {"napari-autosam.get_reader"}
-    assert [w.layer_types for w in contributions.writers] == [["labels"]]
+    assert {"napari-autosam.get_reader", "napari-autosam.get_geojson_reader"} <= {r.command for r in contributions.readers}
+    assert [w.layer_types for w in contributions.writers] == [["labels"], ["labels"]]
     assert {s.key for s in contributions.sample_data} == {"nuclei_he", "nuclei_fluorescence", "nuclei_3d"}
     assert "*.tif" in contributions.readers[0].filename_patterns
 

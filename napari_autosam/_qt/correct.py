@@ -20,7 +20,7 @@ from qtpy.QtWidgets import QCheckBox, QGridLayout, QLabel, QPushButton, QVBoxLay
 from ..progress import single_step
 from . import notify
 from .layers import ImageTarget, current_plane, find_output, role_of, visible_region
-from .segment_section import OVERLAP, TILE, TILE_ABOVE
+from .segment_section import OVERLAP, TILE
 from .workers import ProgressPanel, TaskRunner
 
 POSITIVE, NEGATIVE = "#33ff66", "#ff3355"
@@ -185,16 +185,17 @@ class CorrectSection(QWidget):
 
     def _window(self, target: ImageTarget, anchor: tuple[float, float]) -> tuple[int, int, int, int]:
         height, width = target.plane_shape
-        if max(height, width) <= TILE_ABOVE:
-            return 0, height, 0, width
-        from ..inference.tiling import tile_grid
+        from ..inference.tiling import auto_tile, segmentation_tiles
 
+        if auto_tile((height, width)) is None:
+            return 0, height, 0, width
         y, x = anchor
-        for tile in tile_grid((height, width), TILE, OVERLAP):
+        tiles = segmentation_tiles((height, width), TILE, OVERLAP)  # the segmenter's own layout
+        for tile in tiles:
             y0, y1, x0, x1 = tile.core
             if y0 <= y < y1 and x0 <= x < x1:
                 return tile.window
-        return tile_grid((height, width), TILE, OVERLAP)[0].window
+        return tiles[0].window
 
     def _prompts_changed(self, event=None) -> None:
         if event is not None and getattr(event, "action", "added") not in ("added", "removed", "changed"):

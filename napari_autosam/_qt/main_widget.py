@@ -5,6 +5,7 @@
 3. Compare — h(g(I)) beside AutoSAM, where they disagree, their Dice
 4. Correct — napari's label tools or SAM point/box prompts; accept the result
 5. Fine-tune — train on accepted corrections in the background; versions and rollback
+6. Review — regions sorted by how unsure the model is; go to the next one, correct, accept
 
 Four background runners (loading models, segmenting, fine-tuning, answering
 SAM prompts), each running one task at a time, so users keep segmenting and
@@ -21,6 +22,7 @@ from .correct import CorrectSection
 from .finetune_section import FinetuneSection
 from .model_section import ModelSection
 from .region import RegionEditor
+from .review import ReviewSection
 from .segment_section import SegmentSection
 from .session import Session
 from .workers import TaskRunner
@@ -98,6 +100,7 @@ class AutoSAMWidget(QWidget):
         self.region_editor = RegionEditor(napari_viewer, self.session, self.segment_section, self.correct_section)
         self.correct_section.layout().addWidget(self.region_editor)  # "Edit region" for big images
         self.finetune_section = FinetuneSection(napari_viewer, self.session, self.segment_section, self.train_runner)
+        self.review_section = ReviewSection(napari_viewer, self.session, self.segment_section, self.correct_section)
 
         content = _Column()
         column = QVBoxLayout(content)
@@ -107,6 +110,7 @@ class AutoSAMWidget(QWidget):
             ("3  Compare", self.compare_section),
             ("4  Correct", self.correct_section),
             ("5  Fine-tune", self.finetune_section),
+            ("6  Review", self.review_section),
         ):
             box = QGroupBox(title)
             inner = QVBoxLayout(box)

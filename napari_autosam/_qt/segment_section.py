@@ -20,6 +20,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..inference.inputs import image_layout
+from ..inference.tiling import AUTO_TILE, AUTO_TILE_ABOVE, DEFAULT_OVERLAP, auto_tile
 from ..io.slides import slide_from_layer
 from ..io.working import (
     ResolutionError,
@@ -37,10 +38,8 @@ from .layers import ImageTarget, current_plane, ensure_output, find_output, imag
 from .session import Session
 from .workers import ProgressPanel, TaskRunner
 
-#: Planes larger than this (pixels on the long side) are segmented in tiles of TILE.
-TILE = 1024
-TILE_ABOVE = 1536
-OVERLAP = 128
+#: The one tiling rule (inference.tiling): planes larger than TILE_ABOVE px go in tiles of TILE.
+TILE, TILE_ABOVE, OVERLAP = AUTO_TILE, AUTO_TILE_ABOVE, DEFAULT_OVERLAP
 
 SCOPES = {
     "slice": "Current slice",
@@ -58,6 +57,7 @@ class Request:
     scope: str
     instances: bool
     resolution: dict | None = None  # working_image keywords ({"level": 1} / {"mpp": 0.5}); None: full resolution
+    preview: bool = False  # h(g(I)) only, no SAM encoder
 
 
 @dataclass
@@ -113,6 +113,10 @@ class SegmentSection(QWidget):
         self.segment_button = QPushButton("Segment")
         self.segment_button.setToolTip("Segment the chosen image with AutoSAM and h(g(I)) in the background (Shift+Alt+R)")
         self.segment_button.clicked.connect(lambda: self.segment())
+        self.preview_button = QPushButton("Preview (h only)")
+        self.preview_button.setToolTip("A fast look with the surrogate h(g(I)) only: SAM's image encoder does not "
+                                       "run, so it takes a fraction of the time (the 'h(g(I))' layer)")
+        self.preview_button.clicked.connect(lambda: self.segment(preview=True))
         self.note = QLabel("")
         self.note.setWordWrap(True)
         self.note.setToolTip("About the last segmentation")
@@ -129,7 +133,10 @@ class SegmentSection(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(form)
         layout.addWidget(self.instances_check)
-        layout.addWidget(self.segment_button)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.segment_button)
+        buttons.addWidget(self.preview_button)
+        layout.addLayout(buttons)
         layout.addWidget(ProgressPanel(runner))
         layout.addWidget(self.note)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
@@ -270,12 +277,15 @@ class SegmentSection(QWidget):
 
     # ---------------------------------------------------------------- run
 
-    def segment(self, request: Request | None = None) -> bool:
-        """Segment as the controls say (or as ``request`` says); loads SAM first if needed."""
+    def segment(self, request: Request | None = None, *, preview: bool = False) -> bool:
+        """Segment as the controls say (or as ``request`` says); loads SAM first if needed.
+
+        ``preview``: h(g(I)) only (see ``Segmenter.segment``); only the "h(g(I))" layer is updated.
+        """
         if request is None and self.session.segmenter is not None and not self._touched:
             self.select_model_resolution()  # a model loaded since: its resolution is the default
         request = request or Request(self.image_combo.currentText(), self.scope_combo.currentData(),
-                                     self.instances_check.isChecked(), self.resolution_request())
+                                     self.instances_check.isChecked(), self.resolution_request(), preview)
         if request.layer_name not in self.viewer.layers:
             notify.info("Open an image first (File ▸ Open, or File ▸ Open Sample ▸ AutoSAM).")
             return False
@@ -300,6 +310,7 @@ class SegmentSection(QWidget):
             return False
         self.last_region = region
         mode = "instances" if request.instances else "semantic"
+        preview = request.preview
         segmenter = self.session.segmenter
         model_label = self.session.model_label
         big = slide_layers.on_disk(target)  # results go to OME-Zarr labels on disk, shown lazily
@@ -307,20 +318,21 @@ class SegmentSection(QWidget):
         def make_task(token):
             if big:
                 return slide_layers.segment_task(self.session, target, region, mode, token, tile=TILE,
-                                                 tile_above=TILE_ABOVE, overlap=OVERLAP)
+                                                 tile_above=TILE_ABOVE, overlap=OVERLAP, preview=preview)
             data = target.data
             if scope == "slice":
                 data = target.layout.read(data, z)
-                return segmenter.segment(data, channel_axis=target.layout.plane_channel_axis, mode=mode, cancel=token)
+                return segmenter.segment(data, channel_axis=target.layout.plane_channel_axis, mode=mode, cancel=token,
+                                         preview=preview)
             if scope == "region":
                 return segmenter.segment_region(data, region, channel_axis=target.layout.channel_axis, mode=mode,
-                                                cancel=token)
-            tile = TILE if max(target.plane_shape) > TILE_ABOVE else None
+                                                cancel=token, preview=preview)
+            tile = auto_tile(target.plane_shape)
             return segmenter.segment(data, channel_axis=target.layout.channel_axis, mode=mode, tile=tile,
-                                     overlap=OVERLAP, cancel=token)
+                                     overlap=OVERLAP, cancel=token, preview=preview)
 
         def done(result) -> None:
-            self.last = Request(request.layer_name, scope, request.instances, request.resolution)
+            self.last = Request(request.layer_name, scope, request.instances, request.resolution, preview)
             if big:
                 return slide_layers.show_result(self, target, result, model_label, request.resolution)
             self._show(target, result, scope, z, region, model_label)
@@ -329,7 +341,8 @@ class SegmentSection(QWidget):
                 "region": "the visible region"}[scope]
         if isinstance(target, WorkingTarget):
             what += f" at {describe(target.resolution)}"
-        return self.runner.start(f"Segmenting {what} of {target.name}", make_task, done)
+        verb = "Previewing (h only)" if preview else "Segmenting"
+        return self.runner.start(f"{verb} {what} of {target.name}", make_task, done)
 
     def _at_resolution(self, target: ImageTarget, request: dict | None) -> ImageTarget:
         """The target at the chosen working resolution (slides only; other images stay as they are)."""
@@ -360,7 +373,7 @@ class SegmentSection(QWidget):
             if values is None:
                 continue
             values = np.asarray(values)  # tiled results are zarr arrays in result.store: read them now
-            if role == "autosam":
+            if role == ("h" if result.preview else "autosam"):
                 foreground = float(np.mean(values > 0))
             layer = ensure_output(self.viewer, target, role)
             index = plane_index(target, z) if scope == "slice" else ()
@@ -370,6 +383,7 @@ class SegmentSection(QWidget):
             layer.data[index] = values.astype(layer.data.dtype, copy=False)
             info = layer.metadata["autosam"]
             info["model"] = model_label
+            info["downsample"] = float(getattr(getattr(target, "resolution", None), "downsample", 1.0))  # to level 0
             if role == "autosam":
                 agreement = dict(info.get("agreement", {}))
                 planes = [z] if scope == "slice" else list(range(target.layout.n_planes)) if target.is_stack else [0]
@@ -389,6 +403,8 @@ class SegmentSection(QWidget):
                          "correct it, accept, and fine-tune.")
         if result.cancelled:
             notes.append("Cancelled: the slices or tiles not reached are empty.")
+        if result.preview:
+            notes.append("Preview: h(g(I)) only, without SAM; Segment for the AutoSAM mask.")
         self.note.setText(f"{model_label}: {foreground:.0%} of the pixels are foreground."
                           + (" " + " ".join(notes) if notes else ""))
 

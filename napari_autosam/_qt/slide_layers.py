@@ -75,7 +75,8 @@ def folder_of(session, target: ImageTarget) -> Path:
     return paths.labels_dir(target.source, stem_of(target), session.root)
 
 
-def segment_task(session, target: ImageTarget, region, mode: str, token, *, tile: int, tile_above: int, overlap: int):
+def segment_task(session, target: ImageTarget, region, mode: str, token, *, tile: int, tile_above: int, overlap: int,
+                 preview: bool = False):
     """The generator that segments ``target`` (or ``region`` of it) into its on-disk labels."""
     height, width = target.plane_shape if region is None else (region[1] - region[0], region[3] - region[2])
     resolution = resolution_of(target)
@@ -83,7 +84,7 @@ def segment_task(session, target: ImageTarget, region, mode: str, token, *, tile
     return segment_to_labels(session.segmenter, target.data, folder_of(session, target), stem_of(target), region=region,
                              channel_axis=target.layout.channel_axis, mode=mode, cancel=token, overlap=overlap,
                              tile=tile if max(height, width) > tile_above else None,
-                             placement=placement_of(target), attributes=attributes)
+                             placement=placement_of(target), attributes=attributes, preview=preview)
 
 
 def show_labels(viewer, target: ImageTarget, role: str, path: Path) -> Labels:
@@ -127,7 +128,7 @@ def show_result(section, target: ImageTarget, result: OnDiskResult, model_label:
     section._select_for_editing(target)
     notes = list(result.messages)
     where = "the region" if result.region is not None else "the image"
-    notes.append(f"The labels are stored in {Path(result.paths['autosam']).parent} and shown from there; "
+    notes.append(f"The labels are stored in {Path(next(iter(result.paths.values()))).parent} and shown from there; "
                  "to correct them, zoom in and press Edit region.")
     if getattr(target, "resolution", None) is not None:
         notes.append(f"Segmented at {describe(target.resolution)}.")

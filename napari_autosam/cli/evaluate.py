@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from . import channel_list
+from .precision import add_precision_argument, apply_precision
 
 
 def _print_table(report: dict) -> None:
@@ -36,6 +37,7 @@ def _run(args) -> int:
     samples, _ = load_samples_at(args.images, args.masks, args, channels=channels, recorded=recorded)
     bar = ProgressBar(unit="image")
     sam = open_sam(sam_for_model(args.sam, model_path), args.device, bar)
+    apply_precision(sam, args)
     model = load_checkpoint(model_path, device=next(sam.parameters()).device)
     cache = EmbeddingCache(sam, Path(args.cache_dir).expanduser()) if args.cache_dir else None
     report = bar.run(evaluate(sam, model, samples, cache=cache)).to_dict()
@@ -64,6 +66,7 @@ def register(subparsers) -> None:
                         help="comma-separated channels to use (1 gray, or 2-3 as R,G,B)")
     parser.add_argument("--cache-dir", help="SAM embeddings on disk (reused, and filled for later runs)")
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
+    add_precision_argument(parser)
     parser.add_argument("--json", action="store_true",
                         help='one JSON object on stdout: {"autosam": {"dice", "iou", "per_image"}, "h": {...}}')
     from .resolution import add_resolution_args

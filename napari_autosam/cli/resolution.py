@@ -108,6 +108,17 @@ def _mask_at(mask, image_shape: tuple[int, int], resolution, name: str):
     return mask[np.ix_(rows, cols)]
 
 
+def _geojson_mask(path, pixels, resolution):
+    """A QuPath GeoJSON file (level-0 pixels) rasterised straight at the working resolution."""
+    from ..io.geojson import Placement, read_geojson_labels
+
+    placement = Placement(resolution.downsample if resolution is not None else 1.0)
+    result = read_geojson_labels(path, pixels.shape[:2], placement=placement)
+    for message in result.messages:
+        say(message)
+    return result.instances
+
+
 def load_samples_at(images_dir, masks_dir, args, *, channels=None, recorded: dict | None = None):
     """Training samples with the images read at the working resolution ``--mpp``/``--level`` asks for.
 
@@ -122,6 +133,7 @@ def load_samples_at(images_dir, masks_dir, args, *, channels=None, recorded: dic
     """
     import numpy as np
 
+    from ..io.geojson import is_geojson
     from ..io.images import ImageReadError, image_stem, pair_images_and_masks, read_mask
     from ..training import load_samples
     from ..training.data import TrainingDataError, check_samples, samples_from_pair
@@ -134,7 +146,7 @@ def load_samples_at(images_dir, masks_dir, args, *, channels=None, recorded: dic
             image, resolution, note = open_input(Path(image_path), args, recorded)
             say(note)
             pixels = np.asarray(image[...])
-            mask = read_mask(mask_path)
+            mask = read_mask(mask_path) if not is_geojson(mask_path) else _geojson_mask(mask_path, pixels, resolution)
         except (ImageReadError, ValueError) as exc:
             raise TrainingDataError(f"{image_path}: {exc}") from exc
         if resolution is not None:

@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 from . import CommandError, channel_list, non_negative_int, open_sam, positive_int
+from .precision import add_precision_argument, apply_precision
 
 #: The CLI's default training time (seconds, both stages): a few minutes on a 2-core CPU.
 DEFAULT_TIME_LIMIT = 170.0
@@ -137,6 +138,7 @@ def _first_interrupt_cancels(cancel):
 
 
 def _run(args) -> int:
+    from ..distributed.ddp import refuse_multiprocess
     from ..models.store import sam_for_model
     from ..progress import CancelToken
     from ..sam.cache import EmbeddingCache
@@ -144,6 +146,7 @@ def _run(args) -> int:
     from .progressbar import ProgressBar
     from .resolution import load_samples_at
 
+    refuse_multiprocess("train")  # torchrun with several processes: one line, nothing written
     if bool(args.val_images) != bool(args.val_masks):
         raise CommandError("--val-images and --val-masks go together")
     channels = args.channels
@@ -152,6 +155,7 @@ def _run(args) -> int:
     config = _config(args, resolution)
     bar = ProgressBar(unit="step")
     sam = open_sam(sam_for_model(args.sam, args.init), args.device, bar)
+    apply_precision(sam, args)
     cache = EmbeddingCache(sam, Path(args.cache_dir).expanduser()) if args.cache_dir else None
     cancel = CancelToken()
     task = train(sam, samples, config=config, init=args.init, out=args.out, val_samples=val, cache=cache, cancel=cancel)
@@ -232,6 +236,7 @@ def register(subparsers) -> None:
     parser.add_argument("--pretrained-backbone", help="ImageNet HarDNet weights for a new g")
     parser.add_argument("--cache-dir", help="keep SAM embeddings on disk here, for later runs")
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
+    add_precision_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     from .resolution import add_resolution_args

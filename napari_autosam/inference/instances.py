@@ -20,14 +20,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-from scipy import ndimage as ndi
 
 from ..sam.embedding import Geometry
 from .prompts import boxes_to_sam, decode, logits_in_window, mask_prompt, points_to_sam
+
+
+def _ndi():
+    """scipy.ndimage, imported on first use: a semantic-only run never needs it."""
+    from scipy import ndimage
+
+    return ndimage
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,18 @@ class InstanceOptions:
         An object whose pixels are more than this fraction already taken by
         better objects is a duplicate and is dropped.
     batch_size : int
-        Prompts per call of SAM's mask decoder.
+        Prompts per call of SAM's mask decoder (64, as SAM's own grid generator).
+    min_confidence : float
+        Objects whose mean probability is below this never become prompts
+        (nor instances): an untrained or poorly trained g falls apart into
+        many faint pieces just above 0.5, each of which would cost a decoder
+        pass.  0 keeps every object.
+    max_prompts : int or None
+        At most this many objects per window go through SAM's decoder, those
+        with the most probability mass first; the others are kept as split
+        auxiliary objects (as with ``refine=False``) and the result's
+        messages say so.  512 bounds the decoder work of one tile to half of
+        what SAM's grid generator spends on it (32×32 points).  None: no cap.
     """
 
     source: str = "autosam"
@@ -69,11 +86,17 @@ class InstanceOptions:
     split_depth: float = 0.5
     min_agreement: float = 0.3
     max_overlap: float = 0.5
-    batch_size: int = 32
+    batch_size: int = 64
+    min_confidence: float = 0.6
+    max_prompts: int | None = 512
 
     def __post_init__(self) -> None:
         if self.source not in ("autosam", "h"):
             raise ValueError(f"instance source must be 'autosam' or 'h', got {self.source!r}")
+        if self.max_prompts is not None and self.max_prompts < 0:
+            raise ValueError(f"max_prompts must be None or >= 0, got {self.max_prompts!r}")
+        if not 0 <= self.min_confidence < 1:
+            raise ValueError(f"min_confidence must be in [0, 1), got {self.min_confidence!r}")
 
 
 @dataclass
@@ -94,7 +117,7 @@ def _markers(distance: np.ndarray, depth: float) -> np.ndarray:
     from skimage.morphology import h_maxima
 
     peaks = h_maxima(distance, depth) > 0
-    return ndi.label(peaks, structure=np.ones((3, 3)))[0]
+    return _ndi().label(peaks, structure=np.ones((3, 3)))[0]
 
 
 def split_objects(mask: np.ndarray, *, min_size: int = 12, split_depth: float = 0.5) -> np.ndarray:
@@ -111,11 +134,11 @@ def split_objects(mask: np.ndarray, *, min_size: int = 12, split_depth: float = 
     from skimage.segmentation import watershed
 
     mask = np.asarray(mask) > 0
-    components, count = ndi.label(mask)
+    components, count = _ndi().label(mask)
     if count == 0:
         return np.zeros(mask.shape, np.int32)
     # Smoothing keeps the boundary's pixel steps from making peaks of their own.
-    distance = ndi.gaussian_filter(ndi.distance_transform_edt(mask), 1.0) * mask
+    distance = _ndi().gaussian_filter(_ndi().distance_transform_edt(mask), 1.0) * mask
     markers = _markers(distance, split_depth)
     # A component without a peak deep enough keeps one seed of its own.
     seeded = np.unique(components[markers > 0])
@@ -161,12 +184,12 @@ def object_prompts(labels: np.ndarray, keep: Callable[[np.ndarray, np.ndarray], 
     (e.g. those whose point lies in a tile's core).
     """
     boxes, points, masks, windows = [], [], [], []
-    for index, found in enumerate(ndi.find_objects(labels), start=1):
+    for index, found in enumerate(_ndi().find_objects(labels), start=1):
         if found is None:
             continue
         ys, xs = found
         obj = labels[found] == index
-        inner = ndi.distance_transform_edt(np.pad(obj, 1))[1:-1, 1:-1]
+        inner = _ndi().distance_transform_edt(np.pad(obj, 1))[1:-1, 1:-1]
         py, px = np.unravel_index(int(np.argmax(inner)), inner.shape)
         boxes.append((xs.start, ys.start, xs.stop - 1, ys.stop - 1))
         points.append((xs.start + px, ys.start + py))
@@ -240,7 +263,7 @@ def prompt_instances(
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
-    labels, count = ndi.label(mask)
+    labels, count = _ndi().label(mask)
     if count <= 1:
         return mask
     return labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)
@@ -268,3 +291,63 @@ def paste_instances(
         view[free] = next_id
         next_id += 1
     return next_id
+
+
+# --- one window, with the decoder work bounded --------------------------------------------------
+
+
+def confident_objects(labels: np.ndarray, prob: np.ndarray, min_confidence: float) -> np.ndarray:
+    """``labels`` without the objects whose mean probability is below ``min_confidence`` (renumbered 1..N)."""
+    if min_confidence <= 0 or not labels.any():
+        return labels
+    counts = np.bincount(labels.ravel())
+    sums = np.bincount(labels.ravel(), weights=np.asarray(prob, np.float64).ravel(), minlength=len(counts))
+    confident = sums >= min_confidence * np.maximum(counts, 1)
+    confident[0] = False
+    lut = np.zeros(len(counts), np.int32)
+    lut[confident] = np.arange(1, int(confident.sum()) + 1)
+    return lut[labels]
+
+
+def _subset(prompts: ObjectPrompts, chosen: np.ndarray) -> ObjectPrompts:
+    return ObjectPrompts(prompts.boxes[chosen], prompts.points[chosen],
+                         [prompts.masks[i] for i in chosen], [prompts.windows[i] for i in chosen])
+
+
+def cap_prompts(prompts: ObjectPrompts, prob: np.ndarray, limit: int | None) -> tuple[ObjectPrompts, ObjectPrompts]:
+    """``(refined, kept)``: the ``limit`` objects with the most probability mass, and the rest."""
+    if limit is None or len(prompts) <= limit:
+        return prompts, _subset(prompts, np.arange(0))
+    mass = np.array([float(prob[y0:y1, x0:x1][m].sum()) for (y0, y1, x0, x1), m in zip(prompts.windows, prompts.masks)])
+    order = np.argsort(-mass, kind="stable")
+    return _subset(prompts, np.sort(order[:limit])), _subset(prompts, np.sort(order[limit:]))
+
+
+def window_instances(
+    sam,
+    embedding: torch.Tensor,
+    prob: np.ndarray,
+    options: InstanceOptions = InstanceOptions(),
+    keep: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+) -> tuple[list[Instance], str | None]:
+    """Instances of one window's ``H×W`` probability map, with the decoder work bounded.
+
+    Split the mask ``prob > 0.5``, drop objects below ``min_size`` or
+    ``min_confidence``, keep those whose inner point passes ``keep`` (a
+    tile's core), send at most ``max_prompts`` of them through SAM and keep
+    the rest unrefined.  Returns the instances and a note when the cap was hit.
+    """
+    objects = split_objects(prob > 0.5, min_size=options.min_size, split_depth=options.split_depth)
+    objects = confident_objects(objects, prob, options.min_confidence)
+    prompts = object_prompts(objects, keep=keep)
+    if not len(prompts):
+        return [], None
+    geometry = Geometry(*prob.shape)
+    refined, rest = cap_prompts(prompts, prob, options.max_prompts if options.refine else None)
+    found = prompt_instances(sam, embedding, refined, geometry, options)
+    note = None
+    if len(rest):
+        found += prompt_instances(sam, embedding, rest, geometry, replace(options, refine=False))
+        note = (f"{len(prompts)} objects in one window: the {len(refined)} with the most probability mass were "
+                f"refined by SAM, {len(rest)} kept as split (max_prompts={options.max_prompts})")
+    return found, note

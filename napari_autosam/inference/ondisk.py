@@ -207,7 +207,7 @@ def segment_to_labels(segmenter, image, folder: str | os.PathLike, stem: str, *,
                                               store=scratch, stack=layout.is_stack and region is None, **kwargs)
         paths = yield from write_result(result, folder, stem, shape=layout.output_shape, region=region,
                                         placement=placement, attributes=attributes)
-        foreground = _fraction(result.autosam_mask)
+        foreground = _fraction(result.autosam_mask if result.autosam_mask is not None else result.h_mask)  # preview: h
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return OnDiskResult(paths, region, result.agreement, result.normalization, foreground, result.cancelled,

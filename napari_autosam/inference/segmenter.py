@@ -15,6 +15,7 @@ probabilities of overlapping tiles are blended (:mod:`.tiling`).
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +29,11 @@ from ..progress import CancelToken, Stopwatch, Task, nested
 from ..sam.cache import EmbeddingCache, sam_fingerprint
 from ..sam.embedding import Geometry, embed_images, frame_to_original, prepare_image
 from .inputs import ImageLayout, image_layout
-from .instances import InstanceOptions, object_prompts, paste_instances, prompt_instances, split_objects
-from .outputs import Accumulator, SegmentationResult
+from .instances import InstanceOptions, paste_instances, window_instances
+from .outputs import Accumulator, SegmentationResult, WindowInfo
+from .pipeline import ReadAhead, default_batch_size
 from .prompts import boxes_to_sam, check_box, check_points, decode, mask_prompt, points_to_sam
-from .tiling import Tile, new_scratch_dir, tile_grid
+from .tiling import DEFAULT_OVERLAP, Tile, new_scratch_dir, segmentation_tiles
 
 MODES = ("semantic", "instances")
 #: The untrained default g: small enough for a CPU, seeded so it is the same everywhere.
@@ -96,7 +98,7 @@ class Segmenter:
     device : str, torch.device or None
         Moves SAM (and the cache's encoder with it) there; None keeps SAM's device.
     batch_size : int or None
-        Slices or tiles per batch; None: 1 on the CPU, 4 on an accelerator.
+        Slices or tiles per batch; None: 1 on the CPU, from the free memory on CUDA, 4 on MPS.
     instance_options : InstanceOptions or None
         Defaults of the instance mode.
     """
@@ -110,7 +112,7 @@ class Segmenter:
         if cache is not None and cache.fingerprint != sam_fingerprint(sam):
             raise ValueError("the embedding cache belongs to a different SAM")
         self.cache = cache if cache is not None else EmbeddingCache(sam)
-        self.batch_size = batch_size or (1 if self.device.type == "cpu" else 4)
+        self.batch_size = batch_size or default_batch_size(sam, self.device)  # 1 on a CPU, from free memory on CUDA
         self.instance_options = instance_options or InstanceOptions()
         self.set_model(model)
 
@@ -126,9 +128,10 @@ class Segmenter:
     # --- automatic segmentation ---------------------------------------------------------
 
     def segment(self, image, *, channel_axis: int | None = None, channels=None, mode: str = "semantic",
-                tile: int | None = None, overlap: int = 128, normalization: Normalization | None = None,
+                tile: int | None = None, overlap: int = DEFAULT_OVERLAP, normalization: Normalization | None = None,
                 cancel: CancelToken | None = None, store: str | os.PathLike | None = None,
-                instance_options: InstanceOptions | None = None, stack: bool | None = None) -> Task[SegmentationResult]:
+                instance_options: InstanceOptions | None = None, stack: bool | None = None,
+                preview: bool = False) -> Task[SegmentationResult]:
         """Segment a 2D, RGB(A), multichannel or 3D image; a generator of ``segment`` progress.
 
         Parameters
@@ -140,8 +143,9 @@ class Segmenter:
             to show as gray or R,G,B (see :func:`~napari_autosam.io.normalize.to_rgb_uint8`).
         mode : "semantic" or "instances" (adds self-prompted instance labels).
         tile, overlap : planes larger than ``tile`` pixels on a side are cut into
-            ``tile²`` windows overlapping by ``overlap`` and blended; their outputs are
-            zarr arrays in ``store`` (default: a new temporary directory).
+            windows of ``tile`` (up to 1/16 more, when that saves a tile) pixels overlapping
+            by at least ``overlap`` and blended (:func:`~.tiling.segmentation_tiles`); their
+            outputs are zarr arrays in ``store`` (default: a new temporary directory).
         normalization : reuse a scaling (e.g. ``result.normalization``) instead of
             computing percentiles of this image.
         cancel : a CancelToken; when set, the result so far is returned (``cancelled``).
@@ -149,6 +153,10 @@ class Segmenter:
         instance_options : overrides ``self.instance_options`` for this call.
         stack : True: a 3D array is ``Z×Y×X`` even with 4 or fewer slices (which
             would otherwise be taken for channels); False: it must be one plane.
+        preview : h(g(I)) only: SAM's image encoder and mask decoder never run, so it is
+            tens of times faster on a CPU; tiles, stacks and cancel work the same.  The
+            result has ``autosam_prob``/``autosam_mask`` None, no agreement, and instances
+            are split from the h mask without SAM (``refine=False``).
 
         Returns (as the generator's value) a :class:`SegmentationResult`.
         """
@@ -161,11 +169,15 @@ class Segmenter:
         if normalization is None:
             normalization = whole_image_normalization(image, layout, channels)
         options = instance_options or self.instance_options
+        if preview:
+            if self.model.surrogate is None:
+                raise ValueError("a preview needs the surrogate h, and this model has none")
+            options = replace(options, source="h", refine=False)
         height, width = layout.plane_shape
-        tiles = tile_grid((height, width), tile or max(height, width), overlap if tile else 0)
+        tiles = segmentation_tiles((height, width), tile, overlap)
         store = _output_store(store) if len(tiles) > 1 else None
         out = Accumulator(layout.output_shape, with_h=self.model.surrogate is not None,
-                          with_instances=mode == "instances", store=store)
+                          with_instances=mode == "instances", store=store, with_autosam=not preview)
         messages = []
         if normalization.is_degenerate:
             messages.append("the image is constant or has no finite values: nothing to segment")
@@ -177,18 +189,25 @@ class Segmenter:
         use_cache = True if len(tiles) == 1 else "disk" if self.cache.directory is not None else False
         clock = Stopwatch(len(items))
         cancelled = False
-        for start in range(0, len(items), self.batch_size):
-            if cancel is not None and cancel.cancelled:
-                cancelled = True
-                break
-            batch = items[start : start + self.batch_size]
-            yield from self._segment_batch(image, layout, batch, normalization, channels, out, mode, options, use_cache)
-            done = start + len(batch)
-            unit = "tiles" if len(tiles) > 1 else "slices" if layout.is_stack else "images"
-            yield clock.event("segment", done, f"segmented {done}/{len(items)} {unit}")
+        capped: list[str] = []
+        batches = [items[start : start + self.batch_size] for start in range(0, len(items), self.batch_size)]
+        done = 0
+        # The next batch's windows are read on a background thread while this one is computed.
+        with ReadAhead(batches, lambda b: self._read_batch(image, layout, b, normalization, channels)) as reader:
+            for batch, rgbs in reader:
+                if cancel is not None and cancel.cancelled:
+                    cancelled = True
+                    break
+                capped += yield from self._segment_batch(rgbs, layout, batch, out, mode, options, use_cache, preview)
+                done += len(batch)
+                unit = "tiles" if len(tiles) > 1 else "slices" if layout.is_stack else "images"
+                yield clock.event("segment", done, f"segmented {done}/{len(items)} {unit}")
+        if capped:
+            messages.append(f"instances: SAM's prompts were capped in {len(capped)} window(s); {capped[0]}")
         arrays, agreement = out.finish()
         return SegmentationResult(**arrays, agreement=agreement, normalization=normalization, store=store,
-                                  cancelled=cancelled, untrained=self.untrained, messages=messages)
+                                  cancelled=cancelled, untrained=self.untrained, messages=messages, windows=out.windows,
+                                  preview=preview)
 
     def segment_region(self, image, region: tuple[int, int, int, int], *, z: int = 0, channel_axis: int | None = None,
                        channels=None, normalization: Normalization | None = None, stack: bool | None = None,
@@ -213,17 +232,30 @@ class Segmenter:
         return (yield from self.segment(plane, channel_axis=layout.plane_channel_axis, channels=channels,
                                         normalization=normalization, stack=False, **kwargs))
 
-    def _segment_batch(self, image, layout: ImageLayout, batch: list[tuple[int, Tile]], normalization, channels,
-                       out: Accumulator, mode: str, options: InstanceOptions, use_cache) -> Task[None]:
-        rgbs = [to_rgb_uint8(layout.read(image, z, t.window), channel_axis=layout.plane_channel_axis,
+    @staticmethod
+    def _read_batch(image, layout: ImageLayout, batch: list[tuple[int, Tile]], normalization, channels) -> list[np.ndarray]:
+        """The ``H×W×3`` uint8 RGB windows of a batch (runs on the read-ahead thread)."""
+        return [to_rgb_uint8(layout.read(image, z, t.window), channel_axis=layout.plane_channel_axis,
                              channels=channels, normalization=normalization)[0] for z, t in batch]
-        embeddings = yield from self._embeddings(rgbs, use_cache)
-        probs = self._probabilities(rgbs, embeddings)
+
+    def _segment_batch(self, rgbs: list[np.ndarray], layout: ImageLayout, batch: list[tuple[int, Tile]],
+                       out: Accumulator, mode: str, options: InstanceOptions, use_cache,
+                       preview: bool = False) -> Task[list[str]]:
+        if preview:
+            embeddings, probs, ious = None, self._h_probabilities(rgbs), [None] * len(rgbs)
+        else:
+            embeddings = yield from self._embeddings(rgbs, use_cache)
+            probs, ious = self._probabilities(rgbs, embeddings)
+        notes = []
         for k, ((z, t), (autosam, h)) in enumerate(zip(batch, probs)):
             out.add(z, t.slices, t.weight(), autosam, h)
             if mode == "instances":
                 source = h if (options.source == "h" and h is not None) else autosam
-                self._instances(out, z, t, source, embeddings[k : k + 1], options)
+                note = self._instances(out, z, t, source, None if preview else embeddings[k : k + 1], options)
+                if note:
+                    notes.append(f"window {t.index}" + (f", slice {z}" if layout.is_stack else "") + f": {note}")
+        out.windows += [WindowInfo(z, t.window, t.core, iou) for (z, t), iou in zip(batch, ious)]
+        return notes
 
     def _embeddings(self, rgbs: list[np.ndarray], use_cache) -> Task[torch.Tensor]:
         """``N×256×64×64`` SAM embeddings, through the cache when ``use_cache`` (on disk only when "disk";
@@ -233,8 +265,17 @@ class Segmenter:
         return (yield from nested(embed_images(self.sam, rgbs, batch_size=len(rgbs))))
 
     @torch.inference_mode()
-    def _probabilities(self, rgbs: list[np.ndarray], embeddings: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray | None]]:
-        """AutoSAM and h probabilities of each RGB window, at its own resolution."""
+    def _h_probabilities(self, rgbs: list[np.ndarray]) -> list[tuple[None, np.ndarray]]:
+        """h(g(I)) probabilities of each RGB window, without SAM (a preview)."""
+        g_input = torch.cat([prepare_image(rgb, self.model.input_size)[0] for rgb in rgbs]).to(self.device)
+        with autocast(self.device):
+            logits = self.model.surrogate(self.model.prompt_generator(g_input))
+        return [(None, torch.sigmoid(frame_to_original(logits[i : i + 1].float(), Geometry(*rgb.shape[:2])))[0, 0]
+                 .cpu().numpy()) for i, rgb in enumerate(rgbs)]
+
+    @torch.inference_mode()
+    def _probabilities(self, rgbs: list[np.ndarray], embeddings: torch.Tensor):
+        """AutoSAM and h probabilities of each RGB window, at its own resolution, and SAM's predicted IoUs."""
         g_input = torch.cat([prepare_image(rgb, self.model.input_size)[0] for rgb in rgbs]).to(self.device)
         with autocast(self.device):
             output = self.model(g_input, embeddings.to(self.device))
@@ -246,19 +287,18 @@ class Segmenter:
             if output.h_logits is not None:
                 h = torch.sigmoid(frame_to_original(output.h_logits[i : i + 1].float(), geometry))[0, 0].cpu().numpy()
             results.append((autosam[0, 0].cpu().numpy(), h))
-        return results
+        ious = [None] * len(rgbs) if output.iou is None else [float(v) for v in output.iou.float()[:, 0].cpu()]
+        return results, ious
 
     def _instances(self, out: Accumulator, z: int, t: Tile, prob: np.ndarray, embedding: torch.Tensor,
-                   options: InstanceOptions) -> None:
+                   options: InstanceOptions) -> str | None:
         """Self-prompted instances of one window, kept where their inner point is in the tile's core."""
-        objects = split_objects(prob > 0.5, min_size=options.min_size, split_depth=options.split_depth)
-        prompts = object_prompts(objects, keep=t.in_core)
-        if not len(prompts):
-            return
-        found = prompt_instances(self.sam, embedding, prompts, Geometry(*prob.shape), options)
-        labels = out.labels_window(z, t.slices)
-        out.next_label = paste_instances(labels, found, out.next_label, options)
-        out.put_labels(z, t.slices, labels)
+        found, note = window_instances(self.sam, embedding, prob, options, keep=t.in_core)
+        if found:
+            labels = out.labels_window(z, t.slices)
+            out.next_label = paste_instances(labels, found, out.next_label, options)
+            out.put_labels(z, t.slices, labels)
+        return note
 
     # --- interactive prompts ------------------------------------------------------------
 

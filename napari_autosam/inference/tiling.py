@@ -27,6 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
+#: Planes larger than this on a side (pixels) are tiled when no tile size is given (GUI, CLI, API).
+AUTO_TILE_ABOVE = 2048
+#: The tile size used then: SAM's own input size.
+AUTO_TILE = 1024
+#: Overlap between neighbouring tiles, in pixels, unless one is given.
+DEFAULT_OVERLAP = 64
+#: How much larger than the tile size a window may grow to save an encoder pass (1/16: 1024 → 1088 px).
+TILE_STRETCH = 1 / 16
+
 
 @dataclass(frozen=True)
 class Span:
@@ -51,17 +60,26 @@ class Span:
         return w
 
 
-def axis_spans(length: int, tile: int, overlap: int) -> list[Span]:
+def axis_spans(length: int, tile: int, overlap: int, *, max_tile: int | None = None) -> list[Span]:
     """Split ``[0, length)`` into windows of ``tile`` pixels overlapping by at least ``overlap``.
 
     Windows are spread evenly, the first starting at 0 and the last ending at
     ``length``; one window covers the axis when ``length <= tile``.
+
+    ``max_tile`` (default ``tile``) lets the windows grow up to that size
+    when this saves windows: the fewest windows of ``tile..max_tile`` pixels
+    that still overlap by ``overlap`` are used (e.g. 4096 px with 1024-px
+    tiles and a 64-px overlap: 4 windows of 1072 px instead of 5 of 1024).
+    SAM resizes every window to 1024 px anyway, so a slightly larger window
+    only costs a few percent of resolution, not an encoder pass.
     """
+    max_tile = tile if max_tile is None else max(tile, int(max_tile))
     if tile < 1 or overlap < 0 or overlap >= tile:
         raise ValueError(f"need tile >= 1 and 0 <= overlap < tile, got tile={tile}, overlap={overlap}")
-    if length <= tile:
+    if length <= max_tile:
         return [Span(0, length, 0, length, 0, 0)]
-    count = math.ceil((length - overlap) / (tile - overlap))
+    count = math.ceil((length - overlap) / (max_tile - overlap))
+    tile = max(tile, math.ceil((length + (count - 1) * overlap) / count))
     starts = np.round(np.linspace(0, length - tile, count)).astype(int).tolist()
     spans = []
     for i, start in enumerate(starts):
@@ -118,16 +136,52 @@ def _normalised_weights(spans: list[Span], length: int) -> list[np.ndarray]:
     return [w / total[span.start : span.stop] for span, w in zip(spans, raw)]
 
 
-def tile_grid(shape: tuple[int, int], tile: int, overlap: int) -> list[Tile]:
-    """Tiles covering an ``H×W`` image in raster order (rows of tiles, top to bottom)."""
+def tile_grid(shape: tuple[int, int], tile: int, overlap: int, *, max_tile: int | None = None) -> list[Tile]:
+    """Tiles covering an ``H×W`` image in raster order (rows of tiles, top to bottom).
+
+    ``max_tile``: windows may grow up to that size to save tiles (see :func:`axis_spans`).
+    """
     height, width = (int(s) for s in shape)
-    rows, cols = axis_spans(height, tile, overlap), axis_spans(width, tile, overlap)
+    rows = axis_spans(height, tile, overlap, max_tile=max_tile)
+    cols = axis_spans(width, tile, overlap, max_tile=max_tile)
     wy, wx = _normalised_weights(rows, height), _normalised_weights(cols, width)
     tiles = []
     for i, (ry, wyi) in enumerate(zip(rows, wy)):
         for j, (cx, wxj) in enumerate(zip(cols, wx)):
             tiles.append(Tile(i * len(cols) + j, ry, cx, wyi, wxj))
     return tiles
+
+
+# --- the one tiling rule of the GUI, the CLI and the Python API ----------------------------
+
+
+def auto_tile(plane_shape: tuple[int, ...]) -> int | None:
+    """The tile size for a plane when none is given: :data:`AUTO_TILE` above :data:`AUTO_TILE_ABOVE` px, else None."""
+    return AUTO_TILE if max(int(s) for s in plane_shape[-2:]) > AUTO_TILE_ABOVE else None
+
+
+def stretched(tile: int) -> int:
+    """The largest window a segmentation tile of ``tile`` px may grow to (:data:`TILE_STRETCH` more)."""
+    return int(tile + math.floor(tile * TILE_STRETCH))
+
+
+def segmentation_tiles(plane_shape: tuple[int, int], tile: int | None, overlap: int = DEFAULT_OVERLAP) -> list[Tile]:
+    """The tiles the segmenter cuts a ``H×W`` plane into (one window when ``tile`` is None).
+
+    Windows of ``tile`` to :func:`stretched` ``(tile)`` pixels overlapping by
+    at least ``overlap``: the fewest encoder passes that leave the blending
+    its overlap.  The GUI's prompts look their tile up here too, so they hit
+    the embeddings the segmentation cached.
+    """
+    height, width = (int(s) for s in plane_shape[-2:])
+    if not tile:
+        return tile_grid((height, width), max(height, width), 0)
+    return tile_grid((height, width), tile, overlap, max_tile=stretched(tile))
+
+
+def passes_per_plane(plane_shape: tuple[int, int], tile: int | None = None, overlap: int = DEFAULT_OVERLAP) -> int:
+    """How many encoder passes (tiles) a plane costs; ``tile=None`` applies :func:`auto_tile`."""
+    return len(segmentation_tiles(plane_shape, tile if tile is not None else auto_tile(plane_shape), overlap))
 
 
 # --- outputs --------------------------------------------------------------------------------

@@ -247,6 +247,12 @@ def _image_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".") and _suffix(p))
 
 
+def _geojson_files(directory: Path) -> list[Path]:
+    """QuPath GeoJSON exports in ``directory`` (``<stem>.geojson``), which stand for masks (see io.geojson)."""
+    return sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")
+                  and p.name.lower().endswith(".geojson"))
+
+
 def _mask_key(stem: str) -> tuple[str, bool]:
     """The image stem a mask stem refers to, and whether a mask suffix was stripped."""
     lowered = stem.lower()
@@ -259,7 +265,7 @@ def _mask_key(stem: str) -> tuple[str, bool]:
 def pair_images_and_masks(images_dir: str | os.PathLike, masks_dir: str | os.PathLike) -> list[tuple[Path, Path]]:
     """Match each image to its mask by file stem.
 
-    A mask pairs with an image when its stem equals the image's stem, or
+    A mask (an image, or a QuPath ``<stem>.geojson``) pairs with an image when its stem equals the image's stem, or
     equals it plus one of :data:`MASK_STEM_SUFFIXES` (matched
     case-insensitively; stems themselves are case-sensitive).  Suffixes like
     ``.ome.tif`` are not part of the stem.  An exact match wins over a
@@ -285,7 +291,7 @@ def pair_images_and_masks(images_dir: str | os.PathLike, masks_dir: str | os.Pat
     if not images:
         raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {str(images_dir)!r}")
     candidates: dict[str, list[tuple[bool, Path]]] = {}
-    for mask in _image_files(masks_dir):
+    for mask in _image_files(masks_dir) + _geojson_files(masks_dir):
         if same_dir and mask in images:
             continue
         key, suffixed = _mask_key(image_stem(mask))

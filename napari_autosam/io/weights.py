@@ -30,13 +30,16 @@ def _why(path: Path, error: BaseException, what: str) -> str:
     return f"{path} is not a {what}: it is not a PyTorch weights file"
 
 
-def read_state_dict(path: str | os.PathLike, what: str = "PyTorch weights file") -> dict[str, torch.Tensor]:
+def read_state_dict(path: str | os.PathLike, what: str = "PyTorch weights file", *,
+                    mmap: bool = False) -> dict[str, torch.Tensor]:
     """The ``{name: tensor}`` dict saved in ``path``, checked to hold tensors only.
 
     Parameters
     ----------
     path : the file (``torch.save`` of a state dict, or of ``{"model"|"state_dict": state dict}``).
     what : how the file is named in errors, e.g. ``"SAM checkpoint"``.
+    mmap : memory-map the tensors (paged in as used, not copied) when the file is in
+        torch's zip format; other files are read as usual.
 
     Raises
     ------
@@ -51,7 +54,14 @@ def read_state_dict(path: str | os.PathLike, what: str = "PyTorch weights file")
     if path.stat().st_size == 0:
         raise WeightsFileError(f"{path} is not a {what}: the file is empty (0 bytes)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = None
+        if mmap:
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except Exception:  # e.g. the legacy (pre-zip) format: read it, or report it, as usual below
+                state = None
+        if state is None:
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except MemoryError:
         raise
     except Exception as exc:  # pickle errors, truncated archives, random bytes: all mean "not weights"

@@ -17,11 +17,13 @@ class AutoSAMOutput:
     sam_logits : B×1×256×256, the frozen mask decoder's logits
     h_logits : B×1×256×256 or None, the surrogate decoder's logits
     prompt : B×256×64×64, the dense prompt g(I)
+    iou : B×1, the mask decoder's own prediction of its mask's IoU (None when not asked for)
     """
 
     sam_logits: torch.Tensor
     h_logits: torch.Tensor | None
     prompt: torch.Tensor
+    iou: torch.Tensor | None = None
 
 
 class AutoSAM(nn.Module):
@@ -64,11 +66,15 @@ class AutoSAM(nn.Module):
         Gradients flow back into ``dense_prompt``.  SAM's decoder repeats one
         image embedding for every prompt set, so images are decoded one by one.
         """
+        return self.decode_with_iou(image_embedding, dense_prompt)[0]
+
+    def decode_with_iou(self, image_embedding: torch.Tensor, dense_prompt: torch.Tensor):
+        """:meth:`decode`, also returning the decoder's predicted IoU of each mask (``B×1``)."""
         pe = self.sam.prompt_encoder.get_dense_pe()
         empty = dense_prompt.new_zeros(1, 0, dense_prompt.shape[1])
-        logits = []
+        logits, ious = [], []
         for emb, dense in zip(image_embedding, dense_prompt):
-            out, _ = self.sam.mask_decoder(
+            out, iou = self.sam.mask_decoder(
                 image_embeddings=emb[None],
                 image_pe=pe,
                 sparse_prompt_embeddings=empty,
@@ -76,11 +82,12 @@ class AutoSAM(nn.Module):
                 multimask_output=False,
             )
             logits.append(out)
-        return torch.cat(logits)
+            ious.append(iou)
+        return torch.cat(logits), torch.cat(ious)
 
     def forward(self, g_input: torch.Tensor, image_embedding: torch.Tensor, *, with_surrogate: bool = True) -> AutoSAMOutput:
         """Dense prompt from the image, SAM logits from the cached embedding, and h's logits."""
         prompt = self.prompt_generator(g_input)
-        sam_logits = self.decode(image_embedding, prompt.to(image_embedding.dtype))
+        sam_logits, iou = self.decode_with_iou(image_embedding, prompt.to(image_embedding.dtype))
         h_logits = self.surrogate(prompt) if (with_surrogate and self.surrogate is not None) else None
-        return AutoSAMOutput(sam_logits=sam_logits, h_logits=h_logits, prompt=prompt)
+        return AutoSAMOutput(sam_logits=sam_logits, h_logits=h_logits, prompt=prompt, iou=iou)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..device import autocast
+from ..device import Precision, module_precision, resolve_precision
 from ..progress import Stopwatch, Task, run
 
 SAM_INPUT_SIZE = 1024
@@ -118,20 +118,48 @@ def embed_images(
     images: Sequence[np.ndarray],
     *,
     batch_size: int = 1,
+    precision: Precision | str | None = None,
 ) -> Task[torch.Tensor]:
     """SAM image embeddings of ``N`` RGB uint8 images, as a generator.
 
     Yields ``Progress(phase="encode")`` after every batch and returns an
     ``N×256×64×64`` float32 tensor on the CPU (so embeddings of many images
-    do not pile up on the GPU).  No gradients; mixed precision on CUDA.
+    do not pile up on the GPU).  No gradients.  The encoder runs at
+    ``precision`` (``auto``/``fp32``/``bf16`` or a resolved
+    :class:`~napari_autosam.device.Precision`; default: the SAM's own
+    setting, see :func:`~napari_autosam.device.set_precision`), and its
+    attention goes through PyTorch's fused scaled-dot-product kernels
+    (:mod:`.attention`).
     """
+    from ..inference.pipeline import maybe_compile
+    from .attention import use_fast_attention
+
     device = next(sam.parameters()).device
+    if precision is None:
+        chosen = module_precision(sam)
+    elif isinstance(precision, Precision):
+        chosen = precision
+    else:
+        chosen = resolve_precision(device, precision)
+    use_fast_attention(sam)
+    maybe_compile(sam)
     clock = Stopwatch(len(images))
     chunks = []
     for start in range(0, len(images), batch_size):
         batch = [prepare_image(image)[0] for image in images[start : start + batch_size]]
-        with torch.inference_mode(), autocast(device):
-            embedding = sam.image_encoder(torch.cat(batch).to(device))
+        pixels = torch.cat(batch)
+        if device.type == "cuda":
+            pixels = pixels.pin_memory()  # page-locked, so the copy below overlaps the GPU's work
+        pixels = pixels.to(device, non_blocking=True)
+        with torch.inference_mode(), chosen.autocast():
+            embedding = sam.image_encoder(pixels)
+        if chosen.dtype is not None and not bool(torch.isfinite(embedding).all()):
+            # float16 can overflow where float32 does not: this batch is redone in float32, and
+            # the SAM keeps float32 from now on (the reason is kept on it for the caller to show).
+            chosen = Precision(None, chosen.device_type, f"{chosen.name} gave non-finite embeddings: float32 instead")
+            sam.autosam_precision, sam.autosam_precision_note = "fp32", chosen.reason
+            with torch.inference_mode():
+                embedding = sam.image_encoder(pixels)
         chunks.append(embedding.float().cpu())
         done = min(len(images), start + batch_size)
         yield clock.event("encode", done, f"encoded {done}/{len(images)} images")

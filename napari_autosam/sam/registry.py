@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from segment_anything import sam_model_registry
-from segment_anything.build_sam import _build_sam  # the shared assembly behind the registry
+
+# From build_sam, not the package: the package's __init__ would import torchvision (see _lean_import).
+from segment_anything.build_sam import _build_sam, sam_model_registry
 from segment_anything.modeling import Sam
 
 from ..io.atomic import atomic_path
 from ..paths import sam_lineage
 from ..progress import Task
+from ._lean_import import no_random_init
 
 #: The SAM used when nothing (no argument, no model metadata) names one.
 DEFAULT_SAM = "vit_b"
@@ -172,7 +174,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     from ..io.weights import WeightsFileError, read_state_dict
 
     try:
-        return read_state_dict(path, "SAM checkpoint")
+        return read_state_dict(path, "SAM checkpoint", mmap=True)
     except WeightsFileError as exc:
         raise SamCheckpointError(str(exc)) from None
 
@@ -193,12 +195,13 @@ def load_sam_checkpoint(path: str | os.PathLike, *, variant: str | None = None) 
         raise SamCheckpointError(f"{path} is {exc}") from None
     if variant is not None and variant != found:
         raise SamCheckpointError(f"{path} holds a {found} SAM, not {variant}")
-    sam = SAM_BUILDERS[found]()
+    with no_random_init():  # every weight is replaced next: no random numbers first
+        sam = SAM_BUILDERS[found]()
     wrong = _shape_mismatches(sam, state)
     if wrong:
         more = f" (+{len(wrong) - 3} more)" if len(wrong) > 3 else ""
         raise SamCheckpointError(f"{path} does not fit SAM {found}: " + "; ".join(wrong[:3]) + more)
-    result = sam.load_state_dict(state, strict=False)
+    result = sam.load_state_dict(state, strict=False, assign=True)  # the (memory-mapped) tensors themselves
     if result.missing_keys or result.unexpected_keys:
         raise SamCheckpointError(
             f"{path} does not fit SAM {found}: missing {result.missing_keys[:5]}, "

@@ -13,6 +13,7 @@ not match, masks that are empty in every image.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -205,19 +206,34 @@ def load_samples(
     naming the file for unreadable files and bad contents, ``ValueError``
     for images without masks, ``FileNotFoundError`` for missing folders.
     """
+    from ..io.geojson import is_geojson
     from ..io.images import ImageReadError, image_stem, pair_images_and_masks, read_image, read_mask
 
     samples: list[Sample] = []
     for image_path, mask_path in pair_images_and_masks(images_dir, masks_dir):
         try:
             image = read_image(image_path)
-            mask = read_mask(mask_path)
+            mask = read_mask(mask_path) if not is_geojson(mask_path) else _geojson_mask(mask_path, image)
         except ImageReadError as exc:
             raise TrainingDataError(str(exc)) from exc
         source = f"{image_path} (mask {mask_path})"
         samples += samples_from_pair(image, mask, image_stem(image_path), source=source,
                                      channel_axis=channel_axis, channels=channels, percentiles=percentiles)
     return check_samples(samples)
+
+
+def _geojson_mask(path, image: np.ndarray) -> np.ndarray:
+    """The objects of a QuPath GeoJSON file rasterised at the size of ``image`` (one plane)."""
+    from ..inference.inputs import image_layout
+    from ..io.geojson import read_geojson_labels
+
+    layout = image_layout(image)
+    if layout.is_stack:
+        raise TrainingDataError(f"{path}: GeoJSON masks go with 2D images; its image is a stack {layout.shape}")
+    result = read_geojson_labels(path, layout.plane_shape)
+    for message in result.messages:
+        logging.getLogger("napari_autosam").warning("note: %s", message)
+    return result.instances
 
 
 def split_samples(

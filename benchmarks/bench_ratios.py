@@ -1,0 +1,214 @@
+"""The speed ratios of issue 15, each measured in one run of this script.
+
+Usage::
+
+    python benchmarks/bench_ratios.py            # SAM ViT-B, random weights in the official format, 1024² image
+    python benchmarks/bench_ratios.py --quick    # tiny SAM, 256² image (CI-sized)
+    python benchmarks/bench_ratios.py --skip grid,training
+
+Printed (every figure with the load average when it was taken):
+
+1. encoder: bf16 / fp32 and fused (SDPA) / stock attention, in this process;
+2. whole process / encoder: ``napari-autosam segment`` on one image in a
+   fresh process (imports, loading, writing included) against the encoder's
+   own time here, at the precision ``auto`` resolves to;
+3. grid generator / AutoSAM, whole processes: segment-anything's
+   ``SamAutomaticMaskGenerator`` (default settings; 8×8 points with
+   ``--quick``) in a fresh process that
+   loads the same checkpoint file;
+4. instance mode / grid generator: ``segment --mode instances`` with the
+   untrained g (whole process), and in this process with a g whose mask is
+   the nuclei ("trained"), before (every object prompted, batches of 32) and
+   after (faint objects dropped, at most ``max_prompts`` per window, batches
+   of 64), with the instance counts and the time per object;
+5. fine-tuning: a step that re-encodes the image / a step on the cached embedding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from napari_autosam.progress import run
+
+
+def load() -> str:
+    return f"load {os.getloadavg()[0]:.1f}"
+
+
+def timed(fn) -> tuple[float, object]:
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+GRID_CHILD = r"""
+import sys, time, numpy as np, tifffile, torch
+start = time.perf_counter()
+from segment_anything import SamAutomaticMaskGenerator, sam_model_registry
+variant, checkpoint, image_path, points = sys.argv[1:5]
+if variant == "tiny":
+    from napari_autosam.sam.registry import load_sam_checkpoint
+    sam = load_sam_checkpoint(checkpoint)
+else:
+    sam = sam_model_registry[variant](checkpoint=checkpoint)
+gray = tifffile.imread(image_path)
+rgb = np.repeat(gray[..., None], 3, axis=-1)
+t0 = time.perf_counter()
+masks = SamAutomaticMaskGenerator(sam, points_per_side=int(points)).generate(rgb)
+print(f"GRID {time.perf_counter() - t0:.3f} {len(masks)}")
+"""
+
+
+def subprocess_seconds(cmd: list[str], env: dict) -> tuple[float, str]:
+    start = time.perf_counter()
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:4])}… failed: {done.stderr[-2000:]}")
+    return elapsed, done.stdout + done.stderr
+
+
+def encoder_seconds(sam, rgb: np.ndarray, precision: str, repeats: int) -> float:
+    from napari_autosam.sam.embedding import embed_images
+
+    return min(timed(lambda: run(embed_images(sam, [rgb], precision=precision)))[0] for _ in range(repeats))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny SAM and a 256² image")
+    parser.add_argument("--size", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--points", type=int, default=None,
+                        help="grid generator points per side (default 32, SAM's default; --quick: 8)")
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: encoder,process,grid,instances,training")
+    args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    import tifffile
+
+    from napari_autosam.data.synthetic import make_nuclei_image
+    from napari_autosam.device import resolve_precision
+    from napari_autosam.io.normalize import to_rgb_uint8
+    from napari_autosam.sam.attention import use_fast_attention, use_stock_attention
+    from napari_autosam.sam.registry import (
+        SAM_BUILDERS,
+        load_sam_checkpoint,
+        tiny_checkpoint,
+    )
+
+    variant = "tiny" if args.quick else "vit_b"
+    size = args.size or (256 if args.quick else 1024)
+    repeats = args.repeats or (3 if args.quick else 1)
+    args.points = args.points or (8 if args.quick else 32)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ratios-"))
+    env = dict(os.environ, NAPARI_AUTOSAM_CACHE=str(tmp / "cache"), PYTHONPATH=os.environ.get("PYTHONPATH", ""))
+    if variant == "tiny":
+        checkpoint = tiny_checkpoint(tmp / "checkpoints")
+    else:
+        checkpoint = tmp / f"sam_{variant}_random.pth"
+        torch.manual_seed(0)
+        torch.save(SAM_BUILDERS[variant]().state_dict(), checkpoint)  # the official layout, random values
+    sam = load_sam_checkpoint(checkpoint)
+    image, truth = make_nuclei_image((size, size), seed=0)
+    image = (np.clip(image / np.percentile(image, 99.5), 0, 1) * 255).astype(np.uint8)
+    image_path = tmp / "nuclei.tif"
+    tifffile.imwrite(image_path, image)
+    rgb = to_rgb_uint8(image)[0]
+    auto = resolve_precision("cpu" if not torch.cuda.is_available() else "cuda").name
+    print(f"SAM {variant} (random weights), {size}² image with {truth.max()} nuclei, torch threads "
+          f"{torch.get_num_threads()}, auto precision here: {auto}; {load()}", flush=True)
+
+    encoder_fp32 = encoder_seconds(sam, rgb, "fp32", repeats)
+    if "encoder" not in skip:
+        encoder_bf16 = encoder_seconds(sam, rgb, "bf16", repeats)
+        use_stock_attention(sam)
+        stock = min(timed(lambda: run(embed_images_stock(sam, rgb)))[0] for _ in range(repeats))
+        use_fast_attention(sam)
+        print(f"1. encoder fp32 {encoder_fp32:.2f} s, bf16 {encoder_bf16:.2f} s: bf16/fp32 = "
+              f"{encoder_bf16 / encoder_fp32:.2f}; stock attention {stock:.2f} s, fused {encoder_fp32:.2f} s: "
+              f"stock/fused = {stock / encoder_fp32:.2f}; {load()}", flush=True)
+    encoder_auto = encoder_seconds(sam, rgb, "auto", repeats) if auto != "fp32" else encoder_fp32
+
+    cli = [sys.executable, "-m", "napari_autosam", "segment", str(image_path), "--sam", str(checkpoint), "--device", "cpu"]
+    t_process = None
+    if "process" not in skip or "grid" not in skip:
+        t_process, _ = subprocess_seconds([*cli, "--out", str(tmp / "out")], env)
+        print(f"2. whole process `napari-autosam segment` {t_process:.2f} s, encoder {encoder_auto:.2f} s: "
+              f"process/encoder = {t_process / encoder_auto:.2f} (goal <= 1.3); {load()}", flush=True)
+    t_grid = None
+    if "grid" not in skip:
+        t_grid_process, out = subprocess_seconds([sys.executable, "-c", GRID_CHILD, variant, str(checkpoint),
+                                                 str(image_path), str(args.points)], env)
+        t_grid, kept = (float(v) for v in out.split("GRID ")[1].split()[:2])
+        print(f"3. grid generator ({args.points}×{args.points} points) whole process {t_grid_process:.1f} s (generate() {t_grid:.1f} s, {int(kept)} masks): "
+              f"grid/AutoSAM whole process = {t_grid_process / t_process:.1f}× (goal >= 12); {load()}", flush=True)
+        t_grid = t_grid_process
+    if "instances" not in skip:
+        instances(sam, image, cli, env, tmp, t_grid, args.points)
+    if "training" not in skip:
+        from bench_training import step_times
+
+        from napari_autosam.data.synthetic import make_nuclei_dataset
+        from napari_autosam.training import TrainConfig, samples_from_arrays
+
+        pairs = make_nuclei_dataset(2, (256, 256), seed=0, stain="he")
+        samples = samples_from_arrays([p[0] for p in pairs], [p[1] for p in pairs])
+        cached, encoder, reencoding = step_times(sam, samples, TrainConfig(), torch.device("cpu"), max(3, repeats))
+        print(f"5. fine-tuning step: cached {cached:.3f} s, re-encoding {reencoding:.2f} s (encoder {encoder:.2f} s): "
+              f"re-encoding/cached = {reencoding / cached:.1f}× (goal >= 50); {load()}", flush=True)
+
+
+def embed_images_stock(sam, rgb):
+    """embed_images with the stock attention kept (embed_images itself switches the fused one on)."""
+    from napari_autosam.sam import attention
+
+    real = attention.use_fast_attention
+    attention.use_fast_attention = lambda s, enabled=None: False
+    try:
+        from napari_autosam.sam.embedding import embed_images
+
+        return (yield from embed_images(sam, [rgb], precision="fp32"))
+    finally:
+        attention.use_fast_attention = real
+
+
+def instances(sam, image, cli, env, tmp, t_grid, points: int) -> None:
+    from napari_autosam.inference import InstanceOptions, Segmenter
+    from napari_autosam.inference.testing import threshold_model
+
+    t_cli, out = subprocess_seconds([*cli, "--out", str(tmp / "inst"), "--mode", "instances"], env)
+    import re
+
+    found = re.findall(r"(\d+) instances", out)
+    ratio = f", instances/grid ({points}² points) = {t_cli / t_grid:.2f} (goal <= 1 at 32²)" if t_grid else ""
+    print(f"4. `segment --mode instances`, untrained g, whole process {t_cli:.1f} s ({found[-1] if found else '?'} instances)"
+          f"{ratio}; {load()}", flush=True)
+    before = InstanceOptions(source="h", min_confidence=0.0, max_prompts=None, batch_size=32)
+    after = InstanceOptions(source="h")
+    for label, model in (("untrained g", None), ("nuclei g", threshold_model(0.35))):
+        for name, options in (("before", before), ("after", after)):
+            if model is None:
+                options = InstanceOptions(source="autosam", min_confidence=options.min_confidence,
+                                          max_prompts=options.max_prompts, batch_size=options.batch_size)
+            seg = Segmenter(sam, model, instance_options=options)
+            run(seg.segment(image))  # embedding cached: what follows is g, the decoder and the instance work
+            t, result = timed(lambda seg=seg: run(seg.segment(image, mode="instances")))
+            n = int(result.instances.max())
+            capped = "; capped" if any("capped" in m for m in result.messages) else ""
+            print(f"   {label}, {name}: {t:.1f} s for one tile, {n} instances, {1000 * t / max(n, 1):.0f} ms per "
+                  f"object{capped}; {load()}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,272 @@
+"""Segment many images on the workers of a ``dask.distributed`` cluster.
+
+:func:`segment_many` sends one task per input path (paths, not pixels: the
+workers read the inputs and write the outputs on a file system they share
+with the client).  Each worker loads SAM and the model once, through a
+:class:`ModelPlugin` registered on the client under a name made of the SAM
+and the model file; every task then runs the command line's own per-file
+step (:func:`napari_autosam.cli.segment._segment_file`), so the files are the
+ones ``napari-autosam segment`` writes in one process, byte for byte.
+
+Re-running a task is safe: outputs are written atomically, a task first
+removes the scratch store a killed run of the same image left behind, and
+the client removes left-over temporary files once every task has finished.
+When a worker dies, the scheduler runs its tasks again on another one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import glob
+import io
+import shutil
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from distributed import WorkerPlugin, as_completed, get_worker
+
+from ..progress import Stopwatch, Task
+
+__all__ = ["BatchResult", "ModelPlugin", "segment_many", "segment_options"]
+
+#: One task at a time writes its report line and notes into captured stdout/stderr.
+_CAPTURE = threading.Lock()
+
+
+@dataclass
+class BatchResult:
+    """What :func:`segment_many` did.
+
+    Attributes
+    ----------
+    written : dict[str, list[Path]]
+        Output files per input path, in input order.
+    errors : dict[str, Exception]
+        The exception of each input that could not be segmented.
+    jobs : list[napari_autosam.cli.batch.Job]
+        Every input with its output folder and stem, as the command line plans them.
+    reports : dict[str, str]
+        The command line's report line per segmented input.
+    workers : dict[str, str]
+        The worker address that segmented each input.
+    notes : dict[str, list[str]]
+        The command's ``note:`` lines per input (e.g. a resolution other than the model's).
+    """
+
+    written: dict[str, list[Path]] = field(default_factory=dict)
+    errors: dict[str, Exception] = field(default_factory=dict)
+    reports: dict[str, str] = field(default_factory=dict)
+    workers: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, list[str]] = field(default_factory=dict)
+    jobs: list = field(default_factory=list)
+
+    @property
+    def failed(self) -> dict[str, str]:
+        """One line per input that could not be segmented."""
+        from ..cli.batch import failure_line
+
+        return {p: failure_line("segment", Path(p), exc) for p, exc in self.errors.items()}
+
+
+def segment_options(out, **options) -> argparse.Namespace:
+    """The ``segment`` command's settings: its defaults, ``--out out`` and ``options`` by option name.
+
+    ``segment_options(out, mode="instances", tile=512)`` means
+    ``napari-autosam segment … --out out --mode instances --tile 512``.
+
+    Raises
+    ------
+    TypeError
+        For a name that is not an option of ``napari-autosam segment``.
+    """
+    from ..cli import build_parser
+
+    args = build_parser().parse_args(["segment", "-", "--out", str(out)])
+    unknown = sorted(set(options) - set(vars(args)) - {"inputs"})
+    if unknown:
+        raise TypeError(f"not options of napari-autosam segment: {', '.join(unknown)}")
+    for name, value in options.items():
+        setattr(args, name, value)
+    args.out = str(out)
+    args.dask_scheduler = args.dask_workers = None  # a worker never starts a cluster of its own
+    return args
+
+
+class ModelPlugin(WorkerPlugin):
+    """Loads SAM and the model once per worker process, on the first task that needs them.
+
+    Parameters
+    ----------
+    sam : str
+        A SAM variant name or checkpoint file (as ``--sam`` takes it).
+    model : str or None
+        A model checkpoint file (resolved on the client, so every worker uses
+        the same version), or None for the untrained default.
+    device : str or None
+        ``cuda``, ``mps``, ``cpu`` or None (automatic, per worker).
+    """
+
+    def __init__(self, sam: str, model: str | None, device: str | None = None) -> None:
+        self.sam, self.model, self.device = str(sam), model, device
+        self.name = f"napari-autosam:{self.sam}:{model or 'untrained'}:{device or 'auto'}"
+        self.loads = 0
+        self._loaded = None
+        self._lock = threading.Lock()
+
+    def setup(self, worker=None) -> None:
+        self._lock = threading.Lock()  # a fresh lock on each worker (the plugin arrives pickled)
+
+    def __getstate__(self):
+        return {"sam": self.sam, "model": self.model, "device": self.device, "name": self.name}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, loads=0, _loaded=None, _lock=threading.Lock())
+
+    def loaded(self):
+        """``(sam, checkpoint)``, loaded on the first call in this worker process."""
+        with self._lock:
+            if self._loaded is None:
+                from ..inference import default_model
+                from ..models.checkpoint import load_checkpoint
+                from ..progress import run
+                from ..sam.registry import check_sam_variant, load_sam
+
+                sam = run(load_sam(self.sam, device=self.device))
+                checkpoint = default_model() if self.model is None else load_checkpoint(self.model)
+                check_sam_variant(checkpoint.sam_variant, sam, str(self.model))
+                self._loaded, self.loads = (sam, checkpoint), self.loads + 1
+            return self._loaded
+
+    def segmenter(self, args: argparse.Namespace):
+        """A :class:`~napari_autosam.inference.Segmenter` on the loaded SAM and model, set up as ``args`` say."""
+        from ..inference import InstanceOptions, Segmenter
+        from ..sam.cache import EmbeddingCache
+
+        sam, checkpoint = self.loaded()
+        cache = EmbeddingCache(sam, args.cache_dir) if args.cache_dir else None
+        options = InstanceOptions(source=args.instance_source, refine=not args.no_refine)
+        return Segmenter(sam, checkpoint, cache=cache, batch_size=args.batch_size, instance_options=options)
+
+
+def _remove_leftovers(out: Path, stem: str) -> None:
+    """Remove what a killed run may have left in ``out`` for ``stem``: its scratch store, temporary files and folders.
+
+    Called once no task of the batch runs any more, so every temporary file
+    of these outputs is a dead writer's, on whichever machine it ran.
+    """
+    shutil.rmtree(out / f".{stem}.autosam-scratch", ignore_errors=True)
+    if not out.is_dir():
+        return
+    for pattern in (f".{glob.escape(stem)}_*.part*", f".{glob.escape(stem)}_*.incomplete"):
+        for part in out.glob(pattern):
+            with contextlib.suppress(OSError):
+                part.unlink() if part.is_file() else shutil.rmtree(part)
+
+
+def _segment_path(path: str, out: str, stem: str, args: argparse.Namespace,
+                  plugin_name: str) -> tuple[list[str], str, list[str], str]:
+    """The task run on a worker: segment one file.
+
+    Returns the names of the files written, the report line, the notes (the
+    command's ``note:`` lines; its progress lines are dropped, the client
+    draws the bar) and the worker's address.
+    """
+    from ..cli.segment import _segment_file
+
+    worker = get_worker()
+    segmenter = worker.plugins[plugin_name].segmenter(args)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / f".{stem}.autosam-scratch", ignore_errors=True)  # a killed run's store: start clean
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    with _CAPTURE:
+        text, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(text), contextlib.redirect_stderr(err):
+            _segment_file(segmenter, Path(path), out, args)
+    notes = [line for line in err.getvalue().splitlines() if line.startswith("note:")]
+    written = sorted(p.name for p in out.iterdir()
+                     if p.name.startswith(f"{stem}_") and before.get(p.name) != p.stat().st_mtime_ns)
+    return written, text.getvalue().strip(), notes, worker.address
+
+
+def _has_plugin(name: str, dask_worker=None) -> bool:
+    return name in dask_worker.plugins
+
+
+def register_models(client, sam: str, model: str | None, device: str | None = None) -> str:
+    """Register a :class:`ModelPlugin` on ``client`` unless every worker has it already; return its name."""
+    plugin = ModelPlugin(sam, model, device)
+    present = client.run(_has_plugin, plugin.name)
+    if not present or not all(present.values()):
+        client.register_plugin(plugin, name=plugin.name)
+    return plugin.name
+
+
+def segment_many(paths, out, *, client, sam: str | None = None, model: str | None = None,
+                 **options) -> Task[BatchResult]:
+    """Segment ``paths`` on the workers of ``client``; yield one progress event per image done.
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+        Inputs as ``napari-autosam segment`` takes them, readable at the same
+        path on every worker.
+    out : str or Path
+        The output folder, shared by the client and the workers.
+    client : distributed.Client
+        A client of a running cluster.
+    sam, model : str or None
+        As ``--sam`` and ``--model``: the SAM (default: the one the model was
+        trained for) and a checkpoint or model-store folder (its active
+        version, resolved once here).
+    **options
+        Other ``segment`` options by name (``mode``, ``tile``, ``overlap``,
+        ``save_prob``, ``mpp``, …), see :func:`segment_options`.
+
+    Returns
+    -------
+    BatchResult
+        Files written, reports and failures per input (keyed by the path as
+        given).  A file that fails (unreadable, wrong shape) is kept in
+        ``errors``; the others go on.
+
+    Raises
+    ------
+    napari_autosam.cli.CommandError
+        Two inputs that would write the same output names (before any work).
+    """
+    from ..cli.batch import plan_jobs
+    from ..cli.segment import _output_stem
+    from ..models.store import resolve_model_path, sam_for_model
+
+    out = Path(out).expanduser().resolve()
+    jobs = plan_jobs(paths, out, _output_stem)  # output folders and names as the command line plans them
+    model_path = str(resolve_model_path(model).resolve()) if model is not None else None
+    args = segment_options(out, sam=sam, model=model_path, **options)
+    plugin = register_models(client, sam_for_model(sam, model_path), model_path, args.device)
+    clock = Stopwatch(len(jobs))
+    futures = {client.submit(_segment_path, str(job.path.resolve()), str(job.out_dir), job.stem, args, plugin,
+                             key=f"autosam-segment-{i}-{job.path.name}", pure=False): job for i, job in enumerate(jobs)}
+    yield clock.event("segment", 0, f"{len(jobs)} images on {len(client.scheduler_info()['workers'])} workers")
+    result, done = BatchResult(jobs=jobs), 0
+    try:
+        for future in as_completed(futures):
+            job = futures[future]
+            key = str(job.path)
+            try:
+                names, report, notes, worker = future.result()
+            except Exception as exc:  # noqa: BLE001  one bad file does not stop the others
+                result.errors[key] = exc
+            else:
+                result.written[key] = [job.out_dir / n for n in names]
+                result.reports[key], result.workers[key], result.notes[key] = report, worker, notes
+            done += 1
+            yield clock.event("segment", done, f"{job.path.name} done")
+    finally:
+        client.cancel(list(futures))
+        for job in jobs:
+            _remove_leftovers(job.out_dir, job.stem)
+    result.written = {str(j.path): result.written[str(j.path)] for j in jobs if str(j.path) in result.written}
+    return result

@@ -1,0 +1,99 @@
+"""``--dask-scheduler`` / ``--dask-workers`` for ``napari-autosam segment``; dask is imported only when one is given."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+__all__ = ["add_dask_args", "connect", "run_segment", "wants_dask"]
+
+MISSING = ("--dask-scheduler/--dask-workers need dask.distributed, an optional extra: "
+           "pip install 'napari-autosam[distributed]'")
+
+
+def add_dask_args(parser) -> None:
+    """Add the mutually exclusive cluster options to the ``segment`` parser."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--dask-scheduler", default=None, metavar="ADDRESS",
+                       help="spread the images over the workers of a running dask.distributed scheduler "
+                       "(e.g. tcp://10.0.0.5:8786); inputs and --out must be on a file system the workers share")
+    group.add_argument("--dask-workers", type=int, default=None, metavar="N",
+                       help="spread the images over N worker processes on this machine (a dask LocalCluster)")
+
+
+def wants_dask(args) -> bool:
+    """True when the command line asks for a cluster."""
+    return bool(getattr(args, "dask_scheduler", None) or getattr(args, "dask_workers", None))
+
+
+@contextlib.contextmanager
+def connect(scheduler: str | None = None, workers: int | None = None, *, host: str = "127.0.0.1",
+            timeout: str = "30s"):
+    """A ``distributed.Client`` of the scheduler at ``scheduler``, or of a new LocalCluster of ``workers`` processes.
+
+    The LocalCluster has one thread per worker (torch runs its own threads)
+    and listens on ``host`` only; it is closed on leaving the block.
+    """
+    from ..cli import CommandError
+
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise CommandError(MISSING) from None
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout=timeout)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise CommandError(f"--dask-scheduler {scheduler}: no dask scheduler answered there within {timeout} "
+                               f"({type(exc).__name__}); expected an address like tcp://HOST:8786") from None
+        with client:
+            yield client
+        return
+    if workers is None or workers < 1:
+        raise CommandError(f"--dask-workers: expected a number of workers >= 1, got {workers}")
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host=host,
+                      dashboard_address=f"{host}:0") as cluster, Client(cluster) as client:
+        yield client
+
+
+def _dashboard(client) -> str:
+    try:
+        import bokeh  # noqa: F401  the dashboard needs it
+    except ImportError:
+        return "dashboard: not available (pip install bokeh for it)"
+    return f"dashboard: {client.dashboard_link}"
+
+
+def run_segment(args) -> int:
+    """``napari-autosam segment`` on a cluster: same files, one progress bar over the images."""
+    from ..cli.progressbar import ProgressBar
+
+    if args.tile is not None and args.tile != 0 and not (args.tile >= 64 and 0 <= args.overlap < args.tile):
+        raise ValueError(f"need --tile >= 64 and 0 <= --overlap < --tile, got {args.tile} and {args.overlap}")
+    from ..cli import check_output_folder
+    from ..cli.batch import run_jobs
+
+    check_output_folder(args.out)
+    if args.cache_dir:
+        check_output_folder(args.cache_dir, "--cache-dir")
+    with connect(args.dask_scheduler, args.dask_workers) as client:
+        from .dask_segment import segment_many
+
+        n = len(client.scheduler_info()["workers"])
+        print(f"dask: {n} worker{'s' if n != 1 else ''} at {client.scheduler.address}; {_dashboard(client)}", file=sys.stderr)
+        if args.model is None:
+            print("note: no --model given: using the untrained default prompt generator (hardnet_small, fixed "
+                  "seed); its masks are only a starting point.", file=sys.stderr)
+        skip = {"inputs", "out", "sam", "model", "func", "command", "dask_scheduler", "dask_workers"}
+        options = {k: v for k, v in vars(args).items() if k not in skip}
+        task = segment_many(args.inputs, args.out, client=client, sam=args.sam, model=args.model, **options)
+        result = ProgressBar(unit="image").run(task)
+
+    def replay(job):  # the command line's own failure lines and summary, in input order
+        if str(job.path) in result.errors:
+            raise result.errors[str(job.path)]
+        for note in result.notes.get(str(job.path), ()):
+            print(note, file=sys.stderr)
+        print(result.reports[str(job.path)])
+
+    return run_jobs("segment", result.jobs, replay)

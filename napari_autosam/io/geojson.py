@@ -1,0 +1,417 @@
+"""QuPath GeoJSON, both ways: label images → a ``FeatureCollection`` and back.
+
+What QuPath writes with *File → Export objects as GeoJSON* and reads with
+*File → Import objects*: a ``FeatureCollection`` of ``Feature`` objects whose
+``geometry`` is a ``Polygon`` or ``MultiPolygon`` (ellipses and rectangles
+arrive as polygons) in **level-0 pixels** of the slide (x right, y down,
+origin top-left), and whose ``properties`` hold ``objectType``
+(``"annotation"``, ``"detection"``, ``"cell"``; older files write
+``object_type``), ``classification`` ``{name, color}`` and ``measurements``.
+
+Label images are at a *working resolution*: ``downsample`` level-0 pixels
+per working pixel, and a window may start at a level-0 ``origin``.
+:class:`Placement` is the one mapping between the two used here.
+
+Outlines are pixel-exact (:mod:`.polygons`); imported polygons are
+rasterised at pixel centres, so labels → GeoJSON → labels gives every pixel
+back.  Problems with a file are raised as :class:`GeoJSONError` (one line,
+naming the file) or, where a repair is possible, repaired and reported in
+``messages``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import shapely
+from shapely.geometry import mapping
+
+from .atomic import atomic_write_text
+from .polygons import label_outlines
+
+OBJECT_TYPES = ("annotation", "detection")
+SUFFIXES = (".geojson",)
+#: QuPath's default class colours for a few common names; others get a colour from :func:`class_color`.
+_PALETTE = [(200, 0, 0), (0, 128, 255), (0, 180, 0), (255, 160, 0), (160, 0, 200), (0, 200, 200), (128, 64, 0),
+            (255, 0, 160), (120, 120, 120), (90, 160, 90)]
+
+
+class GeoJSONError(ValueError):
+    """A GeoJSON file or object that cannot be used; the message names the file and what was expected."""
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a working-resolution label image sits on the slide.
+
+    ``level0 = origin + downsample × working`` for x and y alike.
+
+    Attributes
+    ----------
+    downsample : level-0 pixels per working pixel (1 for an image at full resolution)
+    origin : level-0 ``(x, y)`` of the working image's top-left corner
+    """
+
+    downsample: float = 1.0
+    origin: tuple[float, float] = (0.0, 0.0)
+
+    def __post_init__(self):
+        if not (self.downsample > 0 and np.isfinite(self.downsample)):
+            raise ValueError(f"downsample must be a positive number, got {self.downsample}")
+
+    def to_level0(self, geometry):
+        ox, oy = self.origin
+        return shapely.transform(geometry, lambda xy: xy * self.downsample + (ox, oy))
+
+    def to_working(self, geometry):
+        ox, oy = self.origin
+        return shapely.transform(geometry, lambda xy: (xy - (ox, oy)) / self.downsample)
+
+
+def is_geojson(path: str | os.PathLike) -> bool:
+    """Whether the name says GeoJSON (``.geojson``); ``.json`` files need :func:`looks_like_geojson`."""
+    return Path(path).name.lower().endswith(SUFFIXES)
+
+
+_HEAD = re.compile(r'\s*(\{\s*"type"\s*:\s*"(FeatureCollection|Feature)"|\[\s*\{\s*"type"\s*:\s*"Feature")')
+
+
+def looks_like_geojson(path: str | os.PathLike, *, parse_below: int = 32 * 2**20) -> bool:
+    """Whether a ``.json``/``.geojson`` file holds a GeoJSON FeatureCollection, Feature or Feature list.
+
+    Files that start with ``{"type": "FeatureCollection"`` (as QuPath writes them) are
+    recognised from their first bytes; other files below ``parse_below`` bytes are parsed.
+    """
+    try:
+        with open(path, encoding="utf-8") as fh:
+            head = fh.read(256)
+        if _HEAD.match(head):
+            return True
+        if Path(path).stat().st_size > parse_below:
+            return False
+        _features_of(_load_json(Path(path)), str(path))
+    except (OSError, UnicodeDecodeError, GeoJSONError):
+        return False
+    return True
+
+
+def class_color(name: str, index: int = 0) -> list[int]:
+    """An RGB colour for a class: from a fixed palette by index."""
+    return list(_PALETTE[index % len(_PALETTE)])
+
+
+def _feature(geometry, object_type: str, label: int, area: float, cls: str | None, color, area_unit: str) -> dict:
+    properties: dict = {"objectType": object_type, "name": f"autosam {label}"}
+    if cls is not None:
+        properties["classification"] = {"name": cls, "color": list(color)}
+    properties["measurements"] = {f"Area {area_unit}": round(float(area), 3)}
+    return {"type": "Feature", "geometry": mapping(geometry), "properties": properties}
+
+
+def labels_to_features(labels, *, object_type: str = "detection", classes: Mapping[int, str] | None = None,
+                       colors: Mapping[str, Sequence[int]] | None = None, placement: Placement | None = None,
+                       mpp: float | None = None) -> list[dict]:
+    """One GeoJSON Feature per label of an instance label image, in level-0 pixels.
+
+    Parameters
+    ----------
+    labels : ``H×W`` integer array (numpy or lazy, read band by band); 0 is background
+    object_type : ``"detection"`` (many small objects, e.g. nuclei) or ``"annotation"``
+    classes : label → class name (labels missing from it are unclassified)
+    colors : class name → ``[r, g, b]``; default a fixed palette
+    placement : where the image sits on the slide (default: it *is* level 0)
+    mpp : level-0 µm per pixel; the area is then measured in µm² too
+
+    Returns
+    -------
+    list of Feature dicts (Polygon or MultiPolygon, holes kept), by label.
+    """
+    if object_type not in OBJECT_TYPES:
+        raise ValueError(f"object type must be one of {OBJECT_TYPES}, got {object_type!r}")
+    placement = placement or Placement()
+    classes = dict(classes or {})
+    names = list(dict.fromkeys(classes.values()))
+    colors = {name: list(colors[name]) if colors and name in colors else class_color(name, i)
+              for i, name in enumerate(names)}
+    features = []
+    for label, outline in label_outlines(labels).items():
+        geometry = placement.to_level0(outline)
+        cls = classes.get(label)
+        area, unit = geometry.area, "px^2"
+        if mpp:
+            area, unit = area * mpp * mpp, "µm^2"
+        features.append(_feature(geometry, object_type, label, area, cls, colors.get(cls), unit))
+    return features
+
+
+def mask_to_features(mask, *, class_names: Sequence[str] | None = None, object_type: str = "annotation",
+                     split: bool = True, placement: Placement | None = None, mpp: float | None = None) -> list[dict]:
+    """Features of a semantic mask (0 background, 1..K classes).
+
+    ``split`` makes one feature per connected region (8-connected), else one
+    (Multi)Polygon per class.  Value ``k`` is classified ``class_names[k-1]``;
+    without names a binary mask is unclassified and values above 1 are
+    ``"Class k"``.
+    """
+    from skimage.measure import label as connected
+
+    mask = np.asarray(mask)
+    if mask.ndim != 2 or mask.dtype.kind not in "biu":
+        raise ValueError(f"expected a 2D integer mask, got {mask.dtype} {mask.shape}")
+    values = [int(v) for v in np.unique(mask) if v > 0]
+    labels = np.zeros(mask.shape, np.int32)
+    classes: dict[int, str] = {}
+    for value in values:
+        name = (class_names[value - 1] if class_names and value <= len(class_names)
+                else None if value == 1 and len(values) == 1 and not class_names else f"Class {value}")
+        if split:
+            parts = connected(mask == value, connectivity=2)
+            start = int(labels.max())
+            labels[parts > 0] = parts[parts > 0] + start
+            ids = range(start + 1, start + int(parts.max()) + 1)
+        else:
+            ids = [int(labels.max()) + 1]
+            labels[mask == value] = ids[0]
+        if name is not None:
+            classes.update({i: name for i in ids})
+    colors = {n: class_color(n, i) for i, n in enumerate(class_names or [])}
+    return labels_to_features(labels, object_type=object_type, classes=classes, colors=colors, placement=placement,
+                              mpp=mpp)
+
+
+def feature_collection(features: list[dict]) -> dict:
+    return {"type": "FeatureCollection", "features": list(features)}
+
+
+def write_geojson(path: str | os.PathLike, features: list[dict]) -> Path:
+    """Write a FeatureCollection atomically (never a half-written file); return the path."""
+    text = json.dumps(feature_collection(features), separators=(",", ":"), ensure_ascii=False)
+    return atomic_write_text(path, text)
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+@dataclass
+class ImportedObject:
+    """One object read from GeoJSON: a valid (Multi)Polygon in level-0 pixels and its properties."""
+
+    geometry: object
+    object_type: str
+    class_name: str | None
+    color: tuple[int, int, int] | None = None
+    properties: dict = field(default_factory=dict)
+
+
+def _load_json(path: Path):
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise GeoJSONError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GeoJSONError(f"{path}: cannot read it ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise GeoJSONError(f"{path}: not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+
+
+def _features_of(data, source: str) -> list:
+    """The feature list of a FeatureCollection, a single Feature or a bare list (QuPath writes all three)."""
+    if isinstance(data, dict) and data.get("type") == "FeatureCollection":
+        features = data.get("features")
+        if not isinstance(features, list):
+            raise GeoJSONError(f"{source}: the FeatureCollection has no 'features' list")
+        return features
+    if isinstance(data, dict) and data.get("type") == "Feature":
+        return [data]
+    if isinstance(data, list) and all(isinstance(f, dict) and f.get("type") == "Feature" for f in data):
+        return data
+    found = data.get("type") if isinstance(data, dict) else type(data).__name__
+    raise GeoJSONError(f"{source}: expected a GeoJSON FeatureCollection (as QuPath exports), found {found!r}")
+
+
+def _classification(properties: dict) -> tuple[str | None, tuple[int, int, int] | None]:
+    cls = properties.get("classification")
+    if isinstance(cls, str):
+        return cls or None, None
+    if not isinstance(cls, dict):
+        return None, None
+    name = cls.get("name")
+    if name is None and isinstance(cls.get("names"), list):  # derived classes: "Tumor: Positive"
+        name = ": ".join(str(n) for n in cls["names"])
+    color = cls.get("color")
+    if isinstance(color, list) and len(color) >= 3 and all(isinstance(c, (int, float)) for c in color[:3]):
+        color = tuple(int(np.clip(c, 0, 255)) for c in color[:3])
+    elif isinstance(cls.get("colorRGB"), int):  # QuPath ≤ 0.3: packed ARGB
+        packed = cls["colorRGB"] & 0xFFFFFF
+        color = ((packed >> 16) & 255, (packed >> 8) & 255, packed & 255)
+    else:
+        color = None
+    return (str(name) if name else None), color
+
+
+def _polygonal(geometry):
+    """The polygonal part of a geometry (lines and points dropped), or None."""
+    if geometry.geom_type in ("Polygon", "MultiPolygon"):
+        return geometry
+    parts = [g for g in getattr(geometry, "geoms", []) if g.geom_type in ("Polygon", "MultiPolygon")]
+    return shapely.union_all(parts) if parts else None
+
+
+def parse_features(data, source: str = "GeoJSON") -> tuple[list[ImportedObject], list[str]]:
+    """Objects of parsed GeoJSON, with notes about what was skipped or repaired.
+
+    Features without a geometry, with points or lines only, or with broken
+    coordinates are skipped; self-intersecting polygons are repaired with
+    shapely's ``make_valid``.  Each kind of problem gives one note.
+    """
+    objects: list[ImportedObject] = []
+    problems: dict[str, int] = {}
+
+    def note(kind: str) -> None:
+        problems[kind] = problems.get(kind, 0) + 1
+
+    for feature in _features_of(data, source):
+        if not isinstance(feature, dict):
+            note("are not GeoJSON Feature objects and were skipped")
+            continue
+        geometry = feature.get("geometry")
+        properties = feature.get("properties")
+        properties = properties if isinstance(properties, dict) else {}
+        if not geometry:
+            note("had no geometry and were skipped")
+            continue
+        try:
+            shape = shapely.geometry.shape(geometry)
+        except Exception:  # noqa: BLE001 (shapely raises several types for malformed coordinates)
+            shape = None
+        if shape is None or not np.all(np.isfinite(shapely.get_coordinates(shape))):
+            note("had malformed coordinates and were skipped")
+            continue
+        if not shape.is_valid:
+            shape = shapely.make_valid(shape)
+            note("were self-intersecting or otherwise invalid and were repaired with make_valid")
+        shape = _polygonal(shape)
+        if shape is None or shape.is_empty or shape.area == 0:
+            note("are points or lines (no area) and were skipped")
+            continue
+        object_type = str(properties.get("objectType") or properties.get("object_type") or "annotation").lower()
+        name, color = _classification(properties)
+        objects.append(ImportedObject(shape, object_type, name, color, properties))
+    messages = [f"{source}: {n} feature(s) {kind}" for kind, n in problems.items()]
+    return objects, messages
+
+
+def read_features(path: str | os.PathLike) -> tuple[list[ImportedObject], list[str]]:
+    """Objects of a GeoJSON file (see :func:`parse_features`); raises :class:`GeoJSONError` for bad files."""
+    path = Path(path)
+    return parse_features(_load_json(path), source=str(path))
+
+
+# --- to label images ------------------------------------------------------------------------
+
+
+@dataclass
+class GeoJSONLabels:
+    """Label images rasterised from GeoJSON at the working resolution.
+
+    Attributes
+    ----------
+    instances : ``H×W`` int32, object ``i`` of the kept objects is label ``i + 1`` (0 background)
+    classes : ``H×W`` uint16 class ids (``k`` is ``class_names[k-1]``; 0: background or
+        unclassified), or None when no object has a class and none were asked for
+    class_names : the class of each id, in order
+    colors : class name → RGB, as the file gave them
+    object_types : the object type of each label (``object_types[i-1]`` for label ``i``)
+    label_classes : the class name (or None) of each label, likewise
+    messages : what was clipped, skipped or repaired, one line each
+    """
+
+    instances: np.ndarray
+    classes: np.ndarray | None
+    class_names: list[str]
+    colors: dict[str, tuple[int, int, int]]
+    object_types: list[str]
+    label_classes: list[str | None]
+    messages: list[str]
+
+
+def _kind(object_type: str) -> str:
+    """annotation, or detection for QuPath's detection-like types (detection, cell, tile)."""
+    return "annotation" if object_type == "annotation" else "detection"
+
+
+def objects_to_labels(objects: Sequence[ImportedObject], shape: tuple[int, int], *, placement: Placement | None = None,
+                      objects_of: str = "all", class_names: Sequence[str] | None = None, source: str = "GeoJSON",
+                      instances=None, classes=None) -> GeoJSONLabels:
+    """Rasterise objects (level-0 pixels) into ``shape = (H, W)`` label images at the working resolution.
+
+    Parameters
+    ----------
+    objects : from :func:`read_features`
+    placement : how level-0 maps to the working image (default: identity)
+    objects_of : ``"all"``, ``"annotation"`` or ``"detection"`` (detection includes QuPath cells and tiles)
+    class_names : the known classes, in id order; other names are added after them (and said so)
+    instances, classes : ``H×W`` output arrays to fill (e.g. zarr for a big image); default numpy
+
+    Larger objects are drawn first, so objects inside an annotation stay
+    visible on top of it.  Parts outside the image are clipped (and said so).
+    """
+    from .polygons import rasterize
+
+    if objects_of not in ("all",) + OBJECT_TYPES:
+        raise ValueError(f"objects must be 'all', 'annotation' or 'detection', got {objects_of!r}")
+    placement = placement or Placement()
+    height, width = (int(s) for s in shape)
+    frame = shapely.box(0, 0, width, height)
+    messages: list[str] = []
+    clipped = outside = 0
+    kept: list[tuple[object, ImportedObject]] = []
+    for obj in objects:
+        if objects_of != "all" and _kind(obj.object_type) != objects_of:
+            continue
+        geometry = placement.to_working(obj.geometry)
+        if not frame.contains(geometry):
+            geometry = _polygonal(geometry.intersection(frame)) if frame.intersects(geometry) else None
+            if geometry is None or geometry.is_empty or geometry.area == 0:
+                outside += 1
+                continue
+            clipped += 1
+        kept.append((geometry, obj))
+    if clipped:
+        messages.append(f"{source}: {clipped} object(s) reach outside the {height}×{width} image and were clipped")
+    if outside:
+        messages.append(f"{source}: {outside} object(s) lie wholly outside the {height}×{width} image and were skipped")
+    kept.sort(key=lambda item: -item[0].area)
+    names = list(class_names or [])
+    unknown = sorted({o.class_name for _, o in kept if o.class_name and o.class_name not in names})
+    if unknown and class_names:
+        messages.append(f"{source}: class(es) {', '.join(unknown)} are not among {', '.join(class_names)}; "
+                        f"added as class id(s) {len(names) + 1}..{len(names) + len(unknown)}")
+    names += [n for n in dict.fromkeys(o.class_name for _, o in kept) if n and n not in names]
+    geometries = [g for g, _ in kept]
+    instances = np.zeros((height, width), np.int32) if instances is None else instances
+    rasterize(geometries, list(range(1, len(kept) + 1)), instances)
+    if names:
+        ids = {n: i + 1 for i, n in enumerate(names)}
+        classes = np.zeros((height, width), np.uint16) if classes is None else classes
+        rasterize(geometries, [ids.get(o.class_name, 0) for _, o in kept], classes)
+    else:
+        classes = None
+    colors = {o.class_name: o.color for _, o in kept if o.class_name and o.color}
+    return GeoJSONLabels(instances, classes, names, colors, [_kind(o.object_type) for _, o in kept],
+                         [o.class_name for _, o in kept], messages)
+
+
+def read_geojson_labels(path: str | os.PathLike, shape: tuple[int, int], **kwargs) -> GeoJSONLabels:
+    """:func:`read_features` then :func:`objects_to_labels` (keywords as there); notes in ``messages``."""
+    objects, messages = read_features(path)
+    result = objects_to_labels(objects, shape, source=str(path), **kwargs)
+    result.messages[:0] = messages
+    return result
