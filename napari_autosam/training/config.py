@@ -198,9 +198,6 @@ class TrainConfig:
 
 def _tile_size() -> int:
     """The segmentation tile size (one home: :mod:`napari_autosam.inference.tiling`)."""
-    from ..inference import tiling
+    from ..inference.tiling import AUTO_TILE
 
-    size = getattr(tiling, "AUTO_TILE", None)
-    if size is None:  # where the segment command kept it before the tiling rule moved to inference.tiling
-        from ..cli.segment import AUTO_TILE as size
-    return int(size)
+    return int(AUTO_TILE)
