@@ -49,8 +49,8 @@ class TrainConfig:
         Alternative budget in passes over the training images, raised to at
         least ``min_steps`` steps (``h_epochs`` None: like ``epochs``; 0 skips).
     min_steps : int
-        Floor of steps: an epoch budget never gives fewer, and early stopping
-        never ends a stage before it.
+        Floor of steps: an epoch budget never gives fewer, and neither early
+        stopping nor the time limit ends a stage before it.
     time_limit : float or None
         Seconds of training (both stages, encoding excluded); g may use
         :data:`G_TIME_SHARE` of it when h follows.  None: no limit.

@@ -1,7 +1,8 @@
 """The two training stages, sized in optimiser steps: g through the frozen SAM, then h on g's output.
 
 A stage runs until its step budget is spent, its share of the time limit is
-used, the validation Dice has stopped improving (``patience`` validations
+used (never before ``min_steps``: a new g spends its first steps predicting
+background, and a model cut off there is useless), the validation Dice has stopped improving (``patience`` validations
 without a gain, once the stage has beaten its starting model and passed
 ``min_steps``), or it is cancelled.  It always ends in its best validated
 state (step 0 = the starting state).  Batches are drawn from a running
@@ -124,7 +125,7 @@ class Trainer:
             if self.cancelled:
                 ended = "cancelled"
                 break
-            if deadline is not None and time.perf_counter() >= deadline:
+            if deadline is not None and step >= min(cfg.min_steps, budget) and time.perf_counter() >= deadline:
                 ended = "time_limit"
                 break
             self._train_mode(stage)
