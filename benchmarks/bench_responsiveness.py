@@ -192,12 +192,12 @@ def measure(args) -> dict:
             print(f"  {count * 10:5d} ms  {where}")
 
     # The same training headless: main thread, torch's default threads, no GUI.
+    import torch
+
     from napari_autosam.models.store import ModelStore
     from napari_autosam.progress import run
     from napari_autosam.sam.cache import EmbeddingCache
     from napari_autosam.training import TrainConfig, samples_from_arrays, train
-
-    import torch
 
     images, masks, names = session.annotations.arrays()
     default_threads = torch.get_num_threads()

@@ -33,7 +33,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="autosam-shots-"))
     os.environ["NAPARI_AUTOSAM_DATA"] = str(tmp / "data")
     os.environ.setdefault("NAPARI_AUTOSAM_CACHE", str(tmp / "cache"))
-    from napari_autosam._qt.main_widget import AutoSAMWidget  # noqa: F401  (torch before OpenGL)
+    from napari_autosam._qt.main_widget import AutoSAMWidget  # noqa: F401, I001  (torch before OpenGL)
 
     import napari
     from qtpy.QtCore import QTimer
@@ -50,7 +50,13 @@ def main() -> None:
     taken: list[str] = []
 
     def shot(name: str, *, widget_only: bool = False) -> None:
-        app.processEvents()
+        from qtpy.QtWidgets import QWidget
+
+        for toast in viewer.window._qt_window.findChildren(QWidget):
+            if type(toast).__name__ == "NapariQtNotification":
+                toast.close()  # transient notifications would cover the canvas in a still picture
+        for _ in range(5):  # nested layouts (wrapped labels in a scroll area) settle over a few passes
+            app.processEvents()
         path = OUT / f"{name}.png"
         if widget_only:
             widget.grab().save(str(path))

@@ -1,44 +1,42 @@
 """Section 3, Compare: h(g(I)) and AutoSAM side by side, where they disagree, and their Dice.
 
-Comparing switches napari to grid mode with three panes that share one
-camera (pan and zoom move all of them): h(g(I)) over the image, AutoSAM over
-the image, and a "disagreement" layer (yellow: only AutoSAM, magenta: only
-h(g(I))).  The image under each pane is a second view of the same array
-(no copy).  Other layers are hidden while comparing; leaving the comparison
-removes the extra views and restores what was visible.
+Comparing switches napari to grid mode with four titled panes that share one
+camera (pan and zoom move all of them)::
+
+    h(g(I))        AutoSAM
+    disagreement   the image
+
+The masks are the output layers themselves and the image is its own layer:
+nothing is copied and nothing is added to the layer list.  Other layers are
+hidden while comparing; leaving restores the layer order, visibility, grid,
+titles and camera, and selects the AutoSAM layer for editing.  The Dice is
+recomputed whenever the image is segmented again.  The numbers come from
+:mod:`napari_autosam.inference.agreement`; this widget only shows them.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from napari.layers import Image
 from qtpy.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
 
-from . import notify
-from .layers import ImageTarget, current_plane, dice, ensure_output, find_output, role_of
+from . import avoid_triton_llvm_clash
 
-VIEW_KEY = "autosam_compare_view"
+avoid_triton_llvm_clash()  # before torch's chain of imports (see napari_autosam._qt)
+
+from ..inference.agreement import disagreement, per_plane_dice  # noqa: E402
+from . import notify  # noqa: E402
+from .layers import ImageTarget, camera_of, current_plane, ensure_output, find_output, focus_for_editing  # noqa: E402
+
+#: The panes, top-left first (row by row): output roles, then the image itself.
+PANES = ("h", "autosam", "disagreement", "image")
+LEGEND = ("<span style='color:#ffe119'>■</span> only AutoSAM  <span style='color:#f032e6'>■</span> only h(g(I))"
+          "<br>Panes: h(g(I)) | AutoSAM (top), disagreement | image (bottom)")
 
 
 def grid_of(viewer):
     """The viewer's grid settings (``viewer.canvas.grid`` since napari 0.9, ``viewer.grid`` before)."""
     canvas = getattr(viewer, "canvas", None)
     return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
-
-
-def disagreement(autosam: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """1 where only AutoSAM has foreground, 2 where only h(g(I)) has, 0 where they agree (uint8)."""
-    a, b = np.asarray(autosam) > 0, np.asarray(h) > 0
-    out = np.zeros(a.shape, np.uint8)
-    out[a & ~b] = 1
-    out[b & ~a] = 2
-    return out
-
-
-def per_plane_dice(target: ImageTarget, autosam: np.ndarray, h: np.ndarray) -> list[float]:
-    if not target.is_stack:
-        return [dice(autosam, h)]
-    return [dice(autosam[z], h[z]) for z in range(autosam.shape[0])]
 
 
 def format_dice(values: list[float], current: int | None = None) -> str:
@@ -58,11 +56,12 @@ class CompareSection(QWidget):
         self.viewer = viewer
         self.segment_section = segment_section
         self._saved: dict | None = None
+        self.image_name: str | None = None
         self.dice_values: list[float] = []
         self.button = QPushButton("Compare h(g(I)) and AutoSAM")
         self.button.setCheckable(True)
-        self.button.setToolTip("Show h(g(I)) and AutoSAM side by side with linked views, and where they "
-                               "disagree (Shift+Alt+D toggles)")
+        self.button.setToolTip("Show h(g(I)), AutoSAM, where they disagree and the image in four linked panes "
+                               "(Shift+Alt+D toggles)")
         self.button.clicked.connect(self._clicked)
         self.result = QLabel("Segment an image, then compare.")
         self.result.setWordWrap(True)
@@ -71,6 +70,7 @@ class CompareSection(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.button)
         layout.addWidget(self.result)
+        segment_section.segmented.connect(self._segmented)
 
     @property
     def active(self) -> bool:
@@ -85,79 +85,95 @@ class CompareSection(QWidget):
     def toggle(self) -> None:
         self.leave() if self.active else self.compare()
 
+    # ---------------------------------------------------------------- numbers
+
+    def _outputs(self, target: ImageTarget | None):
+        if target is None:
+            return None, None
+        return find_output(self.viewer, target.name, "autosam"), find_output(self.viewer, target.name, "h")
+
+    def update_numbers(self, target: ImageTarget) -> bool:
+        """Recompute the disagreement layer and the Dice of ``target``'s two masks; False if one is missing."""
+        autosam, h = self._outputs(target)
+        if autosam is None or h is None or autosam.multiscale or h.multiscale:
+            return False
+        diff = ensure_output(self.viewer, target, "disagreement")
+        diff.data[...] = disagreement(autosam.data, h.data)
+        diff.refresh()
+        self.dice_values = per_plane_dice(autosam.data, h.data, stack=target.is_stack)
+        current = current_plane(self.viewer, target) if target.is_stack else None
+        self.result.setText(format_dice(self.dice_values, current) + "<br>" + LEGEND)
+        self.image_name = target.name
+        return True
+
+    def _segmented(self, image_name: str) -> None:
+        """Keep the Dice (and, while comparing, the disagreement) in step with a new segmentation."""
+        if image_name != self.image_name:
+            return
+        target = self.segment_section.target(quiet=True)
+        if target is None or target.name != image_name:
+            return
+        self.update_numbers(target)
+
+    # ---------------------------------------------------------------- view
+
     def compare(self) -> bool:
         """Enter the comparison for the current image; returns False (with a message) if there is nothing to compare."""
         target = self.segment_section.target()
         if self.active:
             self.leave()
-        autosam = find_output(self.viewer, target.name, "autosam") if target else None
-        h = find_output(self.viewer, target.name, "h") if target else None
-        if autosam is None or h is None:
+        if any(layer is not None and layer.multiscale for layer in self._outputs(target)):
+            self.button.setChecked(False)  # a big image's labels on disk: compare a region of it
+            notify.info("Compare works on labels held in memory: for a big image, zoom in, press Edit region "
+                        "and compare the region.")
+            return False
+        if target is None or not self.update_numbers(target):
             self.button.setChecked(False)
             if target is not None:
                 notify.info("Segment the image first: the comparison needs both AutoSAM and h(g(I)).")
             return False
-        if autosam.multiscale or h.multiscale:  # a big image's labels on disk: compare a region of it
-            self.button.setChecked(False)
-            notify.info("Compare works on labels held in memory: for a big image, zoom in, press Edit region "
-                        "and compare the region.")
-            return False
-        marks = disagreement(autosam.data, h.data)
-        diff = ensure_output(self.viewer, target, "disagreement")
-        diff.data[...] = marks
-        diff.refresh()
-        self.dice_values = per_plane_dice(target, autosam.data, h.data)
-        self.result.setText(format_dice(self.dice_values, current_plane(self.viewer, target) if target.is_stack else None)
-                            + "<br><span style='color:#ffe119'>■</span> only AutoSAM  "
-                              "<span style='color:#f032e6'>■</span> only h(g(I))")
-        self._arrange(target, [h, autosam, diff])
+        panes = [find_output(self.viewer, target.name, role) for role in PANES[:3]] + [target.layer]
+        self._arrange(panes)
         self.button.setChecked(True)
         return True
 
-    def _arrange(self, target: ImageTarget, overlays: list) -> None:
-        """Grid of panes, top-left first: each overlay above its own view of the image."""
-        layers = self.viewer.layers
-        self._saved = {"order": list(layers), "visible": {id(layer): layer.visible for layer in layers},
-                       "grid": (grid_of(self.viewer).enabled, grid_of(self.viewer).stride)}
-        image = target.layer
+    def _arrange(self, panes: list) -> None:
+        """One layer per pane of a 2×2 grid, titled with its name; everything else hidden."""
+        layers, grid, camera = self.viewer.layers, grid_of(self.viewer), camera_of(self.viewer)
+        # keyed by unique_id: a plugin sees layers through proxies, so id() changes between accesses
+        self._saved = {"order": list(layers), "visible": {layer.unique_id: layer.visible for layer in layers},
+                       "titles": {layer.unique_id: layer.name_overlay.visible for layer in panes},
+                       "grid": (grid.enabled, grid.stride, grid.shape),
+                       "camera": (tuple(camera.center), camera.zoom)}
         for layer in layers:
             layer.visible = False
-        # napari groups layers into panes by list index (`stride` per pane) and fills the
-        # grid from index 0, so the compared layers go to the bottom of the list, in pairs.
-        order = []
-        for overlay in overlays:
-            style = {} if image.rgb else {"colormap": image.colormap}
-            view = Image(image.data, name=f"{image.name} · under {overlay.name}", rgb=image.rgb,
-                         multiscale=image.multiscale, scale=image.scale, translate=image.translate,
-                         contrast_limits=image.contrast_limits, gamma=image.gamma, metadata={VIEW_KEY: True},
-                         **style)
-            layers.append(view)
-            order += [view, overlay]
-        for position, layer in enumerate(order):
+        # napari fills the grid from list index 0, `stride` layers per pane.
+        for position, layer in enumerate(panes):
             layers.move(layers.index(layer), position)
-        for layer in order:
+        for layer in panes:
             layer.visible = True
-        grid_of(self.viewer).stride = 2
-        grid_of(self.viewer).enabled = True
+            layer.name_overlay.visible = True
+        grid.stride, grid.shape, grid.enabled = 1, (2, 2), True
         self.viewer.reset_view()  # every pane shows the whole image
 
     def leave(self) -> None:
-        """Back to the normal view: extra image views removed, visibility and grid restored."""
+        """Back to the normal view: order, visibility, titles, grid and camera restored; AutoSAM selected."""
         if self._saved is None:
             self.button.setChecked(False)
             return
+        saved, self._saved = self._saved, None
         layers = self.viewer.layers
-        for layer in [layer for layer in layers if layer.metadata.get(VIEW_KEY)]:
-            layers.remove(layer)
-        kept = [layer for layer in self._saved["order"] if layer in layers]
+        kept = [layer for layer in saved["order"] if layer in layers]
         for position, layer in enumerate(kept):
             layers.move(layers.index(layer), position)
         for layer in layers:
-            layer.visible = self._saved["visible"].get(id(layer), layer.visible)
-            if role_of(layer)[1] == "disagreement":
-                layer.visible = False  # shown again by the next comparison
-        enabled, stride = self._saved["grid"]
-        grid_of(self.viewer).enabled = bool(enabled)
-        grid_of(self.viewer).stride = stride
-        self._saved = None
+            layer.visible = saved["visible"].get(layer.unique_id, layer.visible)
+            if layer.unique_id in saved["titles"]:
+                layer.name_overlay.visible = saved["titles"][layer.unique_id]
+        grid = grid_of(self.viewer)
+        grid.enabled, grid.stride, grid.shape = saved["grid"][0], saved["grid"][1], saved["grid"][2]
+        camera = camera_of(self.viewer)
+        camera.center, camera.zoom = saved["camera"]
+        if self.image_name is not None:
+            focus_for_editing(self.viewer, self.image_name)  # also hides the disagreement again
         self.button.setChecked(False)

@@ -6,7 +6,12 @@ the object being drawn, using the image's cached embedding, so an answer
 comes back in a few tens of milliseconds; the object is painted into the
 AutoSAM layer as one napari edit (Ctrl+Z undoes it).  "New object" starts
 the next one.  On images larger than a tile, prompts work in the tile that
-holds the first prompt (the same tiles segmentation cached).
+holds the first prompt (the same tiles segmentation cached); choosing that
+window, reading and normalising it and converting coordinates is
+:mod:`napari_autosam.inference.interactive`'s work, this section only wires.
+
+While correcting, the AutoSAM layer is on top of the other masks, visible and
+selected (h(g(I)) dimmed), and the section says which layer is being edited.
 """
 
 from __future__ import annotations
@@ -17,11 +22,25 @@ import numpy as np
 from napari.layers import Points, Shapes
 from qtpy.QtWidgets import QCheckBox, QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from ..progress import single_step
-from . import notify
-from .layers import ImageTarget, current_plane, find_output, role_of, visible_region
-from .segment_section import OVERLAP, TILE
-from .workers import ProgressPanel, TaskRunner
+from . import avoid_triton_llvm_clash
+
+avoid_triton_llvm_clash()  # before torch's chain of imports (see napari_autosam._qt)
+
+from ..inference.interactive import PromptWindow, prompt_in_window, prompt_window  # noqa: E402
+from ..inference.tiling import auto_tile  # noqa: E402
+from ..progress import single_step  # noqa: E402
+from . import notify  # noqa: E402
+from .layers import (  # noqa: E402
+    ImageTarget,
+    current_plane,
+    find_output,
+    focus_for_editing,
+    plane_index,
+    role_of,
+    visible_region,
+)
+from .segment_section import OVERLAP  # noqa: E402
+from .workers import ProgressPanel, TaskRunner  # noqa: E402
 
 POSITIVE, NEGATIVE = "#33ff66", "#ff3355"
 #: Big images' labels live on disk as multiscale layers, which napari cannot paint (see region.py).
@@ -35,11 +54,13 @@ class ObjectEdit:
     """The object SAM is drawing: where, with which label, and the labels it replaces."""
 
     image: str
-    z: int
-    window: tuple[int, int, int, int]  # (y0, y1, x0, x1)
+    window: PromptWindow  # plane, pixels and the RGB SAM sees
     label: int
     before: np.ndarray  # the AutoSAM labels in the window before this object
-    rgb: np.ndarray  # the window as SAM sees it (the embedding cache key)
+
+    @property
+    def z(self) -> int:
+        return self.window.z
 
 
 class CorrectSection(QWidget):
@@ -50,6 +71,10 @@ class CorrectSection(QWidget):
         self.segment_section = segment_section
         self.edit: ObjectEdit | None = None
         self._pending = False
+        #: called before prompts or painting start (the widget leaves the comparison here)
+        self.before_editing = lambda: None
+        self._hooked: set = set()  # AutoSAM layers whose paint-tool choice brings them to the top
+        self._focusing = False
         #: Prompts run here, one at a time; changes made meanwhile are answered right after.
         self.prompt_runner = TaskRunner(self)
 
@@ -73,6 +98,9 @@ class CorrectSection(QWidget):
         self.accept_button.setToolTip("Store the AutoSAM mask of the shown slice (or image) with its image in the "
                                       "annotation folder, for fine-tuning (Shift+Alt+A)")
         self.accept_button.clicked.connect(lambda: self.accept())
+        self.editing = QLabel("Segment an image; its AutoSAM layer is then the one you edit.")
+        self.editing.setWordWrap(True)
+        self.editing.setToolTip("The layer that napari's paint tools and the SAM prompts change")
         self.status = QLabel()
         self.status.setWordWrap(True)
         self.status.setToolTip("The annotation folder (set in the Model section)")
@@ -85,11 +113,13 @@ class CorrectSection(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(help_text)
+        layout.addWidget(self.editing)
         layout.addLayout(grid)
         layout.addWidget(ProgressPanel(self.prompt_runner))
         layout.addWidget(self.accept_button)
         layout.addWidget(self.status)
         session.annotations_changed.connect(self.refresh_status)
+        viewer.layers.selection.events.active.connect(self._selection_changed)
         self.refresh_status()
 
     @staticmethod
@@ -97,6 +127,40 @@ class CorrectSection(QWidget):
         button = QPushButton(text)
         button.setToolTip(tip)
         return button
+
+    def _selection_changed(self, event=None) -> None:
+        layer = self.viewer.layers.selection.active
+        owner, role = role_of(layer) if layer is not None else (None, None)
+        if role == "autosam" and layer.unique_id not in self._hooked:
+            self._hooked.add(layer.unique_id)  # picking a paint tool on it brings it to the top
+            layer.events.mode.connect(lambda event, name=owner: self._mode_changed(name, event))
+        if role == "autosam":
+            self.editing.setText(f"Editing: <b>{layer.name}</b> (of {owner}); it is drawn above the other masks.")
+        elif role in ("points", "box"):
+            autosam = find_output(self.viewer, owner, "autosam")
+            name = autosam.name if autosam is not None else "AutoSAM"
+            self.editing.setText(f"Adding SAM prompts: they edit <b>{name}</b> (of {owner}).")
+        elif find_output(self.viewer, self.segment_section.image_combo.currentText(), "autosam") is not None:
+            self.editing.setText("Select the <b>AutoSAM</b> layer to correct it with napari's tools.")
+
+    def _mode_changed(self, image_name: str, event) -> None:
+        mode = str(getattr(event, "value", "") or getattr(event.source, "mode", ""))
+        if self._focusing or mode not in ("paint", "fill", "erase", "polygon") or self.segment_section.view_locked():
+            return
+        self._focusing = True
+        try:
+            layer = focus_for_editing(self.viewer, image_name)
+            if layer is not None and str(layer.mode) != mode:
+                layer.mode = mode  # moving the layer to the top made napari drop the tool: pick it again
+        finally:
+            self._focusing = False
+
+    def start_editing(self) -> None:
+        """Leave the comparison and bring the current image's AutoSAM layer to the top, selected."""
+        self.before_editing()
+        target = self.segment_section.target(quiet=True)
+        if target is not None:
+            focus_for_editing(self.viewer, target.name)
 
     def refresh_status(self) -> None:
         store = self.session.annotations
@@ -118,6 +182,8 @@ class CorrectSection(QWidget):
         if layer is not None and layer.multiscale:
             notify.info(ON_DISK_NOTE)
             return None
+        if target is not None:
+            self.start_editing()
         return target
 
     def _prompt_layer(self, target: ImageTarget, role: str):
@@ -183,20 +249,6 @@ class CorrectSection(QWidget):
                     box = (*corners.min(axis=0), *corners.max(axis=0))
         return points, labels, box
 
-    def _window(self, target: ImageTarget, anchor: tuple[float, float]) -> tuple[int, int, int, int]:
-        height, width = target.plane_shape
-        from ..inference.tiling import auto_tile, segmentation_tiles
-
-        if auto_tile((height, width)) is None:
-            return 0, height, 0, width
-        y, x = anchor
-        tiles = segmentation_tiles((height, width), TILE, OVERLAP)  # the segmenter's own layout
-        for tile in tiles:
-            y0, y1, x0, x1 = tile.core
-            if y0 <= y < y1 and x0 <= x < x1:
-                return tile.window
-        return tiles[0].window
-
     def _prompts_changed(self, event=None) -> None:
         if event is not None and getattr(event, "action", "added") not in ("added", "removed", "changed"):
             return  # napari announces each edit twice ("adding", then "added")
@@ -215,8 +267,6 @@ class CorrectSection(QWidget):
 
     def apply_prompts(self, target: ImageTarget) -> None:
         """Ask SAM for the object the prompts describe and paint it into the AutoSAM layer."""
-        from ..io.normalize import compute_normalization, to_rgb_uint8
-
         z = current_plane(self.viewer, target)
         points, labels, box = self._prompts(target, z)
         labels_layer = find_output(self.viewer, target.name, "autosam")
@@ -227,37 +277,31 @@ class CorrectSection(QWidget):
             return
         if self.edit is None or (self.edit.image, self.edit.z) != (target.name, z):
             anchor = points[0] if len(points) else ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
-            window = self._window(target, anchor)
-            norm = self.segment_section.normalizations.get(target.name) or compute_normalization(
-                target.data, channel_axis=target.layout.channel_axis)
-            plane = target.layout.read(target.data, z, window)
-            rgb = to_rgb_uint8(plane, channel_axis=target.layout.plane_channel_axis, normalization=norm)[0]
-            y0, y1, x0, x1 = window
-            index = ((z,) if target.is_stack else ()) + (slice(y0, y1), slice(x0, x1))
+            window = prompt_window(target.data, target.layout, z, anchor, tile=auto_tile(target.plane_shape),
+                                   overlap=OVERLAP, normalization=self.segment_section.normalizations.get(target.name))
+            index = plane_index(target, z) + window.slices
             label = int(np.asarray(labels_layer.data).max()) + 1
-            self.edit = ObjectEdit(target.name, z, window, label, np.array(labels_layer.data[index]), rgb)
+            self.edit = ObjectEdit(target.name, window, label, np.array(labels_layer.data[index]))
         edit = self.edit
-        y0, y1, x0, x1 = edit.window
-        kwargs = {"dense": "autosam" if self.refine_check.isChecked() else "sam"}
-        if len(points):
-            kwargs.update(points=points[:, ::-1] - (x0, y0), labels=labels)
-        if box is not None:
-            kwargs["box"] = (box[1] - x0, box[0] - y0, box[3] - x0, box[2] - y0)
+        dense = "autosam" if self.refine_check.isChecked() else "sam"
         segmenter = self.session.segmenter
-        first = edit.rgb not in self.session.cache
+        first = edit.window.rgb not in self.session.cache
 
-        def done(result) -> None:
+        def done(mask) -> None:
             if self.edit is edit and edit.image in self.viewer.layers:
-                self._paint(labels_layer, target, result[0])
+                self._paint(labels_layer, target, mask)
             if self._pending:
                 self._pending = False
                 self._prompts_changed()
 
+        def ask():
+            return prompt_in_window(segmenter, edit.window, points_yx=points if len(points) else None,
+                                    labels=labels, box_yxyx=box, dense=dense)
+
         # Off the GUI thread: a prompt is SAM's decoder only (the embedding is cached), but on a
         # slow CPU that is still a few hundred ms, and the first prompt on an image encodes it.
         message = "Computing the SAM embedding, then the mask" if first else "Asking SAM for the mask"
-        self.prompt_runner.start("SAM prompt", lambda token: single_step("prompt", message,
-                                                                        lambda: segmenter.prompt(edit.rgb, **kwargs)), done)
+        self.prompt_runner.start("SAM prompt", lambda token: single_step("prompt", message, ask), done)
 
     def _paint(self, layer, target: ImageTarget, mask: np.ndarray | None) -> None:
         """Set the window to ``before`` with the object (``mask``) on top, as one undoable napari edit."""
@@ -265,8 +309,8 @@ class CorrectSection(QWidget):
         if edit is None:
             return
         new = edit.before.copy() if mask is None else np.where(mask, edit.label, edit.before).astype(edit.before.dtype)
-        y0, y1, x0, x1 = edit.window
-        index = ((edit.z,) if target.is_stack else ()) + (slice(y0, y1), slice(x0, x1))
+        y0, y1, x0, x1 = edit.window.window
+        index = plane_index(target, edit.z) + edit.window.slices
         current = np.asarray(layer.data[index])
         changed = np.nonzero(current != new)
         if not changed[0].size:
@@ -300,7 +344,7 @@ class CorrectSection(QWidget):
         region = None if height * width <= ACCEPT_WHOLE_BELOW else visible_region(self.viewer, target)
         y0, y1, x0, x1 = region or (0, height, 0, width)
         image = target.layout.read(target.data, z, (y0, y1, x0, x1))
-        index = ((z,) if target.is_stack else ()) + (slice(y0, y1), slice(x0, x1))
+        index = plane_index(target, z) + (slice(y0, y1), slice(x0, x1))
         mask = np.asarray(layer.data[index])
         try:
             entry = self.session.annotations.accept(

@@ -13,9 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import demo_loop
-from ..losses import dice
-from . import notify
+from . import avoid_triton_llvm_clash
+
+avoid_triton_llvm_clash()  # before torch's chain of imports (see napari_autosam._qt)
+
+from .. import demo_loop  # noqa: E402
+from ..losses import dice  # noqa: E402
+from . import notify  # noqa: E402
 
 
 def text_overlay(viewer):
@@ -46,11 +50,11 @@ class DemoDriver:
 
     # ---------------------------------------------------------------- plumbing
 
-    def say(self, text: str) -> None:
+    def say(self, text: str, position: str = "top_left") -> None:
         overlay = text_overlay(self.viewer)
         overlay.text = text
         overlay.font_size = 10
-        overlay.position = "top_left"
+        overlay.position = position
         overlay.visible = True
         print(f"[{time.perf_counter() - self.started:5.1f} s] {text}", flush=True)
 
@@ -118,8 +122,9 @@ class DemoDriver:
         self.summary.update(dice_autosam=dice(autosam, self.truth), dice_h=dice(h, self.truth),
                             version=self.widget.session.model_label, seconds=self.times["result"], folder=self.folder)
         self.widget.compare_section.compare()
-        self.say(demo_loop.summary_text(self.summary) + "\n      Close napari (Ctrl+Q) to end the demo.")
-        notify.info(f"Demo done; napari stays open for you. Its corrections and model versions are in {self.folder}.")
+        # below the panes' titles, which the comparison shows at the top of each pane
+        self.say(demo_loop.summary_text(self.summary) + "\n      Close napari (Ctrl+Q) to end the demo.", "bottom_left")
+        notify.info(f"Demo done; napari stays open. Its corrections and model versions are in {self.folder}.")
         self.on_step("result")
         self.on_done(self.summary)
 

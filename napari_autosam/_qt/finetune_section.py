@@ -29,26 +29,34 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def on_training_data(meta: dict) -> bool:
-    """True when a model's validation Dice was measured on its own training images.
-
-    Reads the engine's ``val_kind`` when the metadata has one, else its
-    ``validation`` note ("the training image (only one image was given)").
-    """
-    kind = meta.get("val_kind") or (meta.get("metrics") or {}).get("val_kind")
+def validation_kind(meta: dict) -> str:
+    """What a model's validation Dice was measured on: the engine's kind (``"held-out images"``,
+    ``"held-out strip"``, ``"given"``, ``"training image"``), or read from its ``validation`` note."""
+    kind = meta.get("validation_kind") or meta.get("val_kind") or (meta.get("metrics") or {}).get("val_kind")
     if kind:
-        return str(kind).startswith("train")
-    return "training image" in str(meta.get("validation") or "")
+        return str(kind)
+    return "training image" if "training image" in str(meta.get("validation") or "") else "held-out images"
+
+
+def on_training_data(meta: dict) -> bool:
+    """True when a model's validation Dice was measured on its own training images."""
+    return validation_kind(meta).startswith("train")
+
+
+#: How each kind of validation is named next to its Dice.
+_VALIDATED_ON = {"held-out images": "held-out validation Dice {dice:.3f}",
+                 "held-out strip": "validation Dice {dice:.3f} on held-out strips of the corrections",
+                 "given": "validation Dice {dice:.3f} on the given validation images",
+                 "training image": "Dice {dice:.3f} on the training image (nothing held out, so not a test)"}
 
 
 def dice_text(meta: dict) -> str | None:
-    """``"validation Dice 0.81"`` or ``"Dice 1.000 on the training image (nothing held out)"``; None without one."""
+    """The validation Dice with what it was measured on (e.g. "... on the training image"); None without one."""
     dice = (meta.get("metrics") or {}).get("val_dice_autosam")
     if dice is None:
         return None
-    if on_training_data(meta):
-        return f"Dice {dice:.3f} on the training image (nothing held out, so not a test)"
-    return f"held-out validation Dice {dice:.3f}"
+    kind = validation_kind(meta)
+    return _VALIDATED_ON.get(kind, f"validation Dice {{dice:.3f}} ({kind})").format(dice=dice)
 
 
 def _version_text(row: dict, in_use: str | None) -> tuple[str, str]:
@@ -199,14 +207,15 @@ class FinetuneSection(QWidget):
         activated = result.version is not None and store is not None and store.active == result.version
         dice = dice_text(result.model.metadata)
         if result.version is not None and not activated:  # a cancelled run that did not improve
-            notify.info(f"Fine-tuning cancelled before it improved: still using {session.model_label}; "
+            notify.info(f"Cancelled: still using {session.model_label}. Fine-tuning stopped before it improved; "
                         f"{result.version} is kept in the version list, not in use.")
             self.refresh()
             return
         label = result.version or result.path.name
         session.set_model(result.model, label, version=result.version)
         how = "cancelled — kept the best model so far" if result.cancelled else "done"
-        notify.info(f"Fine-tuning {how}: now using {label}" + (f" ({dice})" if dice else "") + ". Segmenting again.")
+        notify.info(f"Fine-tuning {how}: now using {label}. " + (f"{dice[0].upper()}{dice[1:]}. " if dice else "")
+                    + "Segmenting again.")
         self.refresh()
         self.segment_section.rerun()
 

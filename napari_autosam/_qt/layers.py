@@ -136,6 +136,11 @@ def current_plane(viewer, target: ImageTarget) -> int:
     return int(np.clip(np.round(point[axis]), 0, target.layout.n_planes - 1))
 
 
+def camera_of(viewer):
+    """The viewer's camera (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
+    return viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+
+
 def visible_region(viewer, target: ImageTarget) -> tuple[int, int, int, int]:
     """``(y0, y1, x0, x1)`` of the plane the canvas shows, in full-resolution pixels, clipped to the image.
 
@@ -146,7 +151,7 @@ def visible_region(viewer, target: ImageTarget) -> tuple[int, int, int, int]:
     size = np.asarray(getattr(canvas, "size", None) or viewer.window._qt_viewer.canvas.size, dtype=float)
     if canvas is not None and hasattr(canvas, "viewbox_size"):
         size = np.asarray(canvas.viewbox_size(viewer.layers), dtype=float)
-    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera  # napari 0.9 moved it
+    camera = camera_of(viewer)
     half = size / camera.zoom / 2  # world units, (rows, columns) of the displayed plane
     displayed = list(viewer.dims.displayed)[-2:]
     low, high = np.asarray(viewer.dims.point, dtype=float), np.asarray(viewer.dims.point, dtype=float)
@@ -169,8 +174,34 @@ def plane_index(target: ImageTarget, z: int) -> tuple:
     return (z,) if target.is_stack else ()
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of two masks (anything > 0 is foreground); 1.0 when both are empty."""
-    a, b = np.asarray(a) > 0, np.asarray(b) > 0
-    total = int(np.count_nonzero(a)) + int(np.count_nonzero(b))
-    return 1.0 if total == 0 else 2.0 * int(np.count_nonzero(a & b)) / total
+#: Roles of the outputs that are dimmed while the AutoSAM layer is being corrected.
+DIMMED_WHILE_EDITING = {"h": 0.35, "instances": 0.35, "disagreement": 0.0}
+
+
+def focus_for_editing(viewer, image_name: str) -> Labels | None:
+    """Make the image's AutoSAM layer the one being edited: on top of the masks, visible, selected.
+
+    The other outputs of that image are dimmed (h(g(I)), instances) or hidden
+    (disagreement), so paint on the AutoSAM layer is never drawn under them;
+    SAM prompt layers stay above it.  Returns the AutoSAM layer (None if missing).
+    """
+    layer = find_output(viewer, image_name, "autosam")
+    if layer is None:
+        return None
+    layers = viewer.layers
+    prompts = [i for i, other in enumerate(layers) if role_of(other)[1] in ("points", "box")]
+    top = min(prompts) if prompts else len(layers)
+    index = layers.index(layer)
+    if index < top - 1:
+        layers.move(index, top)  # napari's move puts it just before ``top``
+    layer.visible = True
+    layer.opacity = max(layer.opacity, 0.7)
+    for other in layers:
+        owner, role = role_of(other)
+        if owner == image_name and role in DIMMED_WHILE_EDITING:
+            opacity = DIMMED_WHILE_EDITING[role]
+            other.visible = opacity > 0 and other.visible
+            if opacity > 0:
+                other.opacity = opacity
+    viewer.layers.selection.active = layer
+    return layer

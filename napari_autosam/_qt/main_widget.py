@@ -17,7 +17,11 @@ from __future__ import annotations
 from qtpy.QtCore import QEvent, QSize, Qt
 from qtpy.QtWidgets import QComboBox, QGroupBox, QLabel, QScrollArea, QVBoxLayout, QWidget
 
-from .compare import CompareSection
+from . import avoid_triton_llvm_clash
+
+avoid_triton_llvm_clash()  # before any section pulls in torch (see napari_autosam._qt)
+
+from .compare import CompareSection  # noqa: E402
 from .correct import CorrectSection
 from .finetune_section import FinetuneSection
 from .model_section import ModelSection
@@ -100,6 +104,8 @@ class AutoSAMWidget(QWidget):
         self.region_editor = RegionEditor(napari_viewer, self.session, self.segment_section, self.correct_section)
         self.correct_section.layout().addWidget(self.region_editor)  # "Edit region" for big images
         self.finetune_section = FinetuneSection(napari_viewer, self.session, self.segment_section, self.train_runner)
+        self.segment_section.view_locked = lambda: self.compare_section.active
+        self.correct_section.before_editing = self.compare_section.leave
         self.review_section = ReviewSection(napari_viewer, self.session, self.segment_section, self.correct_section)
 
         content = _Column()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -21,14 +22,25 @@ from . import notify
 from .session import Session
 from .workers import ProgressPanel, TaskRunner
 
-#: (item text, value) of the SAM choices; "file" asks for a checkpoint file.
+#: (item text, value, tooltip) of the SAM choices; "file" asks for a checkpoint file.  The texts
+#: are short so the combo shows them whole in a narrow dock.
 SAM_CHOICES = [
-    ("ViT-B (375 MB, fastest official)", "vit_b"),
-    ("ViT-L (1.2 GB)", "vit_l"),
-    ("ViT-H (2.6 GB, most accurate)", "vit_h"),
-    ("tiny (random weights: tests and demo only)", "tiny"),
-    ("Checkpoint file…", "file"),
+    ("ViT-B (375 MB)", "vit_b", "The official SAM ViT-B: the fastest, downloaded once (375 MB)"),
+    ("ViT-L (1.2 GB)", "vit_l", "The official SAM ViT-L, downloaded once (1.2 GB)"),
+    ("ViT-H (2.6 GB)", "vit_h", "The official SAM ViT-H: the most accurate, downloaded once (2.6 GB)"),
+    ("tiny (tests, demo)", "tiny", "A small built-in SAM with random, fixed weights: for tests and the offline demo "
+     "only, its masks mean nothing until g is trained"),
+    ("Checkpoint file…", "file", "A SAM checkpoint (.pth) you already have"),
 ]
+
+
+def display_name(name_or_path: str) -> str:
+    """How a SAM is named in titles and notifications: ``"ViT-B"`` (not ``vit_b``: napari's collapsed
+    toast clips the underscore, so it reads "vit b"), ``"tiny"``, or a checkpoint's file name."""
+    for text, value, _tip in SAM_CHOICES:
+        if value == name_or_path and value != "file":
+            return text.split(" (")[0]
+    return Path(name_or_path).name
 
 
 def _label(text: str = "") -> QLabel:
@@ -47,8 +59,9 @@ class ModelSection(QWidget):
         self.sam_file: str | None = None
 
         self.sam_combo = QComboBox()
-        for text, value in SAM_CHOICES:
+        for i, (text, value, tip) in enumerate(SAM_CHOICES):
             self.sam_combo.addItem(text, value)
+            self.sam_combo.setItemData(i, tip, Qt.ItemDataRole.ToolTipRole)
         self.sam_combo.setToolTip(
             "The frozen Segment Anything model. Official checkpoints are downloaded once (with a checksum) "
             "into the cache folder; 'Checkpoint file…' uses a .pth file you already have.")
@@ -144,11 +157,12 @@ class ModelSection(QWidget):
             if then is not None:
                 then()
 
-        return self.runner.start(
-            f"Loading SAM {Path(name).name if name not in dict(SAM_CHOICES).values() else name}",
-            lambda token: cancellable(load_sam(name, device=device), token),
-            done,
-        )
+        def failed(exc) -> None:  # the toast shows one line; the reason in full stays here
+            self.sam_status.setText(f"Could not load SAM {shown}: {notify.describe(exc)}")
+
+        shown = display_name(name)
+        return self.runner.start(f"Loading SAM {shown}", lambda token: cancellable(load_sam(name, device=device), token),
+                                 done, on_error=failed)
 
     # ---------------------------------------------------------------- g
 
@@ -167,20 +181,22 @@ class ModelSection(QWidget):
     def open_model(self, path: str) -> bool:
         """Load a g/h checkpoint file in the background and use it."""
         from ..models.checkpoint import load_checkpoint
+        from ..sam.registry import check_sam_variant
 
         if self.session.sam is None:
             return self.load(then=lambda: self.open_model(path))
-        variant = getattr(self.session.sam, "variant", None)
+        sam = self.session.sam
+
+        def read():
+            checkpoint = load_checkpoint(path)
+            check_sam_variant(checkpoint.sam_variant, sam, Path(path).name)  # the same check as training's
+            return checkpoint
 
         def done(checkpoint) -> None:
-            if checkpoint.sam_variant not in (None, variant):
-                notify.warning(f"{Path(path).name} was trained with SAM {checkpoint.sam_variant}, "
-                               f"but {variant} is loaded; its masks may be poor.")
             self.session.set_model(checkpoint, Path(path).name)
 
         return self.runner.start("Loading prompt generator",
-                                 lambda token: single_step("load", f"Reading {Path(path).name}",
-                                                           lambda: load_checkpoint(path)), done)
+                                 lambda token: single_step("load", f"Reading {Path(path).name}", read), done)
 
     def _save_clicked(self) -> None:
         if self.session.model is None:
@@ -192,13 +208,9 @@ class ModelSection(QWidget):
             self.save_model(path)
 
     def save_model(self, path: str) -> Path:
-        from ..models.checkpoint import save_checkpoint
+        from ..models.checkpoint import save_copy
 
-        model = self.session.model
-        path = Path(path) if str(path).endswith(".safetensors") else Path(f"{path}.safetensors")
-        meta = {k: v for k, v in model.metadata.items() if k not in ("format", "package_version", "created",
-                                                                        "prompt_generator", "surrogate", "sam_variant")}
-        save_checkpoint(path, model.prompt_generator, model.surrogate, sam_variant=model.sam_variant, **meta)
+        path = save_copy(self.session.model, path)
         notify.info(f"Saved the prompt generator to {path}")
         return path
 
@@ -211,11 +223,14 @@ class ModelSection(QWidget):
     # ---------------------------------------------------------------- display
 
     def _refresh(self) -> None:
+        from ..sam.registry import sam_identity
+
         sam = self.session.sam
         if sam is not None:
             device = next(sam.parameters()).device
-            path = getattr(sam, "checkpoint_path", None)
-            self.sam_status.setText(f"Loaded: SAM {getattr(sam, 'variant', '?')} on {device}"
+            identity = sam_identity(sam)
+            path = identity.checkpoint_path
+            self.sam_status.setText(f"Loaded: SAM {identity.variant} on {device}"
                                     + (f" — {Path(path).name}" if path else ""))
             self.sam_status.setToolTip(str(path) if path else "")
         self.model_status.setText(self.session.describe_model())

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from napari.layers import Image
+from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -34,12 +35,22 @@ from ..io.working import (
     working_image,
 )
 from . import notify, slide_layers
-from .layers import ImageTarget, current_plane, ensure_output, find_output, image_target, plane_index, visible_region
+from .layers import (
+    ImageTarget,
+    current_plane,
+    ensure_output,
+    focus_for_editing,
+    image_target,
+    plane_index,
+    visible_region,
+)
 from .session import Session
 from .workers import ProgressPanel, TaskRunner
 
 #: The one tiling rule (inference.tiling): planes larger than TILE_ABOVE px go in tiles of TILE.
 TILE, TILE_ABOVE, OVERLAP = AUTO_TILE, AUTO_TILE_ABOVE, DEFAULT_OVERLAP
+
+
 
 SCOPES = {
     "slice": "Current slice",
@@ -71,7 +82,14 @@ class WorkingTarget(ImageTarget):
 
 
 class SegmentSection(QWidget):
-    """Pick an image layer and a scope, then segment; outputs go to the "AutoSAM", "h(g(I))" and "instances" layers."""
+    """Pick an image layer and a scope, then segment; outputs go to the "AutoSAM", "h(g(I))" and "instances" layers.
+
+    Signals
+    -------
+    segmented(str) : the name of the image whose output layers were just rewritten
+    """
+
+    segmented = Signal(str)
 
     def __init__(self, viewer, session: Session, runner: TaskRunner, model_section, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -83,6 +101,9 @@ class SegmentSection(QWidget):
         self.last_region: tuple[int, int, int, int] | None = None
         #: image layer name → the intensity scaling of its last segmentation (prompts reuse it)
         self.normalizations: dict[str, object] = {}
+        #: True while another view owns the layer arrangement (the comparison): results then
+        #: update the layers without rearranging them for editing
+        self.view_locked = lambda: False
 
         self.image_combo = QComboBox()
         self.image_combo.setToolTip("The image layer to segment")
@@ -325,11 +346,11 @@ class SegmentSection(QWidget):
                 return segmenter.segment(data, channel_axis=target.layout.plane_channel_axis, mode=mode, cancel=token,
                                          preview=preview)
             if scope == "region":
-                return segmenter.segment_region(data, region, channel_axis=target.layout.channel_axis, mode=mode,
-                                                cancel=token, preview=preview)
+                return segmenter.segment_region(data, region, layout=target.layout, mode=mode, cancel=token,
+                                                preview=preview)
             tile = auto_tile(target.plane_shape)
-            return segmenter.segment(data, channel_axis=target.layout.channel_axis, mode=mode, tile=tile,
-                                     overlap=OVERLAP, cancel=token, preview=preview)
+            return segmenter.segment(data, layout=target.layout, mode=mode, tile=tile, overlap=OVERLAP, cancel=token,
+                                     preview=preview)
 
         def done(result) -> None:
             self.last = Request(request.layer_name, scope, request.instances, request.resolution, preview)
@@ -407,8 +428,9 @@ class SegmentSection(QWidget):
             notes.append("Preview: h(g(I)) only, without SAM; Segment for the AutoSAM mask.")
         self.note.setText(f"{model_label}: {foreground:.0%} of the pixels are foreground."
                           + (" " + " ".join(notes) if notes else ""))
+        self.segmented.emit(target.name)
 
     def _select_for_editing(self, target: ImageTarget) -> None:
-        layer = find_output(self.viewer, target.name, "autosam")
-        if layer is not None:
-            self.viewer.layers.selection.active = layer
+        """The image's AutoSAM layer on top, shown and selected (unless the comparison owns the view)."""
+        if not self.view_locked():
+            focus_for_editing(self.viewer, target.name)

@@ -7,7 +7,7 @@ import time
 
 from tqdm import tqdm
 
-from ..progress import Progress, Task, T
+from ..progress import Progress, T, Task
 
 
 class ProgressBar:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..io.normalize import MAX_CHANNELS, image_kind
+from ..io.normalize import guess_channel_axis, image_kind
 
 #: Kinds (from ``image_kind``) that are one plane with channels.
 _CHANNEL_PLANES = ("rgb", "rgba", "multichannel")
@@ -80,11 +80,6 @@ class ImageLayout:
         return plane
 
 
-def _channels_last(shape: tuple[int, ...]) -> bool:
-    last = shape[-1]
-    return last in (3, 4) or (last <= MAX_CHANNELS and all(last < s for s in shape[-3:-1]))
-
-
 def image_layout(image, channel_axis: int | None = None, *, stack: bool | None = None) -> ImageLayout:
     """Find the axes of ``image`` (anything with ``shape``, ``dtype`` and slicing).
 
@@ -118,7 +113,7 @@ def _guess(shape: tuple[int, ...], dtype, channel_axis: int | None, stack: bool 
             return ImageLayout(shape, "stack", None, 0)
         if kind == "stack_rgb":
             return ImageLayout(shape, kind, 3, 0)
-        return ImageLayout(shape, kind, 2 if _channels_last(shape) else 0, None)
+        return ImageLayout(shape, kind, guess_channel_axis(shape, dtype), None)
     if len(shape) not in (3, 4):
         raise ValueError(f"channel_axis={channel_axis} needs a 3D (Y, X, C) or 4D (Z, Y, X, C) image, got shape {shape}")
     if not -len(shape) <= channel_axis < len(shape):

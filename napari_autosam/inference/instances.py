@@ -1,4 +1,4 @@
-"""Self-prompted instances (Self-Prompt-SAM, METHOD.md §3) from an auxiliary mask.
+"""Self-prompted instances (Self-Prompt-SAM, docs/method.md) from an auxiliary mask.
 
 1. :func:`split_objects`: the binary auxiliary mask (h(g(I)) or the AutoSAM
    mask) becomes one label per object; touching objects, merged in the

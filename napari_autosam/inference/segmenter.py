@@ -131,7 +131,7 @@ class Segmenter:
                 tile: int | None = None, overlap: int = DEFAULT_OVERLAP, normalization: Normalization | None = None,
                 cancel: CancelToken | None = None, store: str | os.PathLike | None = None,
                 instance_options: InstanceOptions | None = None, stack: bool | None = None,
-                preview: bool = False) -> Task[SegmentationResult]:
+                layout: ImageLayout | None = None, preview: bool = False) -> Task[SegmentationResult]:
         """Segment a 2D, RGB(A), multichannel or 3D image; a generator of ``segment`` progress.
 
         Parameters
@@ -153,6 +153,9 @@ class Segmenter:
         instance_options : overrides ``self.instance_options`` for this call.
         stack : True: a 3D array is ``Z×Y×X`` even with 4 or fewer slices (which
             would otherwise be taken for channels); False: it must be one plane.
+        layout : the image's axes, when the caller has found them already
+            (:func:`~napari_autosam.inference.inputs.image_layout`); then
+            ``channel_axis`` and ``stack`` are not used.
         preview : h(g(I)) only: SAM's image encoder and mask decoder never run, so it is
             tens of times faster on a CPU; tiles, stacks and cancel work the same.  The
             result has ``autosam_prob``/``autosam_mask`` None, no agreement, and instances
@@ -165,7 +168,8 @@ class Segmenter:
         image = _as_image(image)
         if tile is not None and not (tile >= 64 and 0 <= overlap < tile):
             raise ValueError(f"need tile >= 64 and 0 <= overlap < tile, got tile={tile}, overlap={overlap}")
-        layout = image_layout(image, channel_axis, stack=stack)
+        if layout is None or tuple(layout.shape) != tuple(int(s) for s in np.shape(image)):
+            layout = image_layout(image, channel_axis, stack=stack)
         if normalization is None:
             normalization = whole_image_normalization(image, layout, channels)
         options = instance_options or self.instance_options
@@ -211,14 +215,15 @@ class Segmenter:
 
     def segment_region(self, image, region: tuple[int, int, int, int], *, z: int = 0, channel_axis: int | None = None,
                        channels=None, normalization: Normalization | None = None, stack: bool | None = None,
-                       **kwargs) -> Task[SegmentationResult]:
+                       layout: ImageLayout | None = None, **kwargs) -> Task[SegmentationResult]:
         """Segment only ``region = (y0, y1, x0, x1)`` of plane ``z`` (e.g. what the viewer shows).
 
         The intensity scaling is that of the whole image (unless given), so
         the region looks as it would in a whole-image segmentation.  Outputs
         have the region's shape.  Other keywords as for :meth:`segment`.
         """
-        layout = image_layout(image, channel_axis, stack=stack)
+        if layout is None or tuple(layout.shape) != tuple(int(s) for s in np.shape(image)):
+            layout = image_layout(image, channel_axis, stack=stack)
         height, width = layout.plane_shape
         y0, y1, x0, x1 = (int(v) for v in region)
         y0, y1, x0, x1 = max(0, y0), min(height, y1), max(0, x0), min(width, x1)

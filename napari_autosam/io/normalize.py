@@ -148,6 +148,15 @@ def image_kind(shape: Sequence[int], dtype: Any = np.float32) -> str:
     raise ValueError(f"{len(shape)}D image of shape {shape} is not supported: expected 2D (Y, X) or 3D/4D with channels")
 
 
+def guess_channel_axis(shape: Sequence[int], dtype: Any = np.float32) -> int | None:
+    """The channel axis :func:`image_kind` implies: None for ``"2d"`` and ``"stack"``, the last axis when
+    it looks like channels, else the first (``(C, Y, X)``).  The one place the package guesses it."""
+    kind = image_kind(shape, dtype)
+    if kind in ("2d", "stack"):
+        return None
+    return len(shape) - 1 if _small_last_axis(tuple(int(s) for s in shape)) else 0
+
+
 def _check_shape_and_dtype(shape: Sequence[int], dtype: Any) -> tuple[int, ...]:
     shape = tuple(int(s) for s in shape)
     if np.dtype(dtype).kind not in _SUPPORTED_DTYPE_KINDS:
@@ -184,7 +193,7 @@ def _resolve_layout(shape, dtype, channel_axis, channels, *, allow_stack: bool) 
             if channels is not None:
                 raise ValueError(f"channels={tuple(channels)} given for a single-channel image of shape {shape}")
             return _Layout(None, None, kind)
-        axis = len(shape) - 1 if _small_last_axis(shape) else 0
+        axis = guess_channel_axis(shape, dtype)
     return _Layout(axis, _resolve_channels(shape[axis], np.dtype(dtype), channels), kind)
 
 

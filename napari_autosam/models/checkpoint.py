@@ -84,6 +84,26 @@ def save_checkpoint(
     return path
 
 
+#: Metadata keys :func:`save_checkpoint` writes itself (a re-save writes them afresh).
+_OWN_KEYS = ("format", "package_version", "created", "prompt_generator", "surrogate", "sam_variant")
+
+
+def save_copy(checkpoint: ModelCheckpoint, path: str | os.PathLike, **changes: Any) -> Path:
+    """Write a loaded checkpoint to a new file, keeping its metadata (``changes`` override keys).
+
+    ``path`` gets ``.safetensors`` appended when it has another suffix.
+    Provenance (training data, metrics, parent) is kept; the format,
+    creation time and architecture are written afresh.
+    """
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        path = path.with_name(path.name + ".safetensors")
+    meta = {k: v for k, v in checkpoint.metadata.items() if k not in _OWN_KEYS}
+    meta.update(changes)
+    return save_checkpoint(path, checkpoint.prompt_generator, checkpoint.surrogate,
+                           sam_variant=checkpoint.sam_variant, **meta)
+
+
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The metadata of a checkpoint, without loading its tensors."""
     from safetensors import safe_open

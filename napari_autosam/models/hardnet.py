@@ -3,7 +3,7 @@
 A Harmonic DenseNet (HarDNet) is a stack of HarD blocks, each a sparse
 DenseNet in which layer ``k`` reads only the layers ``k - 2**i`` for every
 power of two dividing ``k``. :data:`HARDNET85` is the ImageNet HarDNet-85
-used by AutoSAM (METHOD.md section 2); :data:`HARDNET_SMALL` is a narrow,
+used by AutoSAM (docs/method.md); :data:`HARDNET_SMALL` is a narrow,
 shallow variant with the same tap interface that trains in reasonable time
 on a laptop CPU.
 

@@ -2,7 +2,7 @@
 
 g is an encoder (a :class:`~napari_autosam.models.hardnet.HarDNet`) and a small
 U-Net-style decoder that fuses the /16, /8 and /4 feature maps and maps them
-to SAM's dense-prompt space, ``Bx256x64x64`` in [-1, 1] (METHOD.md section 2).
+to SAM's dense-prompt space, ``Bx256x64x64`` in [-1, 1] (docs/method.md).
 Variants are built by name from :data:`PROMPT_GENERATORS`: the paper's
 ``hardnet85``, a small ``hardnet_small`` for CPUs, and ``resnet18`` /
 ``resnet34`` (a departure from the paper: torchvision ResNets whose ImageNet

@@ -2,7 +2,7 @@
 
 ``h(g(I))`` reads the prompt generator's output directly, without SAM, to
 show what g has learnt and as a light alternative to SAM's mask decoder
-(METHOD.md section 2). It is trained with g frozen.
+(docs/method.md). It is trained with g frozen.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from qtpy.QtCore import Qt
 
-from napari_autosam._qt.compare import VIEW_KEY, grid_of
-from napari_autosam._qt.layers import dice
+from napari_autosam._qt.compare import grid_of
+from napari_autosam.losses import dice
 
 pytestmark = pytest.mark.gui
 
@@ -32,25 +32,26 @@ def test_whole_loop(viewer, widget, he_sample, qtbot, idle):
     assert f"{(autosam.data > 0).mean():.0%} of the pixels" in seg.note.text()
     assert viewer.layers.selection.active is autosam  # ready for napari's paint tools
 
-    # --- compare: grid of three panes with one camera
+    # --- compare: four titled panes with one camera, no copies of the image
+    names_before = [layer.name for layer in viewer.layers]
     click(qtbot, cmp.button)
-    assert grid_of(viewer).enabled and grid_of(viewer).stride == 2
+    assert grid_of(viewer).enabled and grid_of(viewer).stride == 1
     layers = list(viewer.layers)
-    assert grid_of(viewer).position(layers.index(h), layers) == (0, 0)
-    assert grid_of(viewer).position(layers.index(autosam), layers) == (0, 1)
     diff = viewer.layers["disagreement"]
-    assert grid_of(viewer).position(layers.index(diff), layers) == (1, 0)
+    for layer, position in ((h, (0, 0)), (autosam, (0, 1)), (diff, (1, 0)), (he_sample, (1, 1))):
+        assert grid_of(viewer).position(layers.index(layer), layers) == position, layer.name
+        assert layer.visible and layer.name_overlay.visible, f"the {layer.name} pane is titled"
     a, b = autosam.data > 0, h.data > 0
     np.testing.assert_array_equal(diff.data == 1, a & ~b)
     np.testing.assert_array_equal(diff.data == 2, b & ~a)
     assert f"{dice(a, b):.3f}" in cmp.result.text()
-    assert sum(1 for layer in viewer.layers if layer.metadata.get(VIEW_KEY)) == 3
+    assert [layer.name for layer in viewer.layers if layer.name not in names_before] == ["disagreement"]
     click(qtbot, cmp.button)  # leave
     assert not grid_of(viewer).enabled
-    assert not any(layer.metadata.get(VIEW_KEY) for layer in viewer.layers)
     names = [layer.name for layer in viewer.layers]
     assert names.index("AutoSAM") > names.index("nuclei H&E")  # order restored: labels above the image
-    assert he_sample.visible and autosam.visible
+    assert he_sample.visible and autosam.visible and not autosam.name_overlay.visible
+    assert viewer.layers.selection.active is autosam, "back to editing the AutoSAM layer"
 
     # --- edit with napari's own tools, then with a SAM point prompt
     autosam.paint((20, 20), 1)

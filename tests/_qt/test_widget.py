@@ -38,10 +38,11 @@ def test_stack_current_slice_then_whole_stack(viewer, widget, stack_sample, qtbo
     click(qtbot, seg.segment_button)
     idle()
     assert all(h.data[z].any() for z in range(8))
-    # instance mode on the shown slice (the untrained mask is noise: only big objects, to keep the test short)
+    # instance mode on the shown slice (the untrained mask is noise: only big objects, to keep the test short;
+    # min_confidence 0.5 keeps every object of `prob > 0.5`, which the default 0.6 would drop as too unsure)
     from napari_autosam.inference.instances import InstanceOptions
 
-    widget.session.segmenter.instance_options = InstanceOptions(min_size=150, batch_size=64)
+    widget.session.segmenter.instance_options = InstanceOptions(min_size=150, batch_size=64, min_confidence=0.5)
     seg.select("nuclei stack", "slice", instances=True)
     click(qtbot, seg.segment_button)
     idle()
@@ -110,9 +111,8 @@ def test_segmenting_without_an_image_says_what_to_do(viewer, widget, qtbot):
 
 
 def test_prompt_generator_new_save_load(viewer, widget, he_sample, tmp_path, qtbot, idle):
-    from napari_autosam._qt.session import sam_key
     from napari_autosam.models.checkpoint import save_checkpoint
-    from napari_autosam.training import initial_model, TrainConfig
+    from napari_autosam.training import TrainConfig, initial_model
 
     widget.model_section.load()
     idle()
@@ -128,7 +128,9 @@ def test_prompt_generator_new_save_load(viewer, widget, he_sample, tmp_path, qtb
     click(qtbot, widget.model_section.new_button)
     assert widget.session.model is None and "untrained" in widget.model_section.model_status.text()
     # versions live in the data folder, per SAM, never in the working directory
-    assert widget.session.model_store.root == widget.session.root / "models" / sam_key(widget.session.sam)
+    from napari_autosam.sam.registry import sam_identity
+
+    assert widget.session.model_store.root == widget.session.root / "models" / sam_identity(widget.session.sam).lineage
     assert str(widget.session.root) in widget.model_section.folder_label.text()
     assert not str(widget.session.root).startswith(os.getcwd())
 
@@ -165,8 +167,13 @@ def test_every_control_has_a_tooltip(widget):
 
 
 def test_opening_the_plugin_after_napari_has_drawn_does_not_crash(tmp_path):
-    """Regression: torch's triton import after Mesa's LLVM is loaded killed the process (segfault)."""
+    """Regression: torch's triton import after Mesa's LLVM is loaded killed the process (segfault).
+
+    The package's Qt half is imported before napari draws (as a test module or a script may do),
+    so the guard must also run where each section first pulls in torch, not only on import.
+    """
     script = textwrap.dedent("""
+        import napari_autosam._qt.workers  # before anything is drawn: no torch yet
         import napari
         from qtpy.QtWidgets import QApplication
         viewer = napari.Viewer()
@@ -181,6 +188,27 @@ def test_opening_the_plugin_after_napari_has_drawn_does_not_crash(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "ok AutoSAMWidget" in done.stdout
+
+
+def test_torch_reaching_triton_after_napari_has_drawn_does_not_crash(tmp_path):
+    """Regression: the widgets imported before napari drew, then the first optimiser (which imports
+    torch._dynamo and so triton) built after Mesa's LLVM was loaded: a segfault in the demo."""
+    script = textwrap.dedent("""
+        import napari_autosam._qt  # as pytest collection or a plugin scan does, before anything is drawn
+        import napari, numpy, torch
+        from qtpy.QtWidgets import QApplication
+        viewer = napari.Viewer()
+        viewer.add_image(numpy.zeros((32, 32)))
+        QApplication.processEvents()
+        viewer.screenshot()  # napari has drawn: Mesa's LLVM is loaded now
+        torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
+        print("ok")
+        viewer.close()
+    """)
+    env = {**os.environ, "NAPARI_AUTOSAM_DATA": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "ok" in done.stdout
 
 
 def test_prompts_on_a_stack_edit_only_the_shown_slice(viewer, widget, stack_sample, qtbot, idle):
