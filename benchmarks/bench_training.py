@@ -120,7 +120,7 @@ def main() -> None:
     parser.add_argument("--skip-epochs", action="store_true", help="only the step comparison")
     args = parser.parse_args()
     device = pick_device(args.device)
-    config = TrainConfig(epochs=args.epochs, h_epochs=args.epochs, patience=None, variants=("identity",))
+    config = TrainConfig(epochs=args.epochs, h_epochs=args.epochs, min_steps=0, patience=None, variants=("identity",))
     resolved = config.resolved(device)
     print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}; "
           f"g = {resolved.generator} at {resolved.input_size}², batch {resolved.batch_size}")

@@ -13,7 +13,7 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1
     Parameters
     ----------
     logits : B×1×H×W (or B×H×W) float tensor
-    target : same shape, values in {0, 1}
+    target : same shape, values in [0, 1] (soft targets: the foreground fraction per pixel)
     """
     prob = torch.sigmoid(logits.float()).flatten(1)
     target = target.float().flatten(1)

@@ -358,7 +358,7 @@ def dataset(tmp_path_factory):
     return write_dataset(tmp_path_factory.mktemp("data"), 2, (48, 48), seed=3)
 
 
-FAST = ["--sam", "tiny", "--epochs", "1", "--h-epochs", "0", "--input-size", "64", "--batch-size", "2",
+FAST = ["--sam", "tiny", "--epochs", "1", "--h-epochs", "0", "--min-steps", "0", "--input-size", "64", "--batch-size", "2",
         "--variants", "identity", "--device", "cpu"]
 
 
@@ -452,7 +452,7 @@ def test_train_pretrained_backbone_that_is_not_weights(tmp_path, capfd, dataset,
 @pytest.mark.parametrize("command", ["train", "evaluate"])
 def test_sam_download_failure_is_one_line_in_train_and_evaluate(tmp_path, capfd, dataset, model_file, command):
     images, masks = dataset
-    extra = ["--out", tmp_path / "m", "--epochs", "1"] if command == "train" else ["--model", model_file]
+    extra = ["--out", tmp_path / "m", "--epochs", "1", "--min-steps", "0"] if command == "train" else ["--model", model_file]
     before = snapshot(tmp_path)
     code, text = cli(capfd, command, "--images", images, "--masks", masks, "--sam", "vit_b", *extra)
     assert_error(code, text, "sam_vit_b_01ec64.pth", "--sam tiny")

@@ -68,7 +68,7 @@ def test_two_processes_accepting_into_one_store_keep_every_accept(tmp_path):
 def _train_argv(data, store):
     images, masks = data
     return [sys.executable, "-m", "napari_autosam", "train", "--images", str(images), "--masks", str(masks),
-            "--out", str(store), "--sam", "tiny", "--epochs", "3", "--h-epochs", "1", "--input-size", "64",
+            "--out", str(store), "--sam", "tiny", "--epochs", "3", "--h-epochs", "1", "--min-steps", "0", "--input-size", "64",
             "--batch-size", "2", "--variants", "identity", "--patience", "0", "--device", "cpu"]
 
 
@@ -129,7 +129,7 @@ def _kill_runs(tmp_path, tiny_sam, kills: int):
     labels = np.zeros((32, 32), np.uint8)
     labels[8:20, 8:20] = 1
     result = run(train(tiny_sam, samples_from_arrays([image], [labels]), out=store,
-                       config=TrainConfig(epochs=1, h_epochs=0, input_size=64, batch_size=1, variants=("identity",),
+                       config=TrainConfig(epochs=1, h_epochs=0, min_steps=0, input_size=64, batch_size=1, variants=("identity",),
                                           patience=None, device="cpu")))
     versions = models.versions()
     assert result.version == versions[-1] and versions == [f"v{i:04d}" for i in range(1, len(versions) + 1)]

@@ -14,7 +14,7 @@ from napari_autosam.data.synthetic import make_nuclei_image
 from napari_autosam.models.checkpoint import read_metadata
 
 TINY = ["--sam", "tiny", "--device", "cpu"]
-FAST_TRAIN = [*TINY, "--epochs", "1", "--h-epochs", "1", "--input-size", "64", "--batch-size", "2",
+FAST_TRAIN = [*TINY, "--epochs", "1", "--h-epochs", "1", "--min-steps", "0", "--input-size", "64", "--batch-size", "2",
               "--variants", "identity", "--val-fraction", "0.5"]
 
 

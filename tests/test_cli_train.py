@@ -13,7 +13,7 @@ from napari_autosam.io.images import write_tiff
 from napari_autosam.models.checkpoint import load_checkpoint
 from napari_autosam.models.store import ModelStore
 
-FAST = ["--sam", "tiny", "--epochs", "1", "--h-epochs", "1", "--input-size", "64", "--batch-size", "2",
+FAST = ["--sam", "tiny", "--epochs", "1", "--h-epochs", "1", "--min-steps", "0", "--input-size", "64", "--batch-size", "2",
         "--variants", "identity", "--device", "cpu"]
 
 

@@ -78,7 +78,8 @@ def test_train_without_store_or_out_saves_where_the_widget_looks(tiny_sam, tmp_p
     monkeypatch.setenv(paths.DATA_ENV, str(tmp_path / "data"))
     pairs = make_nuclei_dataset(2, (96, 96), seed=3)
     samples = samples_from_arrays([i for i, _ in pairs], [m > 0 for _, m in pairs])
-    config = TrainConfig(epochs=1, h_epochs=0, batch_size=2, input_size=64, variants=("identity",), patience=None)
+    config = TrainConfig(epochs=1, h_epochs=0, min_steps=0, batch_size=2, input_size=64, variants=("identity",),
+                         patience=None)
     result = run(train(tiny_sam, samples, config=config))
     store = ModelStore(paths.model_store_dir(tiny_sam))
     assert result.path.parent == tmp_path / "data" / "models" / "tiny"

@@ -17,7 +17,7 @@ from napari_autosam.training import TrainConfig, evaluate, initial_model, sample
 
 # Small and fast: 96² images, g at 64², batch 2, the paper's loss and optimiser.
 CONFIG = TrainConfig(generator="hardnet_small", input_size=64, batch_size=2, lr=1e-3, h_lr=1e-3,
-                     epochs=12, h_epochs=3, patience=None, variants=("identity", "hflip"))
+                     epochs=12, h_epochs=3, min_steps=0, patience=None, variants=("identity", "hflip"))
 
 
 def _samples(n, seed):
@@ -121,7 +121,7 @@ def test_warm_start_writes_a_new_version_and_reuses_the_disk_cache(tiny_sam, dat
     init_state = {k: v.clone() for k, v in init.prompt_generator.state_dict().items()}
     calls = EncoderCalls(tiny_sam)
     cache = EmbeddingCache(tiny_sam, cache_dir)  # a new process would start like this
-    config = TrainConfig(batch_size=2, epochs=1, h_epochs=1, variants=("identity", "hflip"))
+    config = TrainConfig(batch_size=2, epochs=1, h_epochs=1, min_steps=0, variants=("identity", "hflip"))
     second = run(train(tiny_sam, data["train"], config=config, init=init, store=trained["store"],
                        val_samples=data["val"][:1], cache=cache))
     calls.close()
@@ -141,7 +141,7 @@ def test_warm_start_writes_a_new_version_and_reuses_the_disk_cache(tiny_sam, dat
 def test_cancelling_mid_epoch_returns_a_saved_model_that_loads(tiny_sam, data, cache, tmp_path):
     cancel = CancelToken()
     config = TrainConfig(generator="hardnet_small", input_size=64, batch_size=1, epochs=3, h_epochs=3,
-                         variants=("identity",))
+                         min_steps=0, variants=("identity",))
     seen = []
 
     def on_progress(event):
@@ -192,9 +192,9 @@ def test_early_stopping_waits_for_a_first_gain_then_keeps_the_best_state(tiny_sa
         self.latest = {"val_dice_autosam": 0.5, "val_iou_autosam": 0.4, "val_dice_h": value, "val_iou_h": value}
         return self.latest
 
-    monkeypatch.setattr("napari_autosam.training.engine._Trainer.validate", scripted_validate)
+    monkeypatch.setattr("napari_autosam.training.stages.Trainer.validate", scripted_validate)
     config = TrainConfig(generator="hardnet_small", input_size=64, batch_size=2, epochs=0, h_epochs=20,
-                         patience=2, variants=("identity",))
+                         min_steps=0, patience=2, variants=("identity",))
     result = run(train(tiny_sam, data["train"][:2], config=config, out=tmp_path / "m.safetensors",
                        val_samples=data["val"][:1], cache=cache))
     h_rows = [row for row in result.history if row["stage"] == "h"]
@@ -228,10 +228,17 @@ def test_bad_destinations_and_mismatched_models_fail_before_any_encoding(tiny_sa
     assert calls.count == 0 and not (tmp_path / "new.safetensors").exists()
 
 
-def test_a_single_image_is_trained_and_validated_on_itself(tiny_sam, data, cache, tmp_path):
-    config = TrainConfig(generator="hardnet_small", input_size=64, epochs=1, h_epochs=0, variants=("identity",))
-    result = run(train(tiny_sam, data["train"][:1], config=config, out=tmp_path / "one.safetensors", cache=cache))
+def test_a_single_image_is_validated_on_a_held_out_strip_cut_from_training(tiny_sam, data, cache, tmp_path):
+    config = TrainConfig(generator="hardnet_small", input_size=64, steps=2, h_steps=0, variants=("identity",))
+    events = []
+    result = run(train(tiny_sam, data["train"][:1], config=config, out=tmp_path / "one.safetensors", cache=cache),
+                 events.append)
     meta = result.model.metadata
-    assert meta["trained_on_count"] == 1 and meta["validated_on"] == meta["trained_on"]
-    assert "only one image" in meta["validation"]
+    trained_on, validated_on = meta["trained_on"], meta["validated_on"]
+    assert meta["trained_on_count"] == 1 and len(validated_on) == 1
+    assert "strip" in validated_on[0]["name"] and trained_on[0]["sha1"] != validated_on[0]["sha1"]
+    assert meta["validation_kind"] == "held-out strip" and result.metrics["val_kind"] == "held-out strip"
+    assert "held-out strips" in meta["validation"]
+    assert all(row["val_kind"] == "held-out strip" for row in result.history)
+    assert any(e.metrics.get("val_kind") == "held-out strip" for e in events if e.phase == "train_g")
     assert np.isfinite(result.metrics["val_dice_autosam"])

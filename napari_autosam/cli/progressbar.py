@@ -37,7 +37,8 @@ class ProgressBar:
             bar.total = event.total
         bar.n = event.step
         if event.metrics:
-            bar.set_postfix({k: f"{v:.4g}" for k, v in event.metrics.items()}, refresh=False)
+            bar.set_postfix({k: f"{v:.4g}" if isinstance(v, (int, float)) else str(v)
+                             for k, v in event.metrics.items()}, refresh=False)
         bar.refresh()
         # Without a terminal (logs, CI) print a plain line at most every 5 s.
         now = time.monotonic()

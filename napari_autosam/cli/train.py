@@ -12,15 +12,42 @@ from pathlib import Path
 from . import CommandError, channel_list, non_negative_int, open_sam, positive_int
 from .precision import add_precision_argument, apply_precision
 
+#: The CLI's default training time (seconds, both stages): a few minutes on a 2-core CPU.
+DEFAULT_TIME_LIMIT = 170.0
+
+
+def _augment(args):
+    """``--no-augment`` / ``--affine`` on top of the preset's augmentation (None: the preset's own)."""
+    import dataclasses
+
+    from ..training import Augmentation
+    from ..training.presets import get_preset
+
+    if args.no_augment:
+        return Augmentation.none()
+    if not args.affine:
+        return None
+    base = get_preset(args.preset).augment
+    ranges = base if base.rotation or base.scale != (1.0, 1.0) or base.translate else Augmentation(affine_p=0.5)
+    return dataclasses.replace(base, affine_p=0.5, rotation=ranges.rotation, scale=ranges.scale,
+                               translate=ranges.translate)
+
 
 def _config(args, resolution: dict | None = None):
-    from ..training import Augmentation, TrainConfig
+    from ..training import TrainConfig
 
     return TrainConfig(
         generator=args.generator,
         input_size=args.input_size,
+        steps=args.steps,
+        h_steps=args.h_steps,
         epochs=args.epochs,
         h_epochs=args.h_epochs,
+        min_steps=args.min_steps,
+        time_limit=args.time_limit or None,
+        preset=args.preset,
+        joint=args.joint,
+        window=args.window,
         batch_size=args.batch_size,
         lr=args.lr,
         h_lr=args.lr,
@@ -29,7 +56,7 @@ def _config(args, resolution: dict | None = None):
         seed=args.seed,
         device=args.device,
         variants=tuple(args.variants.split(",")) if args.variants else None,
-        augment=Augmentation() if not args.no_augment else Augmentation.none(),
+        augment=_augment(args),
         pretrained_backbone=args.pretrained_backbone,
         resolution=resolution,
     )
@@ -149,6 +176,10 @@ def _run(args) -> int:
 
 
 def register(subparsers) -> None:
+    from ..models.prompt_generator import PROMPT_GENERATORS
+    from ..training.config import DEFAULT_H_STEPS, DEFAULT_STEPS
+    from ..training.presets import PRESETS, preset_names
+
     parser = subparsers.add_parser(
         "train",
         help="fine-tune the prompt generator on images and masks",
@@ -163,23 +194,43 @@ def register(subparsers) -> None:
     parser.add_argument("--sam", default=None,
                         help="SAM variant (vit_b, vit_l, vit_h, tiny) or checkpoint file (default: --init's SAM, else vit_b)")
     parser.add_argument("--init", help="checkpoint to fine-tune from (warm start)")
-    parser.add_argument("--epochs", type=positive_int, default=50, help="maximum epochs for g (default 50)")
+    parser.add_argument("--steps", type=non_negative_int, default=None,
+                        help=f"optimiser steps for g (default {DEFAULT_STEPS}, or from --epochs)")
+    parser.add_argument("--h-steps", type=non_negative_int, default=None,
+                        help=f"optimiser steps for h (default {DEFAULT_H_STEPS}, or from --h-epochs; 0 skips h)")
+    parser.add_argument("--epochs", type=positive_int, default=None,
+                        help="instead of --steps: passes over the images for g (at least --min-steps steps)")
     parser.add_argument("--h-epochs", type=non_negative_int, default=None,
-                        help="maximum epochs for h (default: --epochs; 0 skips h)")
+                        help="passes for h (default: like --epochs; 0 skips h)")
+    parser.add_argument("--min-steps", type=non_negative_int, default=100,
+                        help="floor of steps per stage for --epochs and for early stopping (default 100)")
+    parser.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT, metavar="SECONDS",
+                        help=f"seconds of training for both stages, encoding excluded (default {DEFAULT_TIME_LIMIT:g}; "
+                        "0: none)")
+    parser.add_argument("--preset", choices=preset_names(), default=None,
+                        help="augmentation preset: " + "; ".join(f"{n}: {PRESETS[n].description}" for n in preset_names()))
+    parser.add_argument("--affine", action="store_true",
+                        help="also warp g's input, the cached SAM embedding and the target by a random affine "
+                        "(approximate: SAM would compute a different embedding for a warped image)")
+    parser.add_argument("--joint", action="store_true", help="train h together with g instead of after it (g frozen)")
+    parser.add_argument("--window", type=non_negative_int, default=None,
+                        help="cut images larger than this into windows of this size (default: the segmentation "
+                        "tile size; 0: never)")
     parser.add_argument("--batch-size", type=positive_int, default=None,
                         help="images per step (default 4 on CPU, 10 on GPU)")
     parser.add_argument("--lr", type=_positive_float, default=3e-4, help="Adam learning rate (default 3e-4)")
     parser.add_argument("--patience", type=non_negative_int, default=10,
-                        help="early stopping patience in epochs (0: off)")
+                        help="early stopping patience in validations (0: off)")
     parser.add_argument("--val-fraction", type=_fraction, default=0.2, help="share of images held out (default 0.2)")
     parser.add_argument("--val-images", help="explicit validation images (instead of a split)")
     parser.add_argument("--val-masks", help="masks of --val-images")
-    parser.add_argument("--generator", choices=("hardnet85", "hardnet_small"), default=None,
-                        help="prompt generator (default hardnet_small on CPU, hardnet85 on GPU)")
+    parser.add_argument("--generator", choices=sorted(PROMPT_GENERATORS), default=None,
+                        help="prompt generator (default hardnet_small on CPU, hardnet85 on GPU; resnet18 starts "
+                        "from ImageNet weights, downloaded once)")
     parser.add_argument("--input-size", type=_input_size, default=None,
                         help="g's input size, a multiple of 16 up to 4096 (default 256 on CPU, 512 on GPU)")
     parser.add_argument("--variants", help="comma-separated cached geometric variants, e.g. identity,hflip,vflip,rot90")
-    parser.add_argument("--no-augment", action="store_true", help="no colour jitter or affine")
+    parser.add_argument("--no-augment", action="store_true", help="no colour jitter or affine (any preset)")
     parser.add_argument("--channels", type=channel_list, default=None,
                         help="comma-separated channels to use (1 gray, or 2-3 as R,G,B)")
     parser.add_argument("--pretrained-backbone", help="ImageNet HarDNet weights for a new g")

@@ -3,7 +3,10 @@
 g is an encoder (a :class:`~napari_autosam.models.hardnet.HarDNet`) and a small
 U-Net-style decoder that fuses the /16, /8 and /4 feature maps and maps them
 to SAM's dense-prompt space, ``Bx256x64x64`` in [-1, 1] (docs/method.md).
-Variants are built by name from :data:`PROMPT_GENERATORS`.
+Variants are built by name from :data:`PROMPT_GENERATORS`: the paper's
+``hardnet85``, a small ``hardnet_small`` for CPUs, and ``resnet18`` /
+``resnet34`` (a departure from the paper: torchvision ResNets whose ImageNet
+weights a new model downloads automatically, see :mod:`.resnet`).
 """
 
 from __future__ import annotations
@@ -154,11 +157,41 @@ def build_hardnet_small(
     return _build("hardnet_small", HARDNET_SMALL, input_size=input_size, pretrained_backbone=pretrained_backbone)
 
 
+def _build_resnet(arch: str, *, input_size: int, pretrained_backbone, imagenet: bool) -> PromptGenerator:
+    from .resnet import ResNetEncoder, imagenet_state, load_weights_file
+
+    encoder = ResNetEncoder(arch)
+    if pretrained_backbone is not None:
+        load_weights_file(encoder, pretrained_backbone)
+    elif imagenet:
+        encoder.load_imagenet(imagenet_state(arch), f"the {arch} ImageNet weights")
+    taps = encoder.tap_channels
+    return PromptGenerator(encoder, (taps[4], taps[8], taps[16]), input_size=input_size, backbone_name=arch)
+
+
+def build_resnet18(
+    *, input_size: int = 512, pretrained_backbone: str | os.PathLike | None = None, imagenet: bool = False
+) -> PromptGenerator:
+    """g with a torchvision ResNet-18 encoder up to ``layer3``; ``imagenet`` downloads its ImageNet weights."""
+    return _build_resnet("resnet18", input_size=input_size, pretrained_backbone=pretrained_backbone, imagenet=imagenet)
+
+
+def build_resnet34(
+    *, input_size: int = 512, pretrained_backbone: str | os.PathLike | None = None, imagenet: bool = False
+) -> PromptGenerator:
+    """g with a torchvision ResNet-34 encoder up to ``layer3``; ``imagenet`` downloads its ImageNet weights."""
+    return _build_resnet("resnet34", input_size=input_size, pretrained_backbone=pretrained_backbone, imagenet=imagenet)
+
+
 #: Prompt-generator builders by name; each takes ``input_size`` and ``pretrained_backbone``.
 PROMPT_GENERATORS: dict[str, Callable[..., PromptGenerator]] = {
     "hardnet85": build_hardnet85,
     "hardnet_small": build_hardnet_small,
+    "resnet18": build_resnet18,
+    "resnet34": build_resnet34,
 }
+#: Variants whose ImageNet weights come from torchvision's registry (downloaded for new models).
+IMAGENET_DOWNLOADS = ("resnet18", "resnet34")
 
 
 def build_prompt_generator(
@@ -166,6 +199,7 @@ def build_prompt_generator(
     *,
     input_size: int = 512,
     pretrained_backbone: str | os.PathLike | None = None,
+    imagenet: bool = False,
 ) -> PromptGenerator:
     """Build a prompt generator by registry name.
 
@@ -176,7 +210,12 @@ def build_prompt_generator(
     input_size : int
         Side of the square images g reads (multiple of 16).
     pretrained_backbone : str or os.PathLike, optional
-        A file of ImageNet weights for the encoder (``base.<i>.…`` keys).
+        A file of ImageNet weights for the encoder (HarDNet: ``base.<i>.…``
+        keys; ResNet: a torchvision state dict).
+    imagenet : bool
+        For :data:`IMAGENET_DOWNLOADS` variants without ``pretrained_backbone``:
+        start from the ImageNet weights of torchvision's registry (downloaded
+        once into torch's hub cache, hash-checked).  Ignored by the others.
 
     Raises
     ------
@@ -190,4 +229,6 @@ def build_prompt_generator(
         raise ValueError(
             f"Unknown prompt generator {name!r}; valid names: {', '.join(sorted(PROMPT_GENERATORS))}"
         ) from None
+    if name in IMAGENET_DOWNLOADS:
+        return builder(input_size=input_size, pretrained_backbone=pretrained_backbone, imagenet=imagenet)
     return builder(input_size=input_size, pretrained_backbone=pretrained_backbone)

@@ -68,14 +68,33 @@ def prepare_image(image: np.ndarray | torch.Tensor, size: int = SAM_INPUT_SIZE) 
     return to_padded_frame(tensor, size), Geometry(tensor.shape[-2], tensor.shape[-1])
 
 
-def mask_to_padded_frame(mask: np.ndarray | torch.Tensor, size: int = LOGIT_SIZE) -> torch.Tensor:
-    """Binary ``H×W`` mask (anything > 0 is foreground) → ``1×size×size`` float in SAM's frame.
+def mask_to_padded_frame(
+    mask: np.ndarray | torch.Tensor, size: int = LOGIT_SIZE, *, soft: bool = True
+) -> torch.Tensor:
+    """Binary ``H×W`` mask (anything > 0 is foreground) → ``1×size×size`` float32 in SAM's padded frame.
 
-    Resized with nearest-neighbour sampling, as the loss expects.
+    Resampled centre-aligned, the way predictions come back
+    (:func:`frame_to_original`): a reduction averages the area of the mask
+    under each frame pixel, an enlargement interpolates bilinearly.  With
+    ``soft`` (the default) each pixel holds that foreground fraction in
+    [0, 1], a soft target that BCE and soft Dice take directly and that keeps
+    sub-pixel boundaries; ``soft=False`` thresholds it at 0.5 for a hard 0/1
+    mask.  (Sampling one source pixel per block, as legacy ``nearest`` does,
+    would shift every object by ``(k - 1) / 2`` pixels for a ``k``-fold
+    reduction.)  The padding is 0.
     """
     tensor = torch.as_tensor(np.asarray(mask) > 0 if not torch.is_tensor(mask) else mask > 0).float()
-    h, w = Geometry(*tensor.shape[-2:]).resized(size)
-    out = F.interpolate(tensor[None, None], size=(h, w), mode="nearest")
+    height, width = tensor.shape[-2:]
+    h, w = Geometry(height, width).resized(size)
+    x = tensor.reshape(1, 1, height, width)
+    if (h, w) == (height, width):
+        out = x
+    elif h <= height and w <= width:
+        out = F.interpolate(x, size=(h, w), mode="area")
+    else:
+        out = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False).clamp(0, 1)
+    if not soft:
+        out = (out >= 0.5).float()
     return F.pad(out, (0, size - w, 0, size - h))[0]
 
 

@@ -15,19 +15,24 @@ from .config import TrainConfig
 from .data import Sample, TrainingDataError, load_samples, samples_from_arrays, samples_from_pair, split_samples
 from .engine import TrainResult, initial_model, train
 from .evaluate import Evaluation, Scores, evaluate
+from .presets import PRESETS, Preset, get_preset, preset_names
 
 __all__ = [
     "D4",
+    "PRESETS",
     "Augmentation",
     "Evaluation",
+    "Preset",
     "Sample",
     "Scores",
     "TrainConfig",
     "TrainResult",
     "TrainingDataError",
     "evaluate",
+    "get_preset",
     "initial_model",
     "load_samples",
+    "preset_names",
     "samples_from_arrays",
     "samples_from_pair",
     "split_samples",

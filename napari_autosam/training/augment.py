@@ -10,15 +10,17 @@ cached embedding can follow cheaply.  Three kinds are used:
   its own exact SAM embedding from the content-keyed cache (one encoder run
   per image and variant, reused by later runs).  The training loop picks a
   random cached variant per sample and step.
-* **Photometric jitter** (brightness, contrast, saturation, hue; see
-  docs/method.md): applied to g's input only.  SAM still sees the original colours, so
-  g learns to find the same objects under colour changes — what matters
-  when stains vary — while the target does not move.
-* **Small affine** (rotation, scale, translation): one random transform
-  per item applied to g's input, to the 64×64 cached embedding (bilinear
-  resampling of the feature grid) and to the target mask alike.  A warped
-  embedding only approximates the embedding of a warped image, which is why
-  the range is kept small; the exact, large transforms are the D4 variants.
+* **Photometric jitter** (brightness, contrast, saturation, hue): applied
+  to g's input only.  SAM's embedding is always that of the *unjittered*
+  image, so SAM never sees a jittered picture: the jitter teaches g to find
+  the same objects under colour changes, nothing more.
+* **Affine warp** (rotation, scale, translation; off by default,
+  ``affine_p = 0``): one random transform per item applied to g's input, to
+  the 64×64 cached embedding (bilinear resampling of the feature grid) and
+  to the target mask alike.  A warped embedding is *not* what SAM computes
+  for a warped image (absolute position embeddings, a fixed window grid,
+  16-pixel patches), so this is an approximate feature-level augmentation;
+  the exact transforms are the D4 variants.
 
 All three inputs live in SAM's square padded frame (at ``input_size``, 64 and
 256), so one normalised affine matrix moves them consistently.
@@ -60,7 +62,7 @@ def apply_d4(array: np.ndarray, variant: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Augmentation:
-    """Random augmentation of one training step (the paper's GlaS-style settings by default).
+    """Random augmentation of one training step (GlaS-style colour jitter, no affine warp, by default).
 
     Attributes
     ----------
@@ -69,7 +71,8 @@ class Augmentation:
     hue : float
         Hue shift drawn from ``[-hue, hue]`` turns of the colour wheel.
     affine_p : float
-        Probability that an item gets a random affine transform.
+        Probability that an item gets a random affine transform (0: never;
+        the warp of cached embeddings is approximate, see the module docstring).
     rotation : float
         Maximum rotation in degrees.
     scale : (float, float)
@@ -82,7 +85,7 @@ class Augmentation:
     contrast: float = 0.2
     saturation: float = 0.2
     hue: float = 0.1
-    affine_p: float = 0.5
+    affine_p: float = 0.0
     rotation: float = 15.0
     scale: tuple[float, float] = (0.9, 1.1)
     translate: float = 0.05

@@ -86,7 +86,11 @@ def _metrics(info: dict) -> dict:
     if history:
         metrics["initial_val_dice_autosam"] = history[0]["val_dice_autosam"]
         metrics["initial_val_dice_h"] = history[0]["val_dice_h"]
-    metrics.update({f"best_epoch_{stage}": epoch for stage, epoch in info["best_epochs"].items()})
+    for stage, (epoch, step) in info["best"].items():
+        metrics[f"best_epoch_{stage}"] = epoch
+        metrics[f"best_step_{stage}"] = step
+    metrics["val_kind"] = info["val_kind"]
+    metrics["training_seconds"] = info["seconds"]
     return metrics
 
 
@@ -101,7 +105,7 @@ def write_model(destination: Destination, model, info: dict) -> tuple[ModelCheck
 
     sam, config = info["sam"], info["config"]
     identity = sam_identity(sam)
-    improved = any(epoch > 0 for epoch in info["best_epochs"].values())
+    improved = any(step > 0 for _, step in info["best"].values())
     meta = {
         "sam_fingerprint": sam_fingerprint(sam),
         "sam_checkpoint": str(identity.checkpoint_path) if identity.checkpoint_path else None,
@@ -109,15 +113,16 @@ def write_model(destination: Destination, model, info: dict) -> tuple[ModelCheck
         "trained_on_count": len(info["train"]),
         "validated_on": [{"name": s.name, "sha1": s.key} for s in info["val"]],
         "validation": info["val_note"],
+        "validation_kind": info["val_kind"],
         "parent": _parent(info["parent"]),
         "metrics": _metrics(info),
         "training": config.to_dict(),
-        "resolution": config.resolution,
         "ended": info["ended"],
         "cancelled": info["cancelled"],
         "normalization": _recipe(info["train"]),
         "history": info["history"],
         "version": destination.version,
+        "resolution": config.resolution if config.resolution is not None else (info["parent"] or {}).get("resolution"),
     }
     save_checkpoint(destination.path, model.prompt_generator, model.surrogate,
                     sam_variant=identity.variant, **meta)

@@ -8,7 +8,10 @@ a step costs g, the mask decoder and h — never SAM's image encoder:
   colour jitter can act on real pixels);
 * ``embeddings[i][v]``: SAM's ``256×64×64`` embedding of that picture, from
   the content-keyed :class:`~napari_autosam.sam.cache.EmbeddingCache`;
-* ``targets[i][v]``: the mask in SAM's padded frame at 256² (bool).
+* ``targets[i][v]``: the mask in SAM's padded frame at 256², soft: the
+  foreground fraction under each logit pixel (uint8, 255 = all foreground),
+  so the loss sees sub-pixel boundaries and no shift (see
+  :func:`~napari_autosam.sam.embedding.mask_to_padded_frame`).
 
 Memory: 4 MiB per embedding (float32), so 100 images × 2 variants ≈ 0.8 GB.
 """
@@ -34,6 +37,11 @@ def resize_long_side(image: np.ndarray, size: int) -> torch.Tensor:
     h, w = Geometry(image.shape[0], image.shape[1]).resized(size)
     x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
     return x[0].round().clamp(0, 255).to(torch.uint8)
+
+
+def _soft_target(mask: np.ndarray) -> torch.Tensor:
+    """``H×W`` bool → ``1×256×256`` uint8 foreground fraction (0-255) in SAM's padded frame."""
+    return (mask_to_padded_frame(mask, LOGIT_SIZE) * 255).round().to(torch.uint8)
 
 
 @dataclass
@@ -72,12 +80,12 @@ class PreparedSet:
                 image = color_jitter(image, augment, generator)
             g_input.append(normalize_and_pad(image, self.input_size))
         g_input = torch.stack(g_input)
-        target = torch.stack([self.targets[i][v] for i, v in zip(indices, variants)]).float()
+        target = torch.stack([self.targets[i][v] for i, v in zip(indices, variants)]).float() / 255
         embedding = torch.stack([self.embeddings[i][v] for i, v in zip(indices, variants)]) if with_embedding else None
         theta = random_affine(len(indices), augment, generator) if augment is not None else None
         if theta is not None:
             g_input = warp(g_input, theta)
-            target = warp(target, theta, mode="nearest")
+            target = warp(target, theta)
             if embedding is not None:
                 # border: SAM's features just outside the frame resemble those at its edge, not zeros
                 embedding = warp(embedding, theta, padding_mode="border")
@@ -110,7 +118,7 @@ def prepare(
             picture = apply_d4(sample.image, variant)
             row_embeddings.append((yield from nested(cache.embed_many([picture])))[0])
             row_images.append(resize_long_side(picture, input_size))
-            row_targets.append(mask_to_padded_frame(apply_d4(sample.mask, variant), LOGIT_SIZE).bool())
+            row_targets.append(_soft_target(apply_d4(sample.mask, variant)))
             done += 1
             yield clock.event("encode", done, f"SAM embeddings: {done}/{clock.total} ({sample.name}, {variant})")
         images.append(row_images)

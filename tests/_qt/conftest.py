@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 #: Fine-tuning settings small enough for a test (seconds on a CPU).
-TINY_TRAINING = {"epochs": 2, "h_epochs": 1, "batch_size": 2, "h_batch_size": 2, "variants": ("identity",),
+TINY_TRAINING = {"epochs": 2, "h_epochs": 1, "min_steps": 0, "batch_size": 2, "h_batch_size": 2, "variants": ("identity",),
                  "patience": None, "input_size": 128}
 
 

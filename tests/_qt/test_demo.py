@@ -11,7 +11,7 @@ from napari_autosam.cli import main
 
 pytestmark = pytest.mark.gui
 
-QUICK = {"epochs": 2, "h_epochs": 2, "batch_size": 2, "h_batch_size": 2, "input_size": 128, "variants": ("identity",),
+QUICK = {"epochs": 2, "h_epochs": 2, "min_steps": 0, "batch_size": 2, "h_batch_size": 2, "input_size": 128, "variants": ("identity",),
          "patience": None, "lr": 1e-3, "h_lr": 1e-3, "seed": 0}
 
 

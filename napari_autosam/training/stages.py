@@ -1,0 +1,206 @@
+"""The two training stages, sized in optimiser steps: g through the frozen SAM, then h on g's output.
+
+A stage runs until its step budget is spent, its share of the time limit is
+used (never before ``min_steps``: a new g spends its first steps predicting
+background, and a model cut off there is useless), the validation Dice has stopped improving (``patience`` validations
+without a gain, once the stage has beaten its starting model and passed
+``min_steps``), or it is cancelled.  It always ends in its best validated
+state (step 0 = the starting state).  Batches are drawn from a running
+random permutation of the training images, so every image is seen once per
+pass whatever the budget.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+from ..device import autocast, needs_grad_scaler
+from ..losses import bce_dice_loss
+from ..models.autosam import AutoSAM
+from ..progress import CancelToken, Stopwatch, Task
+from .config import G_TIME_SHARE, TrainConfig
+from .evaluate import Scores, predict_logits, score
+from .prepared import PreparedSet
+
+
+class Trainer:
+    """State of one run: the model, the history, the best states and the clock."""
+
+    def __init__(self, model: AutoSAM, config: TrainConfig, device, cancel: CancelToken | None,
+                 val_kind: str = "held-out images") -> None:
+        self.model = model
+        self.config = config
+        self.device = device
+        self.cancel = cancel
+        self.val_kind = val_kind
+        self.history: list[dict] = []
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.latest: dict = {}
+        self.best_epoch = 0
+        self.best_step = 0
+        self.started = time.perf_counter()
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.cancelled
+
+    def validate(self, val: PreparedSet) -> dict:
+        """Mean Dice/IoU of AutoSAM and h on the validation set (original frames, threshold 0.5)."""
+        self.model.eval()
+        autosam, h = Scores(), Scores()
+        batch = self.config.batch_size
+        for start in range(0, len(val), batch):
+            idx = list(range(start, min(len(val), start + batch)))
+            g_input, embedding, _ = val.batch(idx, [0] * len(idx), device=self.device)
+            sam_logits, h_logits = predict_logits(self.model, g_input, embedding)
+            for j, i in enumerate(idx):
+                sample = val.samples[i]
+                autosam.add(sample.name, *score(sam_logits[j], sample.mask))
+                h.add(sample.name, *score(h_logits[j], sample.mask))
+        self.latest = {"val_dice_autosam": autosam.mean_dice, "val_iou_autosam": autosam.mean_iou,
+                       "val_dice_h": h.mean_dice, "val_iou_h": h.mean_iou}
+        return self.latest
+
+    # --- losses -------------------------------------------------------------------------------
+
+    def _g_loss(self, g_input, embedding, target) -> torch.Tensor:
+        with autocast(self.device):
+            prompt = self.model.prompt_generator(g_input)
+            logits = self.model.decode(embedding, prompt.to(embedding.dtype))
+            h_logits = self.model.surrogate(prompt.float()) if self.config.joint else None
+        loss = bce_dice_loss(logits.float(), target)
+        return loss + bce_dice_loss(h_logits.float(), target) if h_logits is not None else loss
+
+    def _h_loss(self, g_input, _embedding, target) -> torch.Tensor:
+        with torch.no_grad(), autocast(self.device):
+            prompt = self.model.prompt_generator(g_input)
+        with autocast(self.device):
+            logits = self.model.surrogate(prompt.float())
+        return bce_dice_loss(logits.float(), target)
+
+    # --- one stage -----------------------------------------------------------------------------
+
+    def _deadline(self, stage: str, h_follows: bool) -> float | None:
+        limit = self.config.time_limit
+        if limit is None:
+            return None
+        share = G_TIME_SHARE if stage == "g" and h_follows else 1.0
+        return self.started + limit * share
+
+    def _modules(self, stage: str) -> list[torch.nn.Module]:
+        if stage == "h":
+            return [self.model.surrogate]
+        return [self.model.prompt_generator] + ([self.model.surrogate] if self.config.joint else [])
+
+    def stage(self, stage: str, train: PreparedSet, val: PreparedSet, *, h_follows: bool = False) -> Task[str]:
+        """Train g (``stage="g"``) or h (``"h"``).
+
+        Returns how it ended: ``completed`` (budget spent), ``early_stopping``,
+        ``time_limit`` or ``cancelled``.
+        """
+        cfg, is_g = self.config, stage == "g"
+        budget = cfg.stage_steps(stage, len(train))
+        interval = cfg.validation_interval(stage, len(train))
+        per_epoch = math.ceil(len(train) / (cfg.batch_size if is_g else cfg.h_batch_size))
+        deadline = self._deadline(stage, h_follows)
+        modules = self._modules(stage)
+        key = "val_dice_autosam" if is_g else "val_dice_h"
+        for p in self.model.prompt_generator.parameters():
+            p.requires_grad_(is_g)
+        params = [p for m in modules for p in m.parameters()]
+        optimizer = torch.optim.Adam(params, lr=cfg.lr if is_g else cfg.h_lr, weight_decay=cfg.weight_decay)
+        scaler = torch.amp.GradScaler("cuda") if cfg.mixed_precision and needs_grad_scaler(self.device) else None
+        clock = Stopwatch(budget)
+        best = self.validate(val)[key]
+        best_state, self.best_step, self.best_epoch, stale = _snapshot(modules), 0, 0, 0
+        self._record(stage, 0, 0, None)
+        yield clock.event(f"train_{stage}", 0, f"{stage}: starting {key}={best:.3f} ({self.val_kind})",
+                          epoch=0, **self._shown())
+        ended, step, losses = "completed", 0, []
+        batches = self._batches(len(train), cfg.batch_size if is_g else cfg.h_batch_size)
+        while step < budget:
+            if self.cancelled:
+                ended = "cancelled"
+                break
+            if deadline is not None and step >= min(cfg.min_steps, budget) and time.perf_counter() >= deadline:
+                ended = "time_limit"
+                break
+            self._train_mode(stage)
+            idx = next(batches)
+            variants = torch.randint(len(train.variants), (len(idx),), generator=self.generator).tolist()
+            tensors = train.batch(idx, variants, device=self.device, augment=cfg.augment,
+                                  generator=self.generator, with_embedding=is_g)
+            loss_fn = self._g_loss if is_g else self._h_loss
+            losses.append(_optimise(loss_fn(*tensors), optimizer, scaler))
+            step += 1
+            epoch = math.ceil(step / per_epoch)
+            yield clock.event(f"train_{stage}", step, f"{stage} step {step}/{budget} loss {losses[-1]:.4f}",
+                              epoch=epoch, loss=losses[-1], **_dice_only(self.latest))
+            if step % interval and step < budget and not self.cancelled:
+                continue
+            result = self.validate(val)
+            self._record(stage, step, epoch, sum(losses) / len(losses))
+            losses = []
+            if result[key] > best:
+                best, best_state, self.best_step, self.best_epoch, stale = (
+                    result[key], _snapshot(modules), step, epoch, 0)
+            elif self.best_step > 0:  # a new model often gets worse before it learns: wait for a first gain
+                stale += 1
+            yield clock.event(f"train_{stage}", step, f"{stage} step {step}: {key}={result[key]:.3f} "
+                              f"(best {best:.3f}, {self.val_kind})", epoch=epoch, loss=self.history[-1]["loss"],
+                              **self._shown())
+            if cfg.patience is not None and stale >= cfg.patience and step >= cfg.min_steps:
+                ended = "early_stopping"
+                break
+        for module, state in zip(modules, best_state):
+            module.load_state_dict(state)
+        self.model.eval()
+        for p in self.model.prompt_generator.parameters():
+            p.requires_grad_(True)
+        return ended
+
+    def _batches(self, n: int, batch: int):
+        """Endless index batches from running random permutations (each image once per pass)."""
+        pool: list[int] = []
+        while True:
+            while len(pool) < min(batch, n):
+                pool += torch.randperm(n, generator=self.generator).tolist()
+            yield pool[:batch]
+            pool = pool[batch:]
+
+    def _train_mode(self, stage: str) -> None:
+        if stage == "g":
+            self.model.train()  # SAM stays in eval mode (AutoSAM.train)
+        else:
+            self.model.surrogate.train()  # g stays in eval mode: its BatchNorm statistics are frozen too
+
+    def _record(self, stage: str, step: int, epoch: int, loss: float | None) -> None:
+        seconds = time.perf_counter() - self.started
+        self.history.append({"stage": stage, "step": step, "epoch": epoch, "loss": loss,
+                             "seconds": round(seconds, 2), "val_kind": self.val_kind, **self.latest})
+
+    def _shown(self) -> dict:
+        return {**_dice_only(self.latest), "val_kind": self.val_kind}
+
+
+def _dice_only(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k.startswith("val_dice")}
+
+
+def _snapshot(modules: list[torch.nn.Module]) -> list[dict]:
+    return [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in modules]
+
+
+def _optimise(loss: torch.Tensor, optimizer, scaler) -> float:
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    return float(loss.detach())
