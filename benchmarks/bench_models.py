@@ -56,7 +56,7 @@ def main() -> None:
     for name, size in (("hardnet85", 512), ("hardnet85", 256), ("hardnet_small", 256)):
         g = build_prompt_generator(name, input_size=size).to(device).eval()
         x = torch.randn(1, 3, size, size, device=device)
-        rows.append((f"g {name}", count(g), f"1x3x{size}x{size}", timed(lambda: g(x), args.repeats, device)))
+        rows.append((f"g {name}", count(g), f"1x3x{size}x{size}", timed(lambda g=g, x=x: g(x), args.repeats, device)))
     full = build_prompt_generator("hardnet85")
     from napari_autosam.models.hardnet import HarDNet
 
@@ -70,11 +70,12 @@ def main() -> None:
         sam = freeze(SAM_BUILDERS[variant]()).to(device)
         x = torch.randn(1, 3, 1024, 1024, device=device)
         rows.append((f"SAM {variant} image encoder", count(sam.image_encoder), "1x3x1024x1024",
-                     timed(lambda: sam.image_encoder(x), args.repeats, device)))
+                     timed(lambda sam=sam, x=x: sam.image_encoder(x), args.repeats, device)))
         emb = sam.image_encoder(x) if variant == "tiny" else torch.randn(1, 256, 64, 64, device=device)
         pe, sparse = sam.prompt_encoder.get_dense_pe(), torch.zeros(1, 0, 256, device=device)
         rows.append((f"SAM {variant} mask decoder", count(sam.mask_decoder), "1x256x64x64",
-                     timed(lambda: sam.mask_decoder(emb, pe, sparse, z, False), args.repeats, device)))
+                     timed(lambda sam=sam, emb=emb, pe=pe, sparse=sparse: sam.mask_decoder(emb, pe, sparse, z, False),
+                           args.repeats, device)))
     for name, params, shape, seconds in rows:
         print(f"{name:<34} {params:>12,} {shape:>22} {seconds:>10.3f}")
 

@@ -210,12 +210,12 @@ def bench_fraction(args) -> None:
         torch.manual_seed(0)
         g = build_prompt_generator(name, input_size=size).to(device).eval()
         gx = torch.randn(1, 3, size, size, device=device)
-        t_g = median_time(lambda: g(gx), device, args.repeats)
+        t_g = median_time(lambda g=g, gx=gx: g(gx), device, args.repeats)
         prompt = torch.tanh(torch.randn(1, 256, 64, 64, device=device))  # g's range
-        t_dec = median_time(lambda: sam.mask_decoder(image_embeddings=embedding, image_pe=pe, sparse_prompt_embeddings=empty,
+        t_dec = median_time(lambda prompt=prompt: sam.mask_decoder(image_embeddings=embedding, image_pe=pe, sparse_prompt_embeddings=empty,
                                                      dense_prompt_embeddings=prompt, multimask_output=False),
                             device, args.repeats)
-        t_h = median_time(lambda: h(prompt), device, args.repeats)
+        t_h = median_time(lambda prompt=prompt: h(prompt), device, args.repeats)
         print(f"{name + ' @' + str(size):<22} {t_g:7.3f} {t_dec:10.3f} {t_h:7.3f} {(t_g + t_dec) / t_enc:19.1%}")
 
 

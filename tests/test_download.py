@@ -13,7 +13,7 @@ from pathlib import Path
 import platformdirs
 import pytest
 
-from napari_autosam.progress import CancelToken, Cancelled, run
+from napari_autosam.progress import Cancelled, CancelToken, run
 from napari_autosam.sam import download as dl
 
 PAYLOAD = random.Random(0).randbytes(200_000)

@@ -19,7 +19,6 @@ from napari_autosam.inference.testing import threshold_model
 from napari_autosam.progress import run
 from napari_autosam.sam.embedding import Geometry, frame_to_original
 
-
 pytestmark = pytest.mark.usefixtures("own_cache")
 
 

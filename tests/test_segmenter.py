@@ -6,13 +6,12 @@ import numpy as np
 import pytest
 
 from napari_autosam.data.synthetic import make_nuclei_image, make_nuclei_stack
-from napari_autosam.inference import Segmenter, SegmentationResult, default_model
+from napari_autosam.inference import SegmentationResult, Segmenter, default_model
 from napari_autosam.inference.testing import threshold_model
 from napari_autosam.io.normalize import Normalization, compute_normalization, to_rgb_uint8
 from napari_autosam.losses import dice_iou
 from napari_autosam.progress import CancelToken, Progress, run
 from napari_autosam.sam.cache import EmbeddingCache
-
 
 pytestmark = pytest.mark.usefixtures("own_cache")
 

@@ -15,7 +15,6 @@ from napari_autosam.inference.tiling import axis_spans, tile_grid
 from napari_autosam.io.normalize import to_rgb_uint8
 from napari_autosam.progress import run
 
-
 pytestmark = pytest.mark.usefixtures("own_cache")
 
 

@@ -100,7 +100,6 @@ def _load_model(args, sam):
         return None
     from ..models.checkpoint import load_checkpoint
     from ..models.store import resolve_model_path
-
     from ..sam.registry import check_sam_variant
 
     model = load_checkpoint(resolve_model_path(args.model))

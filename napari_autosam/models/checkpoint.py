@@ -49,7 +49,7 @@ class ModelCheckpoint:
 
 
 def _describe(module: nn.Module) -> dict[str, Any]:
-    return dict(getattr(module, "config"))
+    return dict(module.config)
 
 
 def save_checkpoint(

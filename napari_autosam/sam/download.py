@@ -31,7 +31,7 @@ from typing import Any
 
 from napari_autosam.io.atomic import atomic_path, atomic_write_text, remove_stale_parts
 from napari_autosam.paths import CACHE_ENV, cache_dir, checkpoint_dir  # noqa: F401  (the locations' one home)
-from napari_autosam.progress import CancelToken, Cancelled, Progress, Stopwatch
+from napari_autosam.progress import Cancelled, CancelToken, Progress, Stopwatch
 
 #: Environment variable naming a mirror base URL for the checkpoint files.
 URL_ENV = "NAPARI_AUTOSAM_CHECKPOINT_URL"

@@ -18,7 +18,7 @@ from ..device import autocast, pick_device
 from ..losses import dice_iou
 from ..models.autosam import AutoSAM
 from ..models.checkpoint import ModelCheckpoint, load_checkpoint
-from ..progress import CancelToken, Cancelled, Stopwatch, Task, nested
+from ..progress import Cancelled, CancelToken, Stopwatch, Task, nested
 from ..sam.embedding import Geometry, frame_to_original, prepare_image
 from .data import Sample
 
