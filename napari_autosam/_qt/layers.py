@@ -76,7 +76,15 @@ class ImageTarget:
 
     def output_transform(self) -> dict:
         axes = self.spatial_axes()
-        return {"scale": [self.layer.scale[a] for a in axes], "translate": [self.layer.translate[a] for a in axes]}
+        return {"scale": [self.layer.scale[a] for a in axes], "translate": [self.layer.translate[a] for a in axes],
+                **_units(self.layer, axes)}
+
+
+def _units(layer, axes) -> dict:
+    """The image layer's physical units on ``axes`` (µm on a slide), so outputs overlay it without napari's
+    "inconsistent units" warning; empty where the layer has none."""
+    units = getattr(layer, "units", None)
+    return {"units": [units[a] for a in axes]} if units is not None and len(units) > max(axes, default=-1) else {}
 
 
 def image_target(layer: Image) -> ImageTarget:

@@ -78,7 +78,9 @@ class WorkingTarget(ImageTarget):
     resolution: object = None
 
     def output_transform(self) -> dict:
-        return layer_transform(self.resolution, self.layer.scale[-2:], self.layer.translate[-2:])
+        units = super().output_transform().get("units")
+        return {**layer_transform(self.resolution, self.layer.scale[-2:], self.layer.translate[-2:]),
+                **({"units": units[-2:]} if units else {})}
 
 
 class SegmentSection(QWidget):
@@ -129,6 +131,7 @@ class SegmentSection(QWidget):
         self.resolution_note.setWordWrap(True)
         self.resolution_note.setToolTip("The model's own resolution, when the one chosen differs")
         self._touched = False
+        self._resolution_image: str | None = None
         self.instances_check = QCheckBox("Separate instances")
         self.instances_check.setToolTip("Also split the mask into objects (self-prompted SAM) in an 'instances' layer")
         self.segment_button = QPushButton("Segment")
@@ -209,6 +212,10 @@ class SegmentSection(QWidget):
 
     def _update_resolutions(self) -> None:
         slide = self.slide()
+        # Layers come and go (the results themselves): a choice the user made for this image stays.
+        name = self.image_combo.currentText()
+        kept = self.resolution_request() if self._touched and name == self._resolution_image else None
+        self._resolution_image = name
         self.resolution_combo.blockSignals(True)
         self.resolution_combo.clear()
         if slide is None:
@@ -221,6 +228,9 @@ class SegmentSection(QWidget):
                 self.mpp_spin.setMinimum(round(float(np.mean(slide.mpp)), 3))
         self.resolution_combo.setEnabled(slide is not None)
         self.resolution_combo.blockSignals(False)
+        if kept is not None:
+            self.set_resolution(kept)
+            return
         self._touched = False
         self.select_model_resolution()
 

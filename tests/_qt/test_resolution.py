@@ -48,6 +48,7 @@ def test_resolution_control_segments_at_a_level_and_at_a_custom_mpp(viewer, widg
     assert autosam.data.shape == (128, 192)
     assert list(autosam.scale) == [0.5, 0.5] and list(autosam.translate) == [0.125, 0.125]  # over the slide
     assert "at 0.5 µm/px" in seg.note.text()
+    assert seg.resolution_request() == {"level": 1}, "the user's choice survives the result layers being added"
     # a custom µm/px: read from level 1 (0.5) and resampled 1.5×
     seg.set_resolution({"mpp": 0.75})
     assert seg.resolution_request() == {"mpp": 0.75} and not seg.mpp_spin.isHidden()
