@@ -74,3 +74,14 @@ def test_bad_inputs_are_one_line_errors_naming_the_file(dataset, tmp_path, capsy
 
     code = main(["evaluate", "--images", str(images), "--masks", str(masks), "--model", str(tmp_path / "none")])
     assert code == 1 and "no model checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option, value, names", [("--generator", "hardnet9000", "hardnet_small"),
+                                                   ("--preset", "fancy", "monuseg")])
+def test_unknown_generator_or_preset_is_one_line_naming_the_choices(dataset, tmp_path, capsys, option, value, names):
+    images, masks = dataset
+    code = main(["train", "--images", str(images), "--masks", str(masks), "--out", str(tmp_path / "m"), *FAST,
+                 option, value])
+    err = capsys.readouterr().err
+    assert code != 0 and option in err and value in err and names in err and "Traceback" not in err
+    assert not (tmp_path / "m").exists()

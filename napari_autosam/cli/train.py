@@ -147,6 +147,7 @@ def _run(args) -> int:
     from .resolution import load_samples_at
 
     refuse_multiprocess("train")  # torchrun with several processes: one line, nothing written
+    _check_choices(args)
     if bool(args.val_images) != bool(args.val_masks):
         raise CommandError("--val-images and --val-masks go together")
     channels = args.channels
@@ -175,11 +176,20 @@ def _run(args) -> int:
     return 0
 
 
-def register(subparsers) -> None:
+def _check_choices(args) -> None:
+    """``--generator`` and ``--preset`` checked against their registries (not at parser build: that imports torch)."""
     from ..models.prompt_generator import PROMPT_GENERATORS
-    from ..training.config import DEFAULT_H_STEPS, DEFAULT_STEPS
-    from ..training.presets import PRESETS, preset_names
+    from ..training.presets import preset_names
 
+    if args.generator is not None and args.generator not in PROMPT_GENERATORS:
+        raise CommandError(f"--generator: unknown prompt generator {args.generator!r}; "
+                           f"choose one of {', '.join(sorted(PROMPT_GENERATORS))}")
+    if args.preset is not None and args.preset not in preset_names():
+        raise CommandError(f"--preset: unknown preset {args.preset!r}; choose one of {', '.join(preset_names())}")
+
+
+def register(subparsers) -> None:
+    # No torch here: `napari-autosam --help` stays fast (the registries are checked in _check_choices).
     parser = subparsers.add_parser(
         "train",
         help="fine-tune the prompt generator on images and masks",
@@ -195,9 +205,9 @@ def register(subparsers) -> None:
                         help="SAM variant (vit_b, vit_l, vit_h, tiny) or checkpoint file (default: --init's SAM, else vit_b)")
     parser.add_argument("--init", help="checkpoint to fine-tune from (warm start)")
     parser.add_argument("--steps", type=non_negative_int, default=None,
-                        help=f"optimiser steps for g (default {DEFAULT_STEPS}, or from --epochs)")
+                        help="optimiser steps for g (default: the training budget, or from --epochs)")
     parser.add_argument("--h-steps", type=non_negative_int, default=None,
-                        help=f"optimiser steps for h (default {DEFAULT_H_STEPS}, or from --h-epochs; 0 skips h)")
+                        help="optimiser steps for h (default: the training budget, or from --h-epochs; 0 skips h)")
     parser.add_argument("--epochs", type=positive_int, default=None,
                         help="instead of --steps: passes over the images for g (at least --min-steps steps)")
     parser.add_argument("--h-epochs", type=non_negative_int, default=None,
@@ -207,8 +217,9 @@ def register(subparsers) -> None:
     parser.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT, metavar="SECONDS",
                         help=f"seconds of training for both stages, encoding excluded (default {DEFAULT_TIME_LIMIT:g}; "
                         "0: none)")
-    parser.add_argument("--preset", choices=preset_names(), default=None,
-                        help="augmentation preset: " + "; ".join(f"{n}: {PRESETS[n].description}" for n in preset_names()))
+    parser.add_argument("--preset", default=None,
+                        help="augmentation preset: default, none, or the paper's glas, monuseg, polyps "
+                        "(docs/training.md lists what each does)")
     parser.add_argument("--affine", action="store_true",
                         help="also warp g's input, the cached SAM embedding and the target by a random affine "
                         "(approximate: SAM would compute a different embedding for a warped image)")
@@ -224,7 +235,7 @@ def register(subparsers) -> None:
     parser.add_argument("--val-fraction", type=_fraction, default=0.2, help="share of images held out (default 0.2)")
     parser.add_argument("--val-images", help="explicit validation images (instead of a split)")
     parser.add_argument("--val-masks", help="masks of --val-images")
-    parser.add_argument("--generator", choices=sorted(PROMPT_GENERATORS), default=None,
+    parser.add_argument("--generator", default=None,
                         help="prompt generator (default hardnet_small on CPU, hardnet85 on GPU; resnet18 starts "
                         "from ImageNet weights, downloaded once)")
     parser.add_argument("--input-size", type=_input_size, default=None,
