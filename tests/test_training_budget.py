@@ -169,8 +169,9 @@ def test_a_3000_by_2000_region_yields_windows_of_the_tile_size():
 def test_training_on_windows_beats_training_on_the_resized_region(tiny_sam, cache, tmp_path):
     """Windows of the slide at its own scale, versus the whole region squeezed into one frame.
 
-    Heavy: two real training runs long enough for a new g to get past its
-    all-background phase (30 steps were not: both kept their starting state).
+    Heavy (about 3-4 minutes): two real training runs long enough for a new g to get past its
+    all-background phase.  At g's 64² input neither learned in 80 steps (both kept their
+    starting state); at 128² windows reach h Dice 0.94 on the unseen part, the resized region 0.33.
     """
     image, labels = make_nuclei_image((256, 640), radius_range=(5, 8), seed=11)
     region = samples_from_arrays([image[:, :384]], [labels[:, :384]], names=["region"])
@@ -179,7 +180,8 @@ def test_training_on_windows_beats_training_on_the_resized_region(tiny_sam, cach
     val = samples_from_arrays([image[128:, 512:]], [labels[128:, 512:]])
     scores = {}
     for window in (128, 0):
-        config = TrainConfig(**SMALL, steps=80, h_steps=80, lr=1e-3, h_lr=1e-3, window=window, patience=None)
+        config = TrainConfig(**{**SMALL, "input_size": 128, "batch_size": 4}, steps=60, h_steps=60, min_steps=0,
+                             lr=1e-3, h_lr=1e-3, window=window, patience=None)
         result = run(train(tiny_sam, region, config=config, val_samples=val, cache=cache,
                            out=tmp_path / f"w{window}.safetensors"))
         scores[window] = run(evaluate(tiny_sam, result.model, test, cache=cache)).h.mean_dice
