@@ -47,7 +47,8 @@ def slide() -> np.ndarray:
     return plane
 
 
-def main() -> None:
+def offline_viewer():
+    """A napari viewer for a screenshot, with a throw-away data folder and tasks in the GUI thread."""
     _ensure_display()
     tmp = Path(tempfile.mkdtemp(prefix="autosam-shots-"))
     os.environ["NAPARI_AUTOSAM_DATA"] = str(tmp / "data")
@@ -56,18 +57,38 @@ def main() -> None:
     from napari_autosam._qt.main_widget import AutoSAMWidget  # noqa: F401, I001  (torch before OpenGL)
 
     import napari
-    from qtpy.QtWidgets import QApplication
-
-    from napari_autosam.inference.testing import threshold_model
 
     viewer = napari.Viewer(title="napari-autosam")
     viewer.window._qt_window.resize(1500, 950)
-    viewer.add_image(slide(), name="slide")
+    return tmp, viewer
+
+
+def autosam_widget(viewer, model, label: str):
+    """The AutoSAM dock widget with the tiny SAM (offline) and a known-answer ``model`` loaded."""
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-autosam", "AutoSAM")
     widget.model_section.select_sam("tiny")
     widget.model_section.load()
-    widget.session.segmenter.set_model(threshold_model(0.5))
-    widget.session.model_label = "threshold model (known answer)"
+    widget.session.segmenter.set_model(model)
+    widget.session.model_label = label
+    return widget
+
+
+def save(viewer, out: Path) -> None:
+    from qtpy.QtWidgets import QApplication
+
+    QApplication.instance().processEvents()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    viewer.screenshot(str(out), canvas_only=False)
+    print(f"wrote {out}")
+    viewer.close()
+
+
+def main() -> None:
+    _tmp, viewer = offline_viewer()
+    from napari_autosam.inference.testing import threshold_model
+
+    viewer.add_image(slide(), name="slide")
+    widget = autosam_widget(viewer, threshold_model(0.5), "threshold model (known answer)")
     widget.segment_section.select("slide")
     review = widget.review_section
     review.preview_check.setChecked(True)
@@ -76,11 +97,7 @@ def main() -> None:
     viewer.layers.selection.active = viewer.layers["review scores"]
     viewer.reset_view()
     widget.show_section(review)
-    QApplication.instance().processEvents()
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    viewer.screenshot(str(OUT), canvas_only=False)
-    print(f"wrote {OUT}")
-    viewer.close()
+    save(viewer, OUT)
 
 
 if __name__ == "__main__":

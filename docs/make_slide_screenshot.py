@@ -12,12 +12,10 @@ needs no trained weights.  Writes docs/images/09-slide.png.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
-from make_review_screenshot import _ensure_display  # same folder: the script's own directory is on sys.path
+from make_review_screenshot import autosam_widget, offline_viewer, save  # same folder (on sys.path)
 
 OUT = Path(__file__).resolve().parent / "images" / "09-slide.png"
 TILE = 512
@@ -35,28 +33,13 @@ def mosaic(rows: int = 4, cols: int = 6) -> np.ndarray:
 
 
 def main() -> None:
-    _ensure_display()
-    tmp = Path(tempfile.mkdtemp(prefix="autosam-shots-"))
-    os.environ["NAPARI_AUTOSAM_DATA"] = str(tmp / "data")
-    os.environ.setdefault("NAPARI_AUTOSAM_CACHE", str(tmp / "cache"))
-    os.environ["NAPARI_AUTOSAM_SYNC"] = "1"  # tasks in the GUI thread: the screenshot follows them
-    from napari_autosam._qt.main_widget import AutoSAMWidget  # noqa: F401, I001  (torch before OpenGL)
-
-    import napari
-    from qtpy.QtWidgets import QApplication
-
+    tmp, viewer = offline_viewer()
     from napari_autosam.data.slides import write_svs
     from napari_autosam.inference.testing import threshold_model
 
     path = write_svs(tmp / "biopsy.svs", mosaic(), downsamples=(2, 4))
-    viewer = napari.Viewer(title="napari-autosam")
-    viewer.window._qt_window.resize(1500, 950)
     viewer.open(str(path), plugin="napari-autosam")
-    _dock, widget = viewer.window.add_plugin_dock_widget("napari-autosam", "AutoSAM")
-    widget.model_section.select_sam("tiny")
-    widget.model_section.load()
-    widget.session.segmenter.set_model(threshold_model(0.55, gain=-40.0))  # dark nuclei on pink stroma
-    widget.session.model_label = "known-answer model (dark nuclei)"
+    widget = autosam_widget(viewer, threshold_model(0.55, gain=-40.0), "known-answer model (dark nuclei)")
     seg = widget.segment_section
     seg.select("biopsy", "image")
     seg.resolution_combo.setCurrentIndex(1)  # level 1: 0.5 µm/px
@@ -68,11 +51,8 @@ def main() -> None:
     viewer.reset_view()
     viewer.camera.zoom *= 2.5  # a field of view a pathologist would look at: a few hundred µm
     widget.show_section(seg)
-    QApplication.instance().processEvents()
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    viewer.screenshot(str(OUT), canvas_only=False)
-    print(f"wrote {OUT}; layer scale {list(h.scale)} µm/px, shape {h.data.shape}")
-    viewer.close()
+    print(f"labels at {list(h.scale)} µm/px, shape {h.data.shape}")
+    save(viewer, OUT)
 
 
 if __name__ == "__main__":
