@@ -7,7 +7,7 @@ import pytest
 import tifffile
 
 from napari_autosam.cli import main
-from napari_autosam.data.synthetic import make_nuclei_image
+from napari_autosam.data.synthetic import make_nuclei_image, make_review_slide
 from napari_autosam.inference import Segmenter
 from napari_autosam.inference.outputs import SegmentationResult, WindowInfo
 from napari_autosam.inference.review import heatmap, review, score_regions, uncertainty, write_review_csv
@@ -25,13 +25,8 @@ ODD = (TILE, 2 * TILE, 2 * TILE, 3 * TILE)  # (y0, y1, x0, x1) of the unfamiliar
 def slide() -> np.ndarray:
     """3×3 tiles of fluorescent nuclei (what the threshold model 'knows': bright nuclei, dark background),
     one of them replaced by a washed-out stain whose intensities hover around the model's threshold."""
-    plane = np.zeros((3 * TILE, 3 * TILE), np.float32)
-    for k in range(9):
-        i, j = divmod(k, 3)
-        plane[i * TILE : (i + 1) * TILE, j * TILE : (j + 1) * TILE] = make_nuclei_image((TILE, TILE), seed=200 + k)[0]
-    low, high = np.percentile(plane, [0.5, 99.5])
-    noise = np.random.default_rng(0).standard_normal((TILE, TILE))
-    plane[ODD[0] : ODD[1], ODD[2] : ODD[3]] = low + (high - low) * (0.5 + 0.04 * noise)
+    plane, box = make_review_slide(TILE)
+    assert box == ODD
     return plane
 
 

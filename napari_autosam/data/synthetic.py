@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["make_nuclei_dataset", "make_nuclei_image", "make_nuclei_stack", "write_dataset"]
+__all__ = ["make_nuclei_dataset", "make_nuclei_image", "make_nuclei_stack", "make_review_slide", "write_dataset"]
 
 STAINS = ("fluorescence", "he")
 
@@ -468,6 +468,25 @@ def _assign_depths(rng, nuclei: list[_Nucleus], depth: int) -> list[_Nucleus]:
         half_height = rng.uniform(2.0, 5.0)
         out.append(replace(nucleus, z_center=z_center, z_semi_axis=half_height))
     return out
+
+
+def make_review_slide(tile: int = 64, odd: tuple[int, int] = (1, 2), seed: int = 200) -> tuple[np.ndarray, tuple]:
+    """A 3×3 mosaic of fluorescent-nuclei tiles with one tile replaced by a washed-out stain.
+
+    The odd tile's intensities hover around the middle of the mosaic's range,
+    where a "nuclei are bright" model is least sure: the test case for ranking
+    regions by uncertainty.  Returns the ``3·tile × 3·tile`` float32 plane and
+    the odd tile's ``(y0, y1, x0, x1)``.
+    """
+    plane = np.zeros((3 * tile, 3 * tile), np.float32)
+    for k in range(9):
+        i, j = divmod(k, 3)
+        plane[i * tile : (i + 1) * tile, j * tile : (j + 1) * tile] = make_nuclei_image((tile, tile), seed=seed + k)[0]
+    low, high = np.percentile(plane, [0.5, 99.5])
+    noise = np.random.default_rng(0).standard_normal((tile, tile))
+    box = (odd[0] * tile, (odd[0] + 1) * tile, odd[1] * tile, (odd[1] + 1) * tile)
+    plane[box[0] : box[1], box[2] : box[3]] = low + (high - low) * (0.5 + 0.04 * noise)
+    return plane, box
 
 
 def write_dataset(

@@ -9,7 +9,7 @@ import pytest
 from qtpy.QtCore import Qt
 
 from napari_autosam._qt.layers import find_output
-from napari_autosam.data.synthetic import make_nuclei_image
+from napari_autosam.data.synthetic import make_nuclei_image, make_review_slide
 from napari_autosam.inference.testing import threshold_model
 from napari_autosam.io.geojson import labels_to_features, write_geojson
 
@@ -52,13 +52,8 @@ ODD = (TILE, 2 * TILE, 2 * TILE, 3 * TILE)
 
 
 def _slide() -> np.ndarray:
-    plane = np.zeros((3 * TILE, 3 * TILE), np.float32)
-    for k in range(9):
-        i, j = divmod(k, 3)
-        plane[i * TILE : (i + 1) * TILE, j * TILE : (j + 1) * TILE] = make_nuclei_image((TILE, TILE), seed=200 + k)[0]
-    low, high = np.percentile(plane, [0.5, 99.5])
-    noise = np.random.default_rng(0).standard_normal((TILE, TILE))
-    plane[ODD[0] : ODD[1], ODD[2] : ODD[3]] = low + (high - low) * (0.5 + 0.04 * noise)
+    plane, box = make_review_slide(TILE)
+    assert box == ODD
     return plane
 
 
