@@ -34,17 +34,9 @@ def _ensure_display() -> None:
 
 
 def slide() -> np.ndarray:
-    from napari_autosam.data.synthetic import make_nuclei_image
+    from napari_autosam.data.synthetic import make_review_slide
 
-    plane = np.zeros((3 * TILE, 3 * TILE), np.float32)
-    for k in range(9):
-        i, j = divmod(k, 3)
-        plane[i * TILE : (i + 1) * TILE, j * TILE : (j + 1) * TILE] = make_nuclei_image((TILE, TILE), seed=300 + k)[0]
-    low, high = np.percentile(plane, [0.5, 99.5])
-    odd = make_nuclei_image((TILE, TILE), seed=99)[0].astype(np.float32)
-    odd = (odd - odd.min()) / (np.ptp(odd) or 1.0)  # a washed-out stain: the nuclei barely stand out
-    plane[TILE : 2 * TILE, 2 * TILE :] = low + (high - low) * (0.42 + 0.16 * odd)
-    return plane
+    return make_review_slide(TILE, seed=300)[0]
 
 
 def offline_viewer():
