@@ -254,6 +254,8 @@ ABLATIONS = {
     "monuseg": "--preset monuseg",
     "polyps": "--preset polyps",
     "joint": "--joint",
+    "gain1": "--logit-gain 1",
+    "joint-gain1": "--joint --logit-gain 1",
     "resnet18": "--generator resnet18",
 }
 

@@ -75,3 +75,32 @@ def threshold_metrics(logits: torch.Tensor, target: torch.Tensor, threshold: flo
     """Per-image (Dice, IoU) after thresholding sigmoid(logits) at ``threshold``."""
     pred = torch.sigmoid(logits.float()) > threshold
     return [dice_iou(p, t) for p, t in zip(pred, target)]
+
+
+#: RMS that :func:`logit_gain` brings the frozen decoder's logits to, and its largest gain.
+GAIN_TARGET_RMS = 4.0
+GAIN_MAX = 16.0
+
+
+def logit_gain(logits: torch.Tensor, target_rms: float = GAIN_TARGET_RMS, max_gain: float = GAIN_MAX) -> torch.Tensor:
+    """Detached gain ``k = clip(target_rms / rms(logits), 1, max_gain)`` for the AutoSAM loss.
+
+    A frozen mask decoder whose logits stay small (the test-sized SAM's
+    random decoder reaches about ±1 when driven by g's tanh-bounded prompt)
+    can never make BCE confident, so the loss keeps pushing for magnitude
+    instead of the boundary.  The loss is computed on ``k · logits``; as
+    ``k > 0`` the predicted mask (``logits > 0``, probability 0.5) is the same
+    with or without it.  For SAM's trained decoders, whose logits are
+    already large, ``k`` is 1: the paper's loss.
+
+    Parameters
+    ----------
+    logits : B×1×H×W float tensor
+    target_rms, max_gain : float
+
+    Returns
+    -------
+    0-d float tensor, no gradient.
+    """
+    rms = logits.detach().float().pow(2).mean().sqrt().clamp_min(1e-6)
+    return (target_rms / rms).clamp(1.0, max_gain)

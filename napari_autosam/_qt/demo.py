@@ -83,7 +83,6 @@ class DemoDriver:
         widget = self.widget
         widget.session.set_root(self.folder)
         widget.session.train_settings = dict(demo_loop.DEMO_TRAINING)
-        widget.finetune_section.epochs.setValue(demo_loop.DEMO_TRAINING["epochs"])
         widget.model_section.select_sam(self.sam_name)
         widget.segment_section.select("nuclei H&E", "image")
         self.say(demo_loop.STEPS["segment"])

@@ -20,7 +20,7 @@ from .plot import LivePlot
 from .session import Session
 from .workers import ProgressPanel, TaskRunner
 
-#: Prefixes of the progress line per phase (the engine's message says "g epoch 7/20").
+#: Prefixes of the progress line per phase (the engine's message says "g step 70/300").
 PHASES = {"encode": "SAM embeddings", "train_g": "Stage 1/2", "train_h": "Stage 2/2", "save": "Saving"}
 
 
@@ -90,11 +90,7 @@ class FinetuneSection(QWidget):
 
         self.info = QLabel()
         self.info.setWordWrap(True)
-        self.epochs = QSpinBox()
-        self.epochs.setRange(1, 1000)
-        self.epochs.setValue(20)
-        self.epochs.setToolTip("Passes over the accepted corrections, for g and then for h (training stops "
-                               "earlier when the validation Dice stops improving)")
+        self.steps, self.h_steps, self.time_limit = _budget_boxes()
         self.train_button = QPushButton("Fine-tune")
         self.train_button.setToolTip("Train g, then h, on all accepted corrections in the background; the new "
                                      "version is used when it ends and the image is segmented again (Shift+Alt+F)")
@@ -107,7 +103,8 @@ class FinetuneSection(QWidget):
         self.use_button.setToolTip("Switch to the selected version (roll back) and segment the image again")
         self.use_button.clicked.connect(self._use_clicked)
         form = QFormLayout()
-        form.addRow("Epochs", self.epochs)
+        form.addRow("Steps (g / h)", _row(self.steps, self.h_steps))
+        form.addRow("Time limit", self.time_limit)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.info)
@@ -165,10 +162,17 @@ class FinetuneSection(QWidget):
 
     # ---------------------------------------------------------------- train
 
+    def config(self):
+        """The TrainConfig of the next run: the budget shown here, under the session's own settings."""
+        from ..training import TrainConfig
+        from ..training.config import budget_settings
+
+        limit = self.time_limit.value()
+        return TrainConfig(**budget_settings(self.steps.value(), self.h_steps.value(), limit or None,
+                                             self.session.train_settings))
+
     def start(self) -> bool:
         """Fine-tune on every accepted correction (loads SAM first if needed)."""
-        from ..training import TrainConfig
-
         session = self.session
         try:
             count = len(session.annotations)
@@ -180,7 +184,7 @@ class FinetuneSection(QWidget):
             return False
         if session.sam is None:
             return self.segment_section.model_section.load(then=self.start)
-        config = TrainConfig(**{"epochs": self.epochs.value(), **session.train_settings})
+        config = self.config()
         sam, store, init, annotations = session.sam, session.model_store, session.model, session.annotations
         cache_dir = session.embedding_dir()
 
@@ -240,3 +244,33 @@ class FinetuneSection(QWidget):
         notify.info(f"Now using model {version}.")
         self.refresh()
         self.segment_section.rerun()
+
+
+def _budget_boxes() -> tuple[QSpinBox, QSpinBox, QSpinBox]:
+    """Spin boxes for the step budgets of g and h and the time limit, at the command line's defaults."""
+    from ..cli.train import DEFAULT_TIME_LIMIT
+    from ..training.config import DEFAULT_H_STEPS, DEFAULT_STEPS
+
+    steps, h_steps, limit = QSpinBox(), QSpinBox(), QSpinBox()
+    steps.setRange(1, 100_000)
+    steps.setValue(DEFAULT_STEPS)
+    steps.setToolTip("Optimiser steps for g (stage 1); it stops earlier when the validation Dice stops improving")
+    h_steps.setRange(0, 100_000)
+    h_steps.setValue(DEFAULT_H_STEPS)
+    h_steps.setToolTip("Optimiser steps for h (stage 2, g frozen); 0 skips h")
+    limit.setRange(0, 24 * 3600)
+    limit.setValue(int(DEFAULT_TIME_LIMIT))
+    limit.setSuffix(" s")
+    limit.setSpecialValueText("none")
+    limit.setToolTip("Seconds of training for both stages, encoding excluded (g may use 70 % when h follows); "
+                     "each stage still runs its floor of steps")
+    return steps, h_steps, limit
+
+
+def _row(*widgets: QWidget) -> QWidget:
+    row = QWidget()
+    layout = QHBoxLayout(row)
+    layout.setContentsMargins(0, 0, 0, 0)
+    for widget in widgets:
+        layout.addWidget(widget)
+    return row

@@ -47,6 +47,7 @@ def _config(args, resolution: dict | None = None):
         time_limit=args.time_limit or None,
         preset=args.preset,
         joint=args.joint,
+        logit_gain=args.logit_gain,
         window=args.window,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -224,6 +225,9 @@ def register(subparsers) -> None:
                         help="also warp g's input, the cached SAM embedding and the target by a random affine "
                         "(approximate: SAM would compute a different embedding for a warped image)")
     parser.add_argument("--joint", action="store_true", help="train h together with g instead of after it (g frozen)")
+    parser.add_argument("--logit-gain", type=_positive_float, default=None,
+                        help="factor on SAM's decoder logits in g's loss (default: automatic, 1 when they are "
+                        "already large; 1: the paper's loss)")
     parser.add_argument("--window", type=non_negative_int, default=None,
                         help="cut images larger than this into windows of this size (default: the segmentation "
                         "tile size; 0: never)")

@@ -88,6 +88,11 @@ class TrainConfig:
     pretrained_backbone : str or None
         Weights file for g's encoder (new models only); variants with
         ImageNet weights in torchvision's registry download them when None.
+    logit_gain : float or None
+        Factor on the frozen decoder's logits in g's loss; None: automatic
+        (:func:`~napari_autosam.losses.logit_gain`: 1 for logits already
+        large, up to 16 for a decoder whose logits stay near zero); 1: the
+        paper's loss.  Masks (logit > 0) do not depend on it.
     joint : bool
         Train h together with g in stage 1 (loss AutoSAM + h) instead of
         after it with g frozen (the paper); stage 2 is then skipped unless
@@ -129,6 +134,7 @@ class TrainConfig:
     augment: Augmentation | None = None
     pretrained_backbone: str | None = None
     joint: bool = False
+    logit_gain: float | None = None
     resolution: dict | None = None
     window: int | None = None
 
@@ -149,6 +155,8 @@ class TrainConfig:
             raise ValueError("batch sizes must be at least 1")
         if self.time_limit is not None and self.time_limit <= 0:
             raise ValueError(f"time_limit must be positive seconds, got {self.time_limit}")
+        if self.logit_gain is not None and not self.logit_gain > 0:
+            raise ValueError(f"logit_gain must be positive (or None for automatic), got {self.logit_gain}")
         if not 0.0 < self.val_strip < 1.0:
             raise ValueError(f"val_strip must be between 0 and 1 (exclusive), got {self.val_strip}")
         if self.resolution is not None and not isinstance(self.resolution, dict):
@@ -194,6 +202,21 @@ class TrainConfig:
         data["augment"] = self.augment.to_dict() if self.augment is not None else None
         data["variants"] = list(self.variants) if self.variants else None
         return data
+
+
+def budget_settings(steps: int, h_steps: int, time_limit: float | None, settings: dict) -> dict:
+    """TrainConfig keyword arguments: a step budget and time limit, under ``settings`` (which win).
+
+    An epoch budget in ``settings`` (``epochs`` / ``h_epochs``) replaces the
+    step budget of the stage it sizes, so the two never meet.
+    """
+    budget = {"steps": steps, "h_steps": h_steps, "time_limit": time_limit}
+    if "epochs" in settings:
+        budget.pop("steps")
+        budget.pop("h_steps")
+    if "h_epochs" in settings:
+        budget.pop("h_steps", None)
+    return {**budget, **settings}
 
 
 def _tile_size() -> int:

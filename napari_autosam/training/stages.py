@@ -18,7 +18,7 @@ import time
 import torch
 
 from ..device import autocast, needs_grad_scaler
-from ..losses import bce_dice_loss
+from ..losses import bce_dice_loss, logit_gain
 from ..models.autosam import AutoSAM
 from ..progress import CancelToken, Stopwatch, Task
 from .config import G_TIME_SHARE, TrainConfig
@@ -71,8 +71,13 @@ class Trainer:
             prompt = self.model.prompt_generator(g_input)
             logits = self.model.decode(embedding, prompt.to(embedding.dtype))
             h_logits = self.model.surrogate(prompt.float()) if self.config.joint else None
-        loss = bce_dice_loss(logits.float(), target)
+        loss = bce_dice_loss(self._gain(logits) * logits.float(), target)
         return loss + bce_dice_loss(h_logits.float(), target) if h_logits is not None else loss
+
+    def _gain(self, logits: torch.Tensor) -> torch.Tensor | float:
+        """The factor on the frozen decoder's logits in g's loss (masks are unchanged by it)."""
+        fixed = self.config.logit_gain
+        return logit_gain(logits) if fixed is None else float(fixed)
 
     def _h_loss(self, g_input, _embedding, target) -> torch.Tensor:
         with torch.no_grad(), autocast(self.device):

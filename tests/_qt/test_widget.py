@@ -264,3 +264,23 @@ def test_cancelled_fine_tune_keeps_the_best_model_so_far(viewer, widget, he_samp
     idle()
     assert fine.last_result is not None and fine.last_result.cancelled
     assert widget.session.model_label == fine.last_result.version
+
+
+def test_fine_tune_budget_controls_build_the_training_config(widget):
+    from napari_autosam.cli.train import DEFAULT_TIME_LIMIT
+    from napari_autosam.training.config import DEFAULT_H_STEPS, DEFAULT_STEPS
+
+    fine = widget.finetune_section
+    assert (fine.steps.value(), fine.h_steps.value()) == (DEFAULT_STEPS, DEFAULT_H_STEPS)
+    assert fine.time_limit.value() == DEFAULT_TIME_LIMIT
+    widget.session.train_settings = {"batch_size": 2}
+    fine.steps.setValue(120)
+    fine.h_steps.setValue(0)
+    fine.time_limit.setValue(0)  # shown as "none"
+    config = fine.config()
+    assert (config.steps, config.h_steps, config.time_limit, config.batch_size) == (120, 0, None, 2)
+    assert config.stage_steps("h", 3) == 0
+    fine.time_limit.setValue(60)
+    widget.session.train_settings = {"epochs": 2}  # an epoch budget in the settings replaces the step boxes
+    config = fine.config()
+    assert (config.steps, config.h_steps, config.epochs, config.time_limit) == (None, None, 2, 60)
