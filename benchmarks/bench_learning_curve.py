@@ -17,7 +17,7 @@ images and 8 held-out ones from another seed; ``stardist``, N 128² crops of
 three quadrants of the nuclei image shipped in the ``stardist`` wheel, the
 fourth quadrant held out (twelve crops at most).
 
-``--before`` adds the options that bring back the earlier recipe as far as
+``--before`` uses, instead of ``--quick``'s budget, the options that bring back the earlier recipe as far as
 options can: 50 epochs with no step floor, the affine warp of cached
 embeddings, the paper's loss on the decoder's logits (``--logit-gain 1``),
 no time limit.  (The other earlier defect, the shifted targets, was fixed in
@@ -58,7 +58,8 @@ def main() -> None:
     biggest = 12 if args.data == "stardist" else 16
     default = f"1,4,{biggest}" if args.quick else f"1,2,4,8,{biggest}"
     counts = [min(int(c), biggest) for c in (args.counts or default).split(",")]
-    extra = (QUICK.split() if args.quick else []) + (BEFORE.split() if args.before else []) + args.extra.split()
+    budget = BEFORE if args.before else (QUICK if args.quick else "")  # --before brings its own epoch budget
+    extra = budget.split() + args.extra.split()
     torch.manual_seed(0)
     sam = run(load_sam("tiny", device="cpu"))
     print(f"tiny SAM on the CPU, torch threads {torch.get_num_threads()}, {os.cpu_count()} cores; {_load()}")

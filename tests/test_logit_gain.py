@@ -57,9 +57,11 @@ def test_a_free_prompt_fits_a_mask_through_the_tiny_decoder_better_with_the_gain
     from napari_autosam.sam.embedding import LOGIT_SIZE, image_embedding, mask_to_padded_frame
     from napari_autosam.training.evaluate import score
 
-    image, labels = make_nuclei_image((128, 128), seed=3)
-    mask = labels > 0
-    embedding = image_embedding(tiny_sam, image)
+    from napari_autosam.training import samples_from_arrays
+
+    sample = samples_from_arrays(*zip(make_nuclei_image((128, 128), seed=3)))[0]  # RGB uint8, as training sees it
+    mask = sample.mask
+    embedding = image_embedding(tiny_sam, sample.image)
     target = mask_to_padded_frame(mask, LOGIT_SIZE)[None].float()
     model = AutoSAM(tiny_sam, torch.nn.Identity())
     fits = {}
