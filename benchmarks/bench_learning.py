@@ -135,8 +135,10 @@ def _trainer_class():
     return Trainer
 
 
-def train_once(sam, data, extra: list[str], *, timeline: bool = False) -> dict:
-    """Train with CLI defaults (+ ``extra``) on ``data``; held-out Dice, seconds, and an optional timeline."""
+def train_once(sam, data, extra: list[str], *, timeline: bool = False, overrides: dict | None = None) -> dict:
+    """Train with CLI defaults (+ ``extra``, then TrainConfig ``overrides``) on ``data``; held-out Dice, seconds, timeline."""
+    import dataclasses
+
     from napari_autosam.progress import run
     from napari_autosam.sam.cache import EmbeddingCache
     from napari_autosam.training import evaluate, samples_from_arrays, train
@@ -145,7 +147,7 @@ def train_once(sam, data, extra: list[str], *, timeline: bool = False) -> dict:
     samples = samples_from_arrays(train_i, train_m, names=[f"c{i:02d}" for i in range(len(train_i))])
     test = samples_from_arrays(test_i, test_m, names=[f"t{i:02d}" for i in range(len(test_i))])
     cache = EmbeddingCache(sam, max_items=64)
-    config = cli_config(extra)
+    config = dataclasses.replace(cli_config(extra), **(overrides or {}))
     points, state = [], {"overhead": 0.0, "t0": None, "cpu0": None, "cpu_overhead": 0.0}
     trainer = _trainer_class()
     original = trainer.validate
