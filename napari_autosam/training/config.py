@@ -102,6 +102,10 @@ class TrainConfig:
         Samples larger than this on a side are cut into ``window²`` windows
         (at their own resolution, never resized into SAM's frame); None: the
         segmentation tile size, 0: never cut.
+    classes : tuple of dict or None
+        A class model's classes, ``({"id": 1, "name": ..., "color": "#rrggbb"}, ...)``
+        (:meth:`napari_autosam.classes.ClassSet.to_metadata`); masks then hold
+        class ids.  None: the binary model (or a warm start's own classes).
     """
 
     generator: str | None = None
@@ -131,6 +135,7 @@ class TrainConfig:
     joint: bool = False
     resolution: dict | None = None
     window: int | None = None
+    classes: tuple[dict, ...] | None = None
 
     def resolved(self, device: torch.device | str) -> TrainConfig:
         """A copy with every ``None`` default that does not depend on the data filled in for ``device``."""

@@ -29,6 +29,7 @@ from ..models.checkpoint import ModelCheckpoint, load_checkpoint
 from ..models.prompt_generator import build_prompt_generator
 from ..models.surrogate import SurrogateDecoder
 from ..progress import CancelToken, Progress, Stopwatch, Task
+from . import classwise
 from .config import TrainConfig
 from .data import Sample, TrainingDataError, check_samples, split_samples
 from .holdout import STRIP_BELOW, VAL_KIND_GIVEN, VAL_KIND_IMAGES, VAL_KIND_SELF, VAL_KIND_STRIP, strip_split
@@ -76,7 +77,7 @@ def initial_model(
             g = build_prompt_generator(config.generator, input_size=config.input_size,
                                        pretrained_backbone=config.pretrained_backbone, imagenet=True)
             h = SurrogateDecoder()
-        return ModelCheckpoint(g.to(device), h.to(device), {})
+        return ModelCheckpoint(g.to(device), h.to(device), {}, classwise.starting_heads(config, None, device))
     parent = load_checkpoint(init, device=device) if not isinstance(init, ModelCheckpoint) else init
     g = copy.deepcopy(parent.prompt_generator).to(device)  # never train the caller's live model
     if config.generator not in (None, g.config["name"]) or config.input_size not in (None, g.input_size):
@@ -93,7 +94,7 @@ def initial_model(
     meta = dict(parent.metadata)
     if not isinstance(init, ModelCheckpoint):
         meta["path"] = str(init)
-    return ModelCheckpoint(g, h, meta)
+    return ModelCheckpoint(g, h, meta, classwise.starting_heads(config, parent, device))
 
 
 def _split(samples, val_samples, config: TrainConfig) -> tuple[list[Sample], list[Sample], str, str]:
@@ -171,6 +172,12 @@ def train(
         raise ValueError("the embedding cache belongs to a different SAM")
     start = initial_model(config, init=init, device=device)
     _check_variant(start, sam)
+    classes = classwise.run_classes(config, start)
+    if classes is not None:
+        classwise.check_class_samples(samples, classes)
+        if val_samples is not None:
+            classwise.check_class_samples(val_samples, classes)
+    num_classes = len(classes) if classes is not None else None
     resolved = config.resolved(device)
     if init is not None:  # the warm start's architecture wins over the device defaults
         resolved = _with_architecture(resolved, start)
@@ -178,15 +185,16 @@ def train(
     train_set, val_set = window_samples(train_set, resolved.window), window_samples(val_set, resolved.window)
     destination = Destination.open(store, out, sam=sam)
     try:
-        model = AutoSAM(sam, start.prompt_generator, start.surrogate)
+        model = classwise.attach(AutoSAM(sam, start.prompt_generator, start.surrogate), start.class_heads)
         clock = Stopwatch(len(train_set) * len(resolved.variants) + len(val_set))
         train_data = yield from prepare(train_set, resolved.variants, cache=cache, input_size=resolved.input_size,
-                                        clock=clock, cancel=cancel)
+                                        clock=clock, cancel=cancel, num_classes=num_classes)
         val_data = None
         if train_data is not None:
             val_data = yield from prepare(val_set, ("identity",), cache=cache, input_size=resolved.input_size,
-                                          clock=clock, done=clock.total - len(val_set), cancel=cancel)
-        trainer = Trainer(model, resolved, device, cancel, val_kind)
+                                          clock=clock, done=clock.total - len(val_set), cancel=cancel,
+                                          num_classes=num_classes)
+        trainer = Trainer(model, resolved, device, cancel, val_kind, classes=classes)
         ended = {"g": "cancelled", "h": "skipped"}
         best = {}
         if val_data is not None:
@@ -203,7 +211,7 @@ def train(
         run_info = {"final": final, "config": resolved, "train": train_set, "val": val_set, "val_note": val_note,
                     "val_kind": val_kind, "ended": ended, "best": best, "history": trainer.history,
                     "seconds": round(time.perf_counter() - trainer.started, 2),
-                    "parent": start.metadata, "sam": sam, "cancelled": cancelled}
+                    "parent": start.metadata, "sam": sam, "cancelled": cancelled, "classes": classes}
         checkpoint, path, version = write_model(destination, model, run_info)
         yield Progress("save", 1, 1, f"saved {path}")
         return TrainResult(checkpoint, path, version, trainer.history, cancelled)
