@@ -151,9 +151,17 @@ def _run(args) -> int:
     if bool(args.val_images) != bool(args.val_masks):
         raise CommandError("--val-images and --val-masks go together")
     channels = args.channels
-    samples, resolution = load_samples_at(args.images, args.masks, args, channels=channels)
-    val = load_samples_at(args.val_images, args.val_masks, args, channels=channels)[0] if args.val_images else None
+    from .classes_cli import train_classes
+
+    classes = train_classes(args)  # --classes / --num-classes, or the --init model's; None: binary
+    samples, resolution = load_samples_at(args.images, args.masks, args, channels=channels, classes=classes)
+    val = load_samples_at(args.val_images, args.val_masks, args, channels=channels,
+                          classes=classes)[0] if args.val_images else None
     config = _config(args, resolution)
+    if classes is not None:
+        import dataclasses
+
+        config = dataclasses.replace(config, classes=tuple(classes.to_metadata()))
     bar = ProgressBar(unit="step")
     sam = open_sam(sam_for_model(args.sam, args.init), args.device, bar)
     apply_precision(sam, args)
@@ -250,6 +258,9 @@ def register(subparsers) -> None:
     add_precision_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    from .classes_cli import add_class_args
+
+    add_class_args(parser)
     from .resolution import add_resolution_args
 
     add_resolution_args(parser, what="the images (slides or TIFF pyramids); the model records it")

@@ -272,6 +272,10 @@ class Segmenter:
     @torch.inference_mode()
     def _h_probabilities(self, rgbs: list[np.ndarray]) -> list[tuple[None, np.ndarray]]:
         """h(g(I)) probabilities of each RGB window, without SAM (a preview)."""
+        if getattr(self.checkpoint, "class_heads", None) is not None:  # a class model: 1 - P(background)
+            from .classes import foreground_probabilities
+
+            return foreground_probabilities(self, rgbs, None)[0]
         g_input = torch.cat([prepare_image(rgb, self.model.input_size)[0] for rgb in rgbs]).to(self.device)
         with autocast(self.device):
             logits = self.model.surrogate(self.model.prompt_generator(g_input))
@@ -281,6 +285,10 @@ class Segmenter:
     @torch.inference_mode()
     def _probabilities(self, rgbs: list[np.ndarray], embeddings: torch.Tensor):
         """AutoSAM and h probabilities of each RGB window, at its own resolution, and SAM's predicted IoUs."""
+        if getattr(self.checkpoint, "class_heads", None) is not None:  # a class model: 1 - P(background)
+            from .classes import foreground_probabilities
+
+            return foreground_probabilities(self, rgbs, embeddings)
         g_input = torch.cat([prepare_image(rgb, self.model.input_size)[0] for rgb in rgbs]).to(self.device)
         with autocast(self.device):
             output = self.model(g_input, embeddings.to(self.device))

@@ -12,6 +12,7 @@ comes from the one Dice (:func:`napari_autosam.losses.per_class_dice_iou`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -180,3 +181,58 @@ def run_classes(config, parent) -> ClassSet | None:
     if wanted is not None:
         return wanted
     return classes_from_metadata(parent.metadata, "the initial model") if parent is not None else None
+
+
+@dataclass
+class ClassEvaluation:
+    """Per-class scores of AutoSAM's and h's fused label maps (h None without h)."""
+
+    autosam: ClassScores
+    h: ClassScores | None
+
+    def to_dict(self) -> dict:
+        """``{"autosam": {dice, iou, per_class, per_image}, "h": {...} | None, "per_class": [...]}``.
+
+        ``per_class``: one row per class, ``{"id", "name", "dice_autosam", "iou_autosam", "dice_h", "iou_h"}``.
+        """
+        h = self.h.per_class() if self.h is not None else [None] * len(self.autosam.classes)
+        rows = [{"id": a["id"], "name": a["name"], "dice_autosam": a["dice"], "iou_autosam": a["iou"],
+                 "dice_h": b["dice"] if b else None, "iou_h": b["iou"] if b else None}
+                for a, b in zip(self.autosam.per_class(), h)]
+        return {"autosam": self.autosam.to_dict(), "h": self.h.to_dict() if self.h is not None else None,
+                "per_class": rows}
+
+
+def evaluate_classes(sam, model, samples, *, cache=None, cancel=None):
+    """Per-class Dice/IoU of a class model on samples with class-id masks; a generator of ``evaluate`` progress."""
+    from ..device import pick_device
+    from ..models.autosam import AutoSAM
+    from ..progress import Cancelled, Stopwatch, nested
+    from ..sam.cache import EmbeddingCache
+    from ..sam.embedding import prepare_image
+    from ..sam.registry import check_sam_variant
+
+    check_sam_variant(model.sam_variant, sam)
+    classes = classes_from_metadata(model.metadata, "the model")
+    check_class_samples(samples, classes)
+    device = pick_device(next(sam.parameters()).device)
+    surrogate = model.surrogate.to(device) if model.surrogate is not None else None
+    autosam = attach(AutoSAM(sam, model.prompt_generator.to(device), surrogate).eval(), model.class_heads)
+    cache = cache if cache is not None else EmbeddingCache(sam, max_items=1)
+    scores = ClassEvaluation(ClassScores(classes), ClassScores(classes) if surrogate is not None else None)
+    clock = Stopwatch(len(samples))
+    for done, sample in enumerate(samples, start=1):
+        if cancel is not None and cancel.cancelled:
+            raise Cancelled("evaluation cancelled")
+        embedding = yield from nested(cache.embed_many([sample.image]))
+        g_input = prepare_image(sample.image, autosam.input_size)[0].to(device)
+        with torch.no_grad(), autocast(device):
+            out = class_forward(autosam, heads_of(autosam), g_input, embedding.to(device),
+                                with_surrogate=surrogate is not None)
+        scores.autosam.add(sample.name, score_classes(out.fused[0], sample.mask, len(classes)))
+        metrics = {"dice_autosam": scores.autosam.mean_dice}
+        if scores.h is not None:
+            scores.h.add(sample.name, score_classes(out.h_fused[0], sample.mask, len(classes)))
+            metrics["dice_h"] = scores.h.mean_dice
+        yield clock.event("evaluate", done, f"evaluated {done}/{len(samples)} images", **metrics)
+    return scores
