@@ -9,13 +9,21 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from napari_autosam.classes import (ClassesError, class_choices, class_ids, classes_from_geojson, default_classes,
-                                    label_colors, make_classes, read_classes, resolve_classes)
+from napari_autosam.classes import (
+    ClassesError,
+    class_choices,
+    class_ids,
+    classes_from_geojson,
+    default_classes,
+    label_colors,
+    make_classes,
+    read_classes,
+    resolve_classes,
+)
 from napari_autosam.data.synthetic_classes import make_class_dataset, make_class_image
 from napari_autosam.losses import class_loss, per_class_dice_iou
 from napari_autosam.models.autosam import AutoSAM
-from napari_autosam.models.checkpoint import (CheckpointError, ModelCheckpoint, load_checkpoint, save_checkpoint,
-                                              save_copy)
+from napari_autosam.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, save_copy
 from napari_autosam.models.multiclass import ClassHeads, class_forward
 from napari_autosam.models.prompt_generator import build_prompt_generator
 from napari_autosam.models.surrogate import SurrogateDecoder
