@@ -273,3 +273,16 @@ def class_choices(classes: ClassSet | None) -> list[tuple[str, int]]:
     if not classes:
         return [("foreground", 1)]
     return [(f"{c.id}: {c.name}", c.id) for c in classes]
+
+
+def training_classes(train_settings: Mapping, model=None) -> ClassSet | None:
+    """The classes a fine-tuning run uses: the widget's (``train_settings["classes"]``), else the model's.
+
+    ``model`` is the active :class:`~napari_autosam.models.checkpoint.ModelCheckpoint` (or None).
+    """
+    chosen = train_settings.get("classes")
+    if chosen:
+        return make_classes(list(chosen), "the class table")
+    if model is not None and getattr(model, "class_heads", None) is not None:
+        return classes_from_metadata(model.metadata, "the model")
+    return None
