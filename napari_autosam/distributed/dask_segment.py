@@ -288,13 +288,14 @@ def segment_many(paths, out, *, client, sam: str | None = None, model: str | Non
                 if units:
                     yield clock.event("segment", done, message)
                 continue
-            job = futures[future]
+            job = futures.pop(future)
             key = str(job.path)
             try:
                 value = future.result()
             except Exception as exc:  # noqa: BLE001  one bad file does not stop the others
                 result.errors[key] = exc
             else:
+                future.release()  # taken: a worker lost later must not make the scheduler run it again
                 if isinstance(value, SlidePlan):
                     slide = SlideRun(client, job, value, args, plugin, f"autosam-tiles-{len(slides)}-{job.path.name}",
                                      per_task=tiles_per_task, levels=REGION_LEVELS if region_levels is None

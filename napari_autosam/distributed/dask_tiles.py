@@ -126,6 +126,7 @@ class SlideRun:
         """
         kind, number = self.futures.pop(future)
         value = future.result()
+        future.release()  # taken: a worker lost later must not make the scheduler run it again
         if kind == "tiles":
             windows, notes, worker = value
             self.windows.update(windows)

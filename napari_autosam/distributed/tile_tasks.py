@@ -233,11 +233,19 @@ def segment_group(segmenter, plan: SlidePlan, indices: list[int], args: argparse
 
 
 def paste_instances_task(plan: SlidePlan, args: argparse.Namespace) -> None:
-    """Paste every tile's instances in tile order into ``scratch/instances.zarr`` (created afresh), as one process does."""
+    """Paste every tile's instances in tile order into ``scratch/instances.zarr``, as one process does.
+
+    Built under a temporary name and renamed when complete; a run that finds
+    it complete does nothing (output regions may be reading it).
+    """
     from ..inference.instances import paste_instances
     from ..inference.tiling import create_array
 
-    labels = create_array(plan.shape, np.int32, store=plan.scratch, name="instances")
+    final = plan.scratch / "instances.zarr"
+    if final.is_dir():
+        return
+    tmp = Path(tempfile.mkdtemp(prefix=".paste-", dir=plan.scratch))
+    labels = create_array(plan.shape, np.int32, store=tmp, name="instances")
     options, next_label = _instance_options(args), 1
     for t in plan.tiles():
         found = _load_found(plan, t.index)
@@ -245,6 +253,8 @@ def paste_instances_task(plan: SlidePlan, args: argparse.Namespace) -> None:
             window = np.array(labels[t.slices])
             next_label = paste_instances(window, found, next_label, options)
             labels[t.slices] = window
+    replace_directory(tmp / "instances.zarr", final)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --- 3. output regions ----------------------------------------------------------------------------
