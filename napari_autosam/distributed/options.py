@@ -61,7 +61,7 @@ def _worker_environ():
 
     dask sets it (65536) in every worker it spawns to return freed memory to
     the system; torch on a CPU then pays page faults on every large tensor:
-    a 16-tile segmentation took 40-42 s instead of 24-27 s in one process
+    a 16-tile segmentation took 39-42 s instead of 24-27 s in one process
     with the variable set (docs/scale-out.md).  Without it glibc's own
     adaptive thresholds apply, as in a plain ``napari-autosam segment``.
     """
