@@ -137,3 +137,16 @@ def _trim_threshold():
 def test_local_workers_keep_the_default_malloc_thresholds(client):
     """dask's MALLOC_TRIM_THRESHOLD_ makes torch on a CPU ~1.6x slower; --dask-workers leaves it out."""
     assert set(client.run(_trim_threshold).values()) == {None}
+
+
+def test_a_spread_preview_with_geojson_equals_one_process(client, slide, tmp_path):
+    """h only (no SAM), instances split from it, and the GeoJSON the closing task writes."""
+    from napari_autosam.distributed.dask_segment import segment_many
+    from napari_autosam.progress import run
+
+    assert main(["segment", str(slide), "--out", str(tmp_path / "one"), *ARGS, "--preview", "--geojson"]) == 0
+    result = run(segment_many([slide], tmp_path / "dask", client=client, preview=True, geojson=True, **OPTIONS))
+    assert not result.failed and sum(result.tiles[str(slide)].values()) == TILES
+    assert [p.name for p in result.written[str(slide)]] == ["slide_h.ome.zarr", "slide_instances.geojson",
+                                                            "slide_instances.ome.zarr"]
+    assert tree(tmp_path / "dask") == tree(tmp_path / "one")
