@@ -281,3 +281,12 @@ def test_evaluate_and_segment_a_class_model(trained, tiny_sam):
     assert binary.autosam_mask.shape == (64, 64)
     instances = np.array([[1, 1, 2], [0, 2, 2]])
     assert instance_classes(instances, np.array([[3, 0, 1], [2, 1, 2]])) == {1: 3, 2: 1}
+
+
+def test_class_models_refuse_a_multi_process_run_in_one_line(tiny_sam):
+    images, masks = make_class_dataset(1, (32, 32), size_range=(4, 6))
+    classes = default_classes(K)
+    samples = samples_from_arrays(images, masks, classes=classes)
+    config = TrainConfig(generator="hardnet_small", input_size=SIZE, classes=tuple(classes.to_metadata()))
+    with pytest.raises(ValueError, match="class models train in one process"):
+        run(train(tiny_sam, samples, config=config, distributed=object()))
