@@ -75,6 +75,17 @@ def _as_image(image):
                          f"got a {type(image).__name__} that is not one") from None
 
 
+def _depth_adapters(model: ModelCheckpoint, sam, device):
+    """The model's depth adapters checked against ``sam`` and moved to ``device`` (None for a 2D model)."""
+    adapters = getattr(model, "adapters", None)
+    if adapters is None:
+        return None
+    from ..sam.adapters import check_adapters
+
+    check_adapters(adapters, sam)
+    return adapters.to(device).eval()
+
+
 def _output_store(store: str | os.PathLike | None) -> Path:
     """The directory for the zarr outputs of a tiled image (a new temporary one by default)."""
     if store is None:
@@ -124,6 +135,7 @@ class Segmenter:
         h = model.surrogate.to(self.device).eval() if model.surrogate is not None else None
         self.checkpoint = model
         self.model = AutoSAM(self.sam, g, h)
+        self.adapters = _depth_adapters(model, self.sam, self.device)
 
     # --- automatic segmentation ---------------------------------------------------------
 
@@ -177,6 +189,12 @@ class Segmenter:
             if self.model.surrogate is None:
                 raise ValueError("a preview needs the surrogate h, and this model has none")
             options = replace(options, source="h", refine=False)
+        if self.adapters is not None and layout.is_stack and not preview and not normalization.is_degenerate:
+            from .depth_segment import segment_stack  # windows of neighbouring slices through the adapted encoder
+
+            return (yield from segment_stack(self, image, layout, normalization=normalization, channels=channels,
+                                             mode=mode, options=options, tile=tile, overlap=overlap, store=store,
+                                             cancel=cancel))
         height, width = layout.plane_shape
         tiles = segmentation_tiles((height, width), tile, overlap)
         store = _output_store(store) if len(tiles) > 1 else None

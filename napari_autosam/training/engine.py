@@ -162,6 +162,11 @@ def train(
     from ..sam.cache import EmbeddingCache, sam_fingerprint
 
     config = config or TrainConfig()
+    if config.depth_adapters:  # stacks through the depth-adapted encoder: its own step loop (no cache)
+        from .depth import train_depth
+
+        return (yield from train_depth(sam, samples, config=config, init=init, store=store, out=out,
+                                       val_samples=val_samples, cancel=cancel))
     device = pick_device(config.device) if config.device else next(sam.parameters()).device
     sam = sam.to(device)
     samples = check_samples(samples)

@@ -125,7 +125,7 @@ def write_model(destination: Destination, model, info: dict) -> tuple[ModelCheck
         "resolution": config.resolution if config.resolution is not None else (info["parent"] or {}).get("resolution"),
     }
     save_checkpoint(destination.path, model.prompt_generator, model.surrogate,
-                    sam_variant=identity.variant, **meta)
+                    sam_variant=identity.variant, adapters=getattr(model, "adapters", None), **meta)
     if destination.store is not None and (improved or not info["cancelled"]):
         destination.store.activate(destination.version)
     checkpoint = ModelCheckpoint(model.prompt_generator.eval(), model.surrogate.eval(), read_metadata(destination.path))
