@@ -154,6 +154,20 @@ def check_volumes(volumes: Sequence[Volume], depth_window: int) -> None:
         raise TrainingDataError("every mask is empty, so there is nothing to learn")
 
 
+def inter_slice_dice(masks) -> float:
+    """Mean Dice between the masks of consecutive slices of a ``Z×H×W`` stack (1.0: nothing changes along depth).
+
+    Compare a prediction's value with the ground truth's: a slice-wise model
+    that flickers from slice to slice scores lower than the truth.
+    """
+    from ..losses import dice
+
+    masks = np.asarray(masks) > 0
+    if len(masks) < 2:
+        return 1.0
+    return float(np.mean([dice(masks[z], masks[z + 1]) for z in range(len(masks) - 1)]))
+
+
 def window_tensors(volume: Volume, start: int, depth: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """``(channels D×C×H×W float 0-255, targets D×1×256×256 soft)`` of slices ``start..start+D-1``."""
     channels = torch.from_numpy(np.ascontiguousarray(volume.channels[start : start + depth])).permute(0, 3, 1, 2)
