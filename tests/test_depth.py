@@ -26,7 +26,7 @@ from napari_autosam.sam.adapters import (
     depth_windows,
 )
 from napari_autosam.sam.embedding import to_padded_frame
-from napari_autosam.training import TrainConfig, samples_from_arrays, train
+from napari_autosam.training import TrainConfig, evaluate, samples_from_arrays, train
 from napari_autosam.training.depth import inter_slice_dice, new_optimizer, train_step, volumes_from_arrays
 
 
@@ -123,6 +123,8 @@ def test_train_depth_round_trip_and_stack_segmentation(tiny_sam, stack, tmp_path
     assert [w.z for w in res.windows] == [0, 1, 2]  # windows [0, 1] and [1, 2]: every slice once
     assert any("depth adapters" in m for m in res.messages)
     assert 0.0 <= inter_slice_dice(res.autosam_mask) <= 1.0
+    report = run(evaluate(tiny_sam, result.path, samples))  # evaluate scores a depth model through its adapters
+    assert report.autosam.names == ["tubes (array 0):z0", "tubes (array 0):z1", "tubes (array 0):z2"]
 
 
 def test_checkpoint_without_adapters_loads_and_segments_slice_by_slice(tiny_sam, stack, tmp_path):

@@ -201,6 +201,8 @@ class Segmenter:
         out = Accumulator(layout.output_shape, with_h=self.model.surrogate is not None,
                           with_instances=mode == "instances", store=store, with_autosam=not preview)
         messages = []
+        if self.adapters is not None and not preview:
+            messages.append("this model's depth adapters need a stack; one plane goes through SAM's plain encoder")
         if normalization.is_degenerate:
             messages.append("the image is constant or has no finite values: nothing to segment")
             items = []
