@@ -135,7 +135,7 @@ def _run(args) -> int:
     from .batch import plan_jobs, run_jobs
 
     jobs = plan_jobs(args.inputs, Path(args.out).expanduser(), _output_stem)  # name clashes: refused before any work
-    check_output_folder(args.out)
+    check_output_folder(args.out, create=False)
     if args.cache_dir:
         check_output_folder(args.cache_dir, "--cache-dir")
     sam = _load_sam(args)

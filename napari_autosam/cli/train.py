@@ -205,7 +205,8 @@ def register(subparsers) -> None:
         description="Train g through the frozen SAM, then the surrogate h, and save a new model version. "
         "Masks are matched to images by file stem (img_001.tif ↔ img_001.tif / img_001_mask.png).",
     )
-    parser.add_argument("--images", required=True, help="folder of images")
+    parser.add_argument("--images", required=True,
+                        help="folder of images (TIFF, PNG, JPEG) or whole slides (SVS, NDPI, MRXS, SCN, BIF, …)")
     parser.add_argument("--masks", required=True, help="folder of masks or label images (foreground > 0)")
     parser.add_argument("--out", required=True,
                         help="model-store folder (a new version vNNNN.safetensors is written inside) "

@@ -73,7 +73,7 @@ def run_segment(args) -> int:
     from ..cli import check_output_folder
     from ..cli.batch import run_jobs
 
-    check_output_folder(args.out)
+    check_output_folder(args.out, create=False)
     if args.cache_dir:
         check_output_folder(args.cache_dir, "--cache-dir")
     with connect(args.dask_scheduler, args.dask_workers) as client:
