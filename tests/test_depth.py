@@ -181,3 +181,9 @@ def test_cli_train_depth_adapters_refuses_a_short_stack_and_a_foreign_model(tiny
     code, text = cli(capfd, "segment", images / "short.tif", "--out", tmp_path / "out", "--model", foreign,
                      "--sam", "tiny")
     assert_error(code, text, "3 blocks of width 96", "2 blocks of width 64")
+    four = save_checkpoint(tmp_path / "four.safetensors", base.prompt_generator, base.surrogate, sam_variant="tiny",
+                           adapters=DepthAdapters("depth_mlp", 2, 64, 2, in_channels=4, sam_variant="tiny"))
+    code, text = cli(capfd, "segment", images / "short.tif", "--out", tmp_path / "out", "--model", four,
+                     "--sam", "tiny")
+    assert_error(code, text, "1 channel", "modality adapter takes 4")
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())

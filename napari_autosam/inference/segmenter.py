@@ -130,12 +130,13 @@ class Segmenter:
     def set_model(self, model: ModelCheckpoint | None) -> None:
         """Use new g and h (e.g. after fine-tuning); cached embeddings stay valid and are kept."""
         model = default_model() if model is None else model
+        adapters = _depth_adapters(model, self.sam, self.device)  # first: a mismatch leaves the old model in place
         self.untrained = bool(model.metadata.get("untrained"))
         g = model.prompt_generator.to(self.device).eval()
         h = model.surrogate.to(self.device).eval() if model.surrogate is not None else None
         self.checkpoint = model
         self.model = AutoSAM(self.sam, g, h)
-        self.adapters = _depth_adapters(model, self.sam, self.device)
+        self.adapters = adapters
 
     # --- automatic segmentation ---------------------------------------------------------
 
@@ -201,7 +202,7 @@ class Segmenter:
         out = Accumulator(layout.output_shape, with_h=self.model.surrogate is not None,
                           with_instances=mode == "instances", store=store, with_autosam=not preview)
         messages = []
-        if self.adapters is not None and not preview:
+        if self.adapters is not None and not layout.is_stack:
             messages.append("this model's depth adapters need a stack; one plane goes through SAM's plain encoder")
         if normalization.is_degenerate:
             messages.append("the image is constant or has no finite values: nothing to segment")
