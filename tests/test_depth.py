@@ -187,3 +187,25 @@ def test_cli_train_depth_adapters_refuses_a_short_stack_and_a_foreign_model(tiny
                      "--sam", "tiny")
     assert_error(code, text, "1 channel", "modality adapter takes 4")
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_cli_train_depth_adapters_writes_a_model_with_adapters(tiny_sam, tmp_path, capfd):
+    import json
+
+    from napari_autosam.models.checkpoint import read_metadata
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    image, mask = make_depth_stack(depth=5, shape=(32, 32), n_tubes=1, n_beads=1, radius_range=(5, 6), seed=2)
+    tifffile.imwrite(images / "tubes.tif", image)
+    tifffile.imwrite(masks / "tubes.tif", mask)
+    code, text = cli(capfd, "train", "--images", images, "--masks", masks, "--out", tmp_path / "m.safetensors",
+                     "--sam", "tiny", "--depth-adapters", "--depth-window", "5", "--depth-kind", "dconv",
+                     "--steps", "1", "--generator", "hardnet_small", "--input-size", "64", "--json")
+    assert code == 0, text
+    start = text.index("{\n  \"path\"")
+    summary = json.loads(text[start : text.index("\n}", start) + 2])
+    meta = read_metadata(summary["path"])
+    assert meta["adapters"]["kind"] == "dconv" and meta["adapters"]["depth_window"] == 5
+    assert summary["metrics"]["val_kind"] == "training image"
