@@ -170,6 +170,10 @@ def train(
     if config.depth_adapters:  # stacks through the depth-adapted encoder: its own step loop (no cache)
         from .depth import train_depth
 
+        if distributed is not None and distributed.world_size > 1:
+            raise ValueError("depth-adapter training runs in one process; start it without torchrun "
+                             f"(this run has {distributed.world_size} processes)")
+
         return (yield from train_depth(sam, samples, config=config, init=init, store=store, out=out,
                                        val_samples=val_samples, cancel=cancel))
     device = pick_device(config.device) if config.device else next(sam.parameters()).device
