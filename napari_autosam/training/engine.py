@@ -77,7 +77,8 @@ def initial_model(
             g = build_prompt_generator(config.generator, input_size=config.input_size,
                                        pretrained_backbone=config.pretrained_backbone, imagenet=True)
             h = SurrogateDecoder()
-        return ModelCheckpoint(g.to(device), h.to(device), {}, classwise.starting_heads(config, None, device))
+        return ModelCheckpoint(g.to(device), h.to(device), {},
+                               class_heads=classwise.starting_heads(config, None, device))
     parent = load_checkpoint(init, device=device) if not isinstance(init, ModelCheckpoint) else init
     g = copy.deepcopy(parent.prompt_generator).to(device)  # never train the caller's live model
     if config.generator not in (None, g.config["name"]) or config.input_size not in (None, g.input_size):
@@ -94,7 +95,7 @@ def initial_model(
     meta = dict(parent.metadata)
     if not isinstance(init, ModelCheckpoint):
         meta["path"] = str(init)
-    return ModelCheckpoint(g, h, meta, classwise.starting_heads(config, parent, device))
+    return ModelCheckpoint(g, h, meta, class_heads=classwise.starting_heads(config, parent, device))
 
 
 def _split(samples, val_samples, config: TrainConfig) -> tuple[list[Sample], list[Sample], str, str]:
@@ -168,6 +169,17 @@ def train(
     from ..sam.cache import EmbeddingCache, sam_fingerprint
 
     config = config or TrainConfig()
+    if config.depth_adapters:  # stacks through the depth-adapted encoder: its own step loop (no cache)
+        from .depth import train_depth
+
+        if config.classes:
+            raise ValueError("depth-adapter training makes a binary model; leave out the classes")
+        if distributed is not None and distributed.world_size > 1:
+            raise ValueError("depth-adapter training runs in one process; start it without torchrun "
+                             f"(this run has {distributed.world_size} processes)")
+
+        return (yield from train_depth(sam, samples, config=config, init=init, store=store, out=out,
+                                       val_samples=val_samples, cancel=cancel))
     device = pick_device(config.device) if config.device else next(sam.parameters()).device
     sam = sam.to(device)
     samples = check_samples(samples)
@@ -183,7 +195,7 @@ def train(
         if val_samples is not None:
             classwise.check_class_samples(val_samples, classes)
     num_classes = len(classes) if classes is not None else None
-    if classes is not None and distributed is not None:
+    if classes is not None and distributed is not None and getattr(distributed, "world_size", 2) > 1:
         raise ValueError("class models train in one process for now; run train without torchrun (or with one process)")
     resolved = config.resolved(device)
     if init is not None:  # the warm start's architecture wins over the device defaults

@@ -128,9 +128,10 @@ def write_model(destination: Destination, model, info: dict) -> tuple[ModelCheck
     if heads is not None:
         meta["classes"] = classes.to_metadata()
     save_checkpoint(destination.path, model.prompt_generator, model.surrogate,
-                    sam_variant=identity.variant, class_heads=heads, **meta)
+                    sam_variant=identity.variant, adapters=getattr(model, "adapters", None), class_heads=heads,
+                    **meta)
     if destination.store is not None and (improved or not info["cancelled"]):
         destination.store.activate(destination.version)
     checkpoint = ModelCheckpoint(model.prompt_generator.eval(), model.surrogate.eval(), read_metadata(destination.path),
-                                 heads.eval() if heads is not None else None)
+                                 class_heads=heads.eval() if heads is not None else None)
     return checkpoint, destination.path, destination.version
