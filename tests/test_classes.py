@@ -277,6 +277,10 @@ def test_evaluate_and_segment_a_class_model(trained, tiny_sam):
     found = run(segment_classes(seg, images[0]))
     assert found.labels.shape == found.h_labels.shape == (64, 64) and found.labels.dtype == np.uint8
     assert found.labels.max() <= K and len(found.fractions) == K
+    tiled = run(segment_classes(seg, np.tile(images[0], (2, 2, 1)), tile=64, overlap=16))  # blended tiles
+    assert tiled.labels.shape == (128, 128) and tiled.h_labels.max() <= K
+    stack = run(segment_classes(seg, np.stack(images[:2]), stack=True, preview=True))  # per slice, h only
+    assert stack.labels is None and stack.h_labels.shape == (2, 64, 64)
     binary = run(seg.segment(images[0]))  # the binary outputs use 1 - P(background)
     assert binary.autosam_mask.shape == (64, 64)
     instances = np.array([[1, 1, 2], [0, 2, 2]])
