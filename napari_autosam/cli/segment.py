@@ -171,6 +171,8 @@ def _segment_file(segmenter, path: Path, out: Path, args) -> None:
     stem = image_stem(path) if resolution is None else slide_stem(path)
     out.mkdir(parents=True, exist_ok=True)
     if _output_format(args, layout) == "ome-zarr":
+        if getattr(segmenter.checkpoint, "class_heads", None) is not None:
+            print(f"note: {path.name}: class labels are written with TIFF outputs only (--format tiff)", file=sys.stderr)
         return _segment_to_ome_zarr(segmenter, image, layout, path, out, stem, tile, args, resolution)
     scratch = out / f".{stem}.autosam-scratch"
     try:
@@ -179,6 +181,9 @@ def _segment_file(segmenter, path: Path, out: Path, args) -> None:
                                  preview=args.preview)
         result = ProgressBar(unit="tile" if tile else "image").run(task)
         written = _write_outputs(result, out, stem, args.save_prob)
+        from .classes_cli import write_class_outputs  # a class model: <stem>_classes.tif (+ instance classes)
+
+        written += write_class_outputs(segmenter, image, layout, result, out, stem, tile, args, resolution)
         if args.geojson:
             from .geojson import write_result_geojson
 
@@ -218,17 +223,22 @@ def _segment_to_ome_zarr(segmenter, image, layout, path: Path, out: Path, stem: 
         from .geojson import write_labels_geojson
 
         write_labels_geojson(result.paths, out, stem, resolution)
+    print(ondisk_report(path, layout.output_shape, result, resolution, args.preview))
+
+
+def ondisk_report(path: Path, shape, result, resolution=None, preview: bool = False) -> str:
+    """The report line of an OME-Zarr result (an :class:`~napari_autosam.inference.ondisk.OnDiskResult`)."""
     from ..io.working import describe
 
-    shape = "×".join(str(s) for s in layout.output_shape)
+    shape = "×".join(str(s) for s in shape)
     where = f" at {describe(resolution)}" if resolution is not None else ""
-    what = "h" if args.preview else "AutoSAM"
+    what = "h" if preview else "AutoSAM"
     parts = [f"{path.name}: {shape}{where}", f"{what} {result.foreground:.1%} foreground"
-             + (" (preview: h only)" if args.preview else "")]
+             + (" (preview: h only)" if preview else "")]
     if result.agreement:
         parts.append(f"agreement (Dice) {sum(result.agreement) / len(result.agreement):.3f}")
     parts += result.messages + (["cancelled"] if result.cancelled else [])
-    print("; ".join(parts) + " → " + ", ".join(p.name for p in result.paths.values()))
+    return "; ".join(parts) + " → " + ", ".join(p.name for p in result.paths.values())
 
 
 def _write_outputs(result, out: Path, stem: str, save_prob: bool) -> list[Path]:
