@@ -23,6 +23,7 @@ from ..models.autosam import AutoSAM
 from ..progress import CancelToken, Stopwatch, Task
 from .config import G_TIME_SHARE, TrainConfig
 from .evaluate import Scores, predict_logits, score
+from .fast_step import g_prompt_and_logits
 from .prepared import PreparedSet
 
 
@@ -68,8 +69,7 @@ class Trainer:
 
     def _g_loss(self, g_input, embedding, target) -> torch.Tensor:
         with autocast(self.device):
-            prompt = self.model.prompt_generator(g_input)
-            logits = self.model.decode(embedding, prompt.to(embedding.dtype))
+            prompt, logits = g_prompt_and_logits(self.model, g_input, embedding)
             h_logits = self.model.surrogate(prompt.float()) if self.config.joint else None
         loss = bce_dice_loss(logits.float(), target)
         return loss + bce_dice_loss(h_logits.float(), target) if h_logits is not None else loss
