@@ -83,3 +83,24 @@ def accept_region(annotations, labels_path: str | os.PathLike, box: tuple[int, i
     return annotations.accept(image, mask, source=source, layer_name=layer_name, region=box, slide=str(source),
                               resolution=facts, level0_box=list(region_to_level0(box, resolution)),
                               working_box=[int(v) for v in box], labels=str(labels_path), **extra)
+
+
+def stored_labels(folder: str | os.PathLike, stem: str) -> dict:
+    """The finished label images an earlier run left in ``folder`` for ``stem``: role → (path, attributes).
+
+    Roles are ``"autosam"``, ``"h"`` and ``"instances"``; a folder that is not a
+    readable OME-Zarr label image is skipped (whole-image writes are atomic, so
+    a crashed run leaves none half-written).
+    """
+    from .io.labels_zarr import LabelImage, labels_path
+
+    found = {}
+    for role in ("autosam", "h", "instances"):
+        path = labels_path(folder, stem, role)
+        if not path.is_dir():
+            continue
+        try:
+            found[role] = (path, LabelImage.open(path).attributes)
+        except ValueError:
+            continue
+    return found

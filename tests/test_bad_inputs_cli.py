@@ -110,6 +110,7 @@ def test_segment_inputs_that_are_not_images(tmp_path, capfd, make, expected):
     else:
         assert_error(code, text, path.name)
         assert_nothing_changed(before, snapshot(tmp_path))
+        assert not (tmp_path / "out").exists()  # every input failed: no empty --out folder left behind
 
 
 def test_segment_refuses_clashing_output_names_before_any_work(tmp_path, capfd):

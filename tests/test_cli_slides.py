@@ -103,3 +103,22 @@ def test_a_model_remembers_its_resolution_and_a_different_one_is_said(he, svs, t
                  "--sam", "tiny", "--device", "cpu"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert len(report["autosam"]["per_image"]) == 2 and 0.0 <= report["autosam"]["dice"] <= 1.0
+
+
+def test_train_finds_vendor_slides_in_the_images_folder(tmp_path, capsys):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for seed in (1, 2):
+        image, labels = make_nuclei_image((256, 256), stain="he", rgb=True, seed=seed)
+        write_svs(images / f"s{seed}.svs", image, downsamples=(2,))
+        tifffile.imwrite(masks / f"s{seed}_mask.tif", (labels > 0).astype(np.uint8))
+    for extra, size in (([], 256), (["--level", "1"], 128)):
+        model = tmp_path / f"model{size}.safetensors"
+        assert main(["train", "--images", str(images), "--masks", str(masks), "--out", str(model), *extra,
+                     *FAST_TRAIN]) == 0, capsys.readouterr().err
+        metadata = read_metadata(model)
+        used = {entry["name"].split("[")[0] for entry in metadata["trained_on"] + metadata["validated_on"]}
+        assert used == {"s1", "s2"} and metadata["validation_kind"] == "held-out strip"
+        assert metadata["resolution"] == {"level": 1 if extra else 0, "downsample": 2.0 if extra else 1.0,
+                                          "mpp": 0.5 if extra else 0.25}

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from napari.layers import Image
-from qtpy.QtCore import Signal
+from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -165,7 +165,30 @@ class SegmentSection(QWidget):
         layout.addWidget(self.note)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
             event.connect(self.refresh_images)
+        viewer.layers.events.inserted.connect(self._opened)
         self.refresh_images()
+
+    def _opened(self, event) -> None:
+        """A big image just opened: show the labels an earlier session stored for it (after the event settles)."""
+        layer = getattr(event, "value", None)
+        if isinstance(layer, Image):
+            QTimer.singleShot(0, lambda: self.show_stored(layer.name))
+
+    def show_stored(self, name: str) -> bool:
+        """Show the on-disk labels stored for the big image ``name``, if any; True when shown."""
+        if name not in self.viewer.layers:
+            return False
+        try:
+            target = image_target(self.viewer.layers[name])
+        except ValueError:
+            return False
+        if not slide_layers.on_disk(target):
+            return False
+        try:
+            return slide_layers.show_stored(self, target)
+        except (OSError, ValueError) as exc:
+            notify.error(f"Showing the stored labels of {name}", exc)
+            return False
 
     # ---------------------------------------------------------------- choices
 

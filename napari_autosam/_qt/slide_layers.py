@@ -21,8 +21,9 @@ from .. import paths
 from ..inference.ondisk import OnDiskResult, segment_to_labels
 from ..io.images import image_stem
 from ..io.labels_zarr import LabelImage, Placement, labels_on_disk
-from ..io.working import Resolution, describe
-from ..slide_regions import resolution_facts
+from ..io.slides import slide_from_layer
+from ..io.working import Resolution, describe, request_of
+from ..slide_regions import resolution_facts, stored_labels
 from .layers import (
     META_KEY,
     ROLES,
@@ -80,7 +81,7 @@ def segment_task(session, target: ImageTarget, region, mode: str, token, *, tile
     """The generator that segments ``target`` (or ``region`` of it) into its on-disk labels."""
     height, width = target.plane_shape if region is None else (region[1] - region[0], region[3] - region[2])
     resolution = resolution_of(target)
-    attributes = {"source": target.source, "resolution": resolution_facts(resolution)}
+    attributes = {"source": target.source, "resolution": resolution_facts(resolution), "model": session.model_label}
     return segment_to_labels(session.segmenter, target.data, folder_of(session, target), stem_of(target), region=region,
                              channel_axis=target.layout.channel_axis, mode=mode, cancel=token, overlap=overlap,
                              tile=tile if max(height, width) > tile_above else None,
@@ -107,6 +108,34 @@ def show_labels(viewer, target: ImageTarget, role: str, path: Path) -> Labels:
     return viewer.add_labels(image.multiscale(), multiscale=True, name=_free_name(viewer, base, target.name),
                              metadata={META_KEY: {"image": target.name, "role": role, "path": str(path)}},
                              **image.layer_transform(), **kwargs)
+
+
+def show_stored(section, target: ImageTarget) -> bool:
+    """Show the on-disk labels an earlier session left for ``target`` (a big image just opened); False: none.
+
+    They are shown as they were made (their own placement and resolution), so
+    Edit region and Review work on them without segmenting again.
+    """
+    viewer = section.viewer
+    if find_output(viewer, target.name, "autosam") is not None:
+        return False
+    stored = stored_labels(folder_of(section.session, target), stem_of(target))
+    stored = {role: found for role, found in stored.items() if found[1].get("source") in (None, target.source)}
+    if "autosam" not in stored:
+        return False
+    facts = stored["autosam"][1]
+    slide = slide_from_layer(target.layer.data if target.layer.multiscale else [target.layer.data],
+                             target.layer.metadata)
+    request = request_of(facts.get("resolution"), slide) if slide is not None else None
+    for role, (path, attributes) in stored.items():
+        layer = show_labels(viewer, target, role, path)
+        layer.metadata[META_KEY]["model"] = attributes.get("model", "an earlier model")
+        layer.metadata[META_KEY]["resolution_request"] = request or None
+    made = f" by {facts['model']}" if facts.get("model") else ""
+    section.note.setText(f"Showing the labels stored in {stored['autosam'][0].parent}{made} at "
+                         f"{describe(facts.get('resolution'))}, from an earlier session; Segment replaces them, "
+                         "Edit region corrects them.")
+    return True
 
 
 def show_result(section, target: ImageTarget, result: OnDiskResult, model_label: str, request=None) -> None:

@@ -107,8 +107,13 @@ def open_sam(name: str, device, bar):
         raise CommandError(f"{exc} (try --sam tiny for a test, or a local checkpoint file)") from exc
 
 
-def check_output_folder(path, option: str = "--out"):
-    """Create ``path`` (a folder) if needed and check that it can be written; CommandError otherwise."""
+def check_output_folder(path, option: str = "--out", *, create: bool = True):
+    """Check that ``path`` (a folder) can be written; CommandError otherwise.
+
+    With ``create`` the folder is made now; without, only its nearest existing
+    parent is checked, so a run whose every input fails leaves no empty folder
+    behind (the outputs' writer makes it with the first file).
+    """
     import tempfile
     from pathlib import Path
 
@@ -117,9 +122,11 @@ def check_output_folder(path, option: str = "--out"):
         if folder.exists() and not folder.is_dir():
             what = "is a file" if folder == path else f"is inside {folder}, which is a file"
             raise CommandError(f"{option} {path} {what}; expected a folder")
+    target = path if create else next(folder for folder in (path, *path.parents) if folder.exists())
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=target):
             pass
     except OSError as exc:
         raise CommandError(f"{option} {path} cannot be written: {_OS_REASONS.get(exc.errno or -1) or exc}") from None

@@ -57,7 +57,8 @@ def register(subparsers) -> None:
         description="Segment every image with AutoSAM (g + frozen SAM) and with h, threshold at 0.5, "
         "and compare with the masks (matched by file stem); prints per-image and mean Dice and IoU.",
     )
-    parser.add_argument("--images", required=True, help="folder of images")
+    parser.add_argument("--images", required=True,
+                        help="folder of images (TIFF, PNG, JPEG) or whole slides (SVS, NDPI, MRXS, SCN, BIF, …)")
     parser.add_argument("--masks", required=True, help="folder of masks or label images (foreground > 0)")
     parser.add_argument("--model", required=True, help="model checkpoint, or a model-store folder (its active version)")
     parser.add_argument("--sam", default=None,

@@ -134,14 +134,18 @@ def load_samples_at(images_dir, masks_dir, args, *, channels=None, recorded: dic
     import numpy as np
 
     from ..io.geojson import is_geojson
-    from ..io.images import ImageReadError, image_stem, pair_images_and_masks, read_mask
+    from ..io.images import IMAGE_SUFFIXES, ImageReadError, image_stem, pair_images_and_masks, read_mask
+    from ..io.slides import SLIDE_SUFFIXES
     from ..training import load_samples
     from ..training.data import TrainingDataError, check_samples, samples_from_pair
 
-    if not requested(args) and not recorded:
+    slide_only = tuple(s for s in SLIDE_SUFFIXES if s not in IMAGE_SUFFIXES)  # .svs, .ndpi, .mrxs, …
+    pairs = pair_images_and_masks(images_dir, masks_dir, image_suffixes=IMAGE_SUFFIXES + slide_only)
+    has_slides = any(Path(image).name.lower().endswith(slide_only) for image, _ in pairs)
+    if not requested(args) and not recorded and not has_slides:
         return load_samples(images_dir, masks_dir, channels=channels), None
     samples, resolutions = [], []
-    for image_path, mask_path in pair_images_and_masks(images_dir, masks_dir):
+    for image_path, mask_path in pairs:
         try:
             image, resolution, note = open_input(Path(image_path), args, recorded)
             say(note)

@@ -135,7 +135,7 @@ def _run(args) -> int:
     from .batch import plan_jobs, run_jobs
 
     jobs = plan_jobs(args.inputs, Path(args.out).expanduser(), _output_stem)  # name clashes: refused before any work
-    check_output_folder(args.out)
+    check_output_folder(args.out, create=False)
     if args.cache_dir:
         check_output_folder(args.cache_dir, "--cache-dir")
     sam = _load_sam(args)
@@ -218,17 +218,22 @@ def _segment_to_ome_zarr(segmenter, image, layout, path: Path, out: Path, stem: 
         from .geojson import write_labels_geojson
 
         write_labels_geojson(result.paths, out, stem, resolution)
+    print(ondisk_report(path, layout.output_shape, result, resolution, args.preview))
+
+
+def ondisk_report(path: Path, shape, result, resolution=None, preview: bool = False) -> str:
+    """The report line of an OME-Zarr result (an :class:`~napari_autosam.inference.ondisk.OnDiskResult`)."""
     from ..io.working import describe
 
-    shape = "×".join(str(s) for s in layout.output_shape)
+    shape = "×".join(str(s) for s in shape)
     where = f" at {describe(resolution)}" if resolution is not None else ""
-    what = "h" if args.preview else "AutoSAM"
+    what = "h" if preview else "AutoSAM"
     parts = [f"{path.name}: {shape}{where}", f"{what} {result.foreground:.1%} foreground"
-             + (" (preview: h only)" if args.preview else "")]
+             + (" (preview: h only)" if preview else "")]
     if result.agreement:
         parts.append(f"agreement (Dice) {sum(result.agreement) / len(result.agreement):.3f}")
     parts += result.messages + (["cancelled"] if result.cancelled else [])
-    print("; ".join(parts) + " → " + ", ".join(p.name for p in result.paths.values()))
+    return "; ".join(parts) + " → " + ", ".join(p.name for p in result.paths.values())
 
 
 def _write_outputs(result, out: Path, stem: str, save_prob: bool) -> list[Path]:

@@ -138,7 +138,13 @@ def _first_interrupt_cancels(cancel):
 
 
 def _run(args) -> int:
-    from ..distributed.ddp import refuse_multiprocess
+    from ..distributed.ddp import training_session
+
+    with training_session(args.device) as shared:  # under torchrun: this process's share of the run, else None
+        return _train(args, shared)
+
+
+def _train(args, shared=None) -> int:
     from ..models.store import sam_for_model
     from ..progress import CancelToken
     from ..sam.cache import EmbeddingCache
@@ -146,7 +152,10 @@ def _run(args) -> int:
     from .progressbar import ProgressBar
     from .resolution import load_samples_at
 
-    refuse_multiprocess("train")  # torchrun with several processes: one line, nothing written
+    if shared is not None:
+        from ..distributed.ddp import quiet_bar
+
+        args.device = str(shared.device)
     _check_choices(args)
     if bool(args.val_images) != bool(args.val_masks):
         raise CommandError("--val-images and --val-masks go together")
@@ -154,14 +163,17 @@ def _run(args) -> int:
     samples, resolution = load_samples_at(args.images, args.masks, args, channels=channels)
     val = load_samples_at(args.val_images, args.val_masks, args, channels=channels)[0] if args.val_images else None
     config = _config(args, resolution)
-    bar = ProgressBar(unit="step")
+    bar = ProgressBar(unit="step") if shared is None or shared.is_main else quiet_bar()
     sam = open_sam(sam_for_model(args.sam, args.init), args.device, bar)
     apply_precision(sam, args)
     cache = EmbeddingCache(sam, Path(args.cache_dir).expanduser()) if args.cache_dir else None
     cancel = CancelToken()
-    task = train(sam, samples, config=config, init=args.init, out=args.out, val_samples=val, cache=cache, cancel=cancel)
+    task = train(sam, samples, config=config, init=args.init, out=args.out, val_samples=val, cache=cache, cancel=cancel,
+                 distributed=shared)
     with _first_interrupt_cancels(cancel):
         result = bar.run(task)
+    if shared is not None and not shared.is_main:
+        return 0  # the main process reports
     summary = _summary(result)
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -196,7 +208,8 @@ def register(subparsers) -> None:
         description="Train g through the frozen SAM, then the surrogate h, and save a new model version. "
         "Masks are matched to images by file stem (img_001.tif ↔ img_001.tif / img_001_mask.png).",
     )
-    parser.add_argument("--images", required=True, help="folder of images")
+    parser.add_argument("--images", required=True,
+                        help="folder of images (TIFF, PNG, JPEG) or whole slides (SVS, NDPI, MRXS, SCN, BIF, …)")
     parser.add_argument("--masks", required=True, help="folder of masks or label images (foreground > 0)")
     parser.add_argument("--out", required=True,
                         help="model-store folder (a new version vNNNN.safetensors is written inside) "

@@ -12,6 +12,11 @@ Re-running a task is safe: outputs are written atomically, a task first
 removes the scratch store a killed run of the same image left behind, and
 the client removes left-over temporary files once every task has finished.
 When a worker dies, the scheduler runs its tasks again on another one.
+
+A slide whose labels go to OME-Zarr in more than one tile is not one task:
+its first task only plans it (:func:`.tile_tasks.plan_slide`), and its tiles
+are then spread over the workers in groups (:mod:`.dask_tiles`), straight
+into the shared label images, with the single process's outputs.
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ class BatchResult:
         The worker address that segmented each input.
     notes : dict[str, list[str]]
         The command's ``note:`` lines per input (e.g. a resolution other than the model's).
+    tiles : dict[str, dict[str, int]]
+        For each slide whose tiles were spread over the workers: tiles segmented per worker address.
     """
 
     written: dict[str, list[Path]] = field(default_factory=dict)
@@ -60,6 +67,7 @@ class BatchResult:
     reports: dict[str, str] = field(default_factory=dict)
     workers: dict[str, str] = field(default_factory=dict)
     notes: dict[str, list[str]] = field(default_factory=dict)
+    tiles: dict[str, dict[str, int]] = field(default_factory=dict)
     jobs: list = field(default_factory=list)
 
     @property
@@ -139,15 +147,15 @@ class ModelPlugin(WorkerPlugin):
                 self._loaded, self.loads = (sam, checkpoint), self.loads + 1
             return self._loaded
 
-    def segmenter(self, args: argparse.Namespace):
-        """A :class:`~napari_autosam.inference.Segmenter` on the loaded SAM and model, set up as ``args`` say."""
+    def segmenter(self, args: argparse.Namespace, kind=None):
+        """A :class:`~napari_autosam.inference.Segmenter` (or subclass ``kind``) set up as ``args`` say."""
         from ..inference import InstanceOptions, Segmenter
         from ..sam.cache import EmbeddingCache
 
         sam, checkpoint = self.loaded()
         cache = EmbeddingCache(sam, args.cache_dir) if args.cache_dir else None
         options = InstanceOptions(source=args.instance_source, refine=not args.no_refine)
-        return Segmenter(sam, checkpoint, cache=cache, batch_size=args.batch_size, instance_options=options)
+        return (kind or Segmenter)(sam, checkpoint, cache=cache, batch_size=args.batch_size, instance_options=options)
 
 
 def _remove_leftovers(out: Path, stem: str) -> None:
@@ -159,19 +167,20 @@ def _remove_leftovers(out: Path, stem: str) -> None:
     shutil.rmtree(out / f".{stem}.autosam-scratch", ignore_errors=True)
     if not out.is_dir():
         return
-    for pattern in (f".{glob.escape(stem)}_*.part*", f".{glob.escape(stem)}_*.incomplete"):
+    for pattern in (f".{glob.escape(stem)}_*.part*", f".{glob.escape(stem)}_*.incomplete",
+                    f".{glob.escape(stem)}_*.old"):
         for part in out.glob(pattern):
             with contextlib.suppress(OSError):
                 part.unlink() if part.is_file() else shutil.rmtree(part)
 
 
-def _segment_path(path: str, out: str, stem: str, args: argparse.Namespace,
-                  plugin_name: str) -> tuple[list[str], str, list[str], str]:
-    """The task run on a worker: segment one file.
+def _segment_path(path: str, out: str, stem: str, args: argparse.Namespace, plugin_name: str, spread: bool = False):
+    """The task run on a worker: segment one file (or, with ``spread``, plan a big one's tiles).
 
     Returns the names of the files written, the report line, the notes (the
     command's ``note:`` lines; its progress lines are dropped, the client
-    draws the bar) and the worker's address.
+    draws the bar) and the worker's address; or a :class:`.tile_tasks.SlidePlan`
+    when ``spread`` and the file's labels go to OME-Zarr in several tiles.
     """
     from ..cli.segment import _segment_file
 
@@ -180,6 +189,12 @@ def _segment_path(path: str, out: str, stem: str, args: argparse.Namespace,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out / f".{stem}.autosam-scratch", ignore_errors=True)  # a killed run's store: start clean
+    if spread:
+        from .tile_tasks import plan_slide
+
+        plan = plan_slide(segmenter, Path(path), out, stem, args)
+        if plan is not None:
+            return plan
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     with _CAPTURE:
         text, err = io.StringIO(), io.StringIO()
@@ -204,9 +219,9 @@ def register_models(client, sam: str, model: str | None, device: str | None = No
     return plugin.name
 
 
-def segment_many(paths, out, *, client, sam: str | None = None, model: str | None = None,
-                 **options) -> Task[BatchResult]:
-    """Segment ``paths`` on the workers of ``client``; yield one progress event per image done.
+def segment_many(paths, out, *, client, sam: str | None = None, model: str | None = None, spread_tiles: bool = True,
+                 tiles_per_task: int | None = None, region_levels: int | None = None, **options) -> Task[BatchResult]:
+    """Segment ``paths`` on the workers of ``client``; yield one progress event per image (or tile) done.
 
     Parameters
     ----------
@@ -221,6 +236,13 @@ def segment_many(paths, out, *, client, sam: str | None = None, model: str | Non
         As ``--sam`` and ``--model``: the SAM (default: the one the model was
         trained for) and a checkpoint or model-store folder (its active
         version, resolved once here).
+    spread_tiles : bool
+        Spread the tiles of each slide whose labels go to OME-Zarr (over
+        4096² px, or ``format="ome-zarr"``) over the workers (default);
+        False: one task per input whatever its size.
+    tiles_per_task, region_levels : int or None
+        Tiles per task and the pyramid levels each output-region task writes
+        (defaults: :func:`.dask_tiles.tiles_per_task`, :data:`.dask_tiles.REGION_LEVELS`).
     **options
         Other ``segment`` options by name (``mode``, ``tile``, ``overlap``,
         ``save_prob``, ``mpp``, …), see :func:`segment_options`.
@@ -230,7 +252,9 @@ def segment_many(paths, out, *, client, sam: str | None = None, model: str | Non
     BatchResult
         Files written, reports and failures per input (keyed by the path as
         given).  A file that fails (unreadable, wrong shape) is kept in
-        ``errors``; the others go on.
+        ``errors``; the others go on.  Progress counts one step per input,
+        and for a spread slide one per tile plus one for its closing step
+        (the total grows when such a slide is planned).
 
     Raises
     ------
@@ -240,6 +264,8 @@ def segment_many(paths, out, *, client, sam: str | None = None, model: str | Non
     from ..cli.batch import plan_jobs
     from ..cli.segment import _output_stem
     from ..models.store import resolve_model_path, sam_for_model
+    from .dask_tiles import REGION_LEVELS, SlideRun
+    from .tile_tasks import SlidePlan
 
     out = Path(out).expanduser().resolve()
     jobs = plan_jobs(paths, out, _output_stem)  # output folders and names as the command line plans them
@@ -248,25 +274,73 @@ def segment_many(paths, out, *, client, sam: str | None = None, model: str | Non
     plugin = register_models(client, sam_for_model(sam, model_path), model_path, args.device)
     clock = Stopwatch(len(jobs))
     futures = {client.submit(_segment_path, str(job.path.resolve()), str(job.out_dir), job.stem, args, plugin,
-                             key=f"autosam-segment-{i}-{job.path.name}", pure=False): job for i, job in enumerate(jobs)}
+                             spread_tiles, key=f"autosam-segment-{i}-{job.path.name}", pure=False): job
+               for i, job in enumerate(jobs)}
     yield clock.event("segment", 0, f"{len(jobs)} images on {len(client.scheduler_info()['workers'])} workers")
-    result, done = BatchResult(jobs=jobs), 0
+    result, done, slides = BatchResult(jobs=jobs), 0, {}  # slides: future of a tile task -> its SlideRun
+    queue = as_completed(futures)
     try:
-        for future in as_completed(futures):
-            job = futures[future]
+        for future in queue:
+            if future in slides:
+                slide = slides.pop(future)
+                units, message = _slide_step(slide, future, slides, queue, result)
+                done += units
+                if units:
+                    yield clock.event("segment", done, message)
+                continue
+            job = futures.pop(future)
             key = str(job.path)
             try:
-                names, report, notes, worker = future.result()
+                value = future.result()
             except Exception as exc:  # noqa: BLE001  one bad file does not stop the others
                 result.errors[key] = exc
             else:
+                future.release()  # taken: a worker lost later must not make the scheduler run it again
+                if isinstance(value, SlidePlan):
+                    slide = SlideRun(client, job, value, args, plugin, f"autosam-tiles-{len(slides)}-{job.path.name}",
+                                     per_task=tiles_per_task, levels=REGION_LEVELS if region_levels is None
+                                     else region_levels)
+                    _add(slide, slide.start(), slides, queue)
+                    clock.total += value.n_tiles
+                    yield clock.event("segment", done, f"{job.path.name}: {value.n_tiles} tiles in "
+                                      f"{len(slide.groups)} tasks")
+                    continue
+                names, report, notes, worker = value
                 result.written[key] = [job.out_dir / n for n in names]
                 result.reports[key], result.workers[key], result.notes[key] = report, worker, notes
             done += 1
             yield clock.event("segment", done, f"{job.path.name} done")
     finally:
-        client.cancel(list(futures))
+        client.cancel(list(futures) + list(slides))
         for job in jobs:
             _remove_leftovers(job.out_dir, job.stem)
     result.written = {str(j.path): result.written[str(j.path)] for j in jobs if str(j.path) in result.written}
     return result
+
+
+def _add(slide, new, slides: dict, queue) -> None:
+    for future in new:
+        slides[future] = slide
+        queue.add(future)
+
+
+def _slide_step(slide, future, slides: dict, queue, result: BatchResult) -> tuple[int, str]:
+    """Take in one finished task of a spread slide; return the progress units it completes and a message."""
+    job = slide.job
+    key = str(job.path)
+    if slide.failed:
+        return 0, ""
+    try:
+        new, units = slide.done(future)
+    except Exception as exc:  # noqa: BLE001  the slide fails, the other inputs go on
+        result.errors[key] = exc  # its other tasks are cancelled; they come back here and count nothing
+        return slide.fail(), f"{job.path.name} failed"
+    _add(slide, new, slides, queue)
+    tiles = sum(slide.tile_workers.values())
+    if slide.names is None:
+        return units, f"{job.path.name}: {tiles}/{slide.plan.n_tiles} tiles"
+    result.written[key] = [job.out_dir / n for n in slide.names]
+    result.reports[key], result.notes[key] = slide.report(), list(slide.plan.notes)
+    result.workers[key] = ", ".join(sorted(slide.tile_workers))
+    result.tiles[key] = dict(slide.tile_workers)
+    return units, f"{job.path.name} done"

@@ -160,6 +160,15 @@ def _create(path: Path, role: str, shape, placement, attributes) -> LabelImage:
                              attributes={**(attributes or {}), "role": role})
 
 
+def create_role_labels(path: str | os.PathLike, role: str, shape: tuple[int, ...], placement: Placement | None = None,
+                       attributes: dict | None = None) -> LabelImage:
+    """An empty label image for ``role`` ("autosam", "h", "instances") at ``path``, as :func:`write_result` makes it.
+
+    For writers that fill it piece by piece (the tiles of a dask run).
+    """
+    return _create(Path(path), role, shape, placement, attributes)
+
+
 def _matches(path: Path, shape) -> bool:
     try:
         return LabelImage.open(path).shape == tuple(shape)

@@ -9,6 +9,7 @@ failure surfaces as :class:`ImageReadError` naming the file.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -46,10 +47,10 @@ class ImageReadError(Exception):
         super().__init__(f"cannot read image {str(self.path)!r}: {reason}")
 
 
-def _suffix(path: str | os.PathLike) -> str | None:
+def _suffix(path: str | os.PathLike, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> str | None:
     """The known image suffix of ``path`` (lower case), or None."""
     name = Path(path).name.lower()
-    return next((s for s in IMAGE_SUFFIXES if name.endswith(s)), None)
+    return next((s for s in suffixes if name.endswith(s)), None)
 
 
 def image_stem(path: str | os.PathLike) -> str:
@@ -240,11 +241,11 @@ def write_tiff(path: str | os.PathLike, array: np.ndarray, *, compress: bool = T
     return path
 
 
-def _image_files(directory: Path) -> list[Path]:
-    """Readable image files in ``directory``, sorted; hidden and partial files skipped."""
+def _image_files(directory: Path, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> list[Path]:
+    """Files in ``directory`` ending in one of ``suffixes``, sorted; hidden and partial files skipped."""
     if not directory.is_dir():
         raise FileNotFoundError(f"not a directory: {str(directory)!r}")
-    return sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".") and _suffix(p))
+    return sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".") and _suffix(p, suffixes))
 
 
 def _geojson_files(directory: Path) -> list[Path]:
@@ -262,7 +263,8 @@ def _mask_key(stem: str) -> tuple[str, bool]:
     return stem, False
 
 
-def pair_images_and_masks(images_dir: str | os.PathLike, masks_dir: str | os.PathLike) -> list[tuple[Path, Path]]:
+def pair_images_and_masks(images_dir: str | os.PathLike, masks_dir: str | os.PathLike, *,
+                          image_suffixes: Sequence[str] = IMAGE_SUFFIXES) -> list[tuple[Path, Path]]:
     """Match each image to its mask by file stem.
 
     A mask (an image, or a QuPath ``<stem>.geojson``) pairs with an image when its stem equals the image's stem, or
@@ -271,7 +273,8 @@ def pair_images_and_masks(images_dir: str | os.PathLike, masks_dir: str | os.Pat
     ``.ome.tif`` are not part of the stem.  An exact match wins over a
     suffixed one.  ``images_dir`` and ``masks_dir`` may be the same folder:
     files whose stem ends in a mask suffix are then masks, not images.
-    Masks without an image are ignored.
+    Masks without an image are ignored.  ``image_suffixes`` are the file
+    endings taken as images (slide readers pass the slide formats too).
 
     Returns
     -------
@@ -287,9 +290,9 @@ def pair_images_and_masks(images_dir: str | os.PathLike, masks_dir: str | os.Pat
     """
     images_dir, masks_dir = Path(images_dir), Path(masks_dir)
     same_dir = images_dir.resolve() == masks_dir.resolve()
-    images = [p for p in _image_files(images_dir) if not (same_dir and _mask_key(image_stem(p))[1])]
+    images = [p for p in _image_files(images_dir, image_suffixes) if not (same_dir and _mask_key(image_stem(p))[1])]
     if not images:
-        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {str(images_dir)!r}")
+        raise ValueError(f"no images ({', '.join(image_suffixes)}) found in {str(images_dir)!r}")
     candidates: dict[str, list[tuple[bool, Path]]] = {}
     for mask in _image_files(masks_dir) + _geojson_files(masks_dir):
         if same_dir and mask in images:

@@ -338,14 +338,21 @@ class LabelImage:
             raise ValueError(f"values of shape {tuple(values.shape)} do not fit the region {y1 - y0}×{x1 - x0}")
         run(self.write_array(values, offset=(y0, x0), z=z))
 
-    def build_pyramid(self, box: tuple[int, int, int, int] | None = None, z: int | None = None) -> None:
-        """Recompute the lower levels where level 0's ``box`` (default: all of it) reaches, block by block."""
-        y0, y1, x0, x1 = box if box is not None else (0, self.shape[-2], 0, self.shape[-1])
+    def build_pyramid(self, box: tuple[int, int, int, int] | None = None, z: int | None = None, *,
+                      start: int = 0, stop: int | None = None) -> None:
+        """Recompute the lower levels where level 0's ``box`` (default: all of it) reaches, block by block.
+
+        ``start``/``stop``: only levels ``start + 1 … stop`` (default: all), from level
+        ``start``, whose pixels ``box`` then counts in (the tiles of a cluster run
+        build their own levels, the rest follows from the smallest of those).
+        """
+        top = self.levels[start].shape
+        y0, y1, x0, x1 = box if box is not None else (0, top[-2], 0, top[-1])
         planes = [z] if z is not None or len(self.shape) == 2 else list(range(self.shape[0]))
         for plane in planes:
             lead = () if plane is None else (int(plane),)
             by0, by1, bx0, bx1 = y0, y1, x0, x1
-            for upper, lower in zip(self.levels[:-1], self.levels[1:]):
+            for upper, lower in zip(self.levels[start:stop], self.levels[start + 1 : None if stop is None else stop + 1]):
                 height, width = lower.shape[-2:]
                 by0, by1, bx0, bx1 = by0 // 2, min(height, -(-by1 // 2)), bx0 // 2, min(width, -(-bx1 // 2))
                 for a0, a1, b0, b1 in _chunk_windows((by0, by1, bx0, bx1), CHUNK):

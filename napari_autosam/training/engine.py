@@ -127,6 +127,7 @@ def train(
     val_samples: Sequence[Sample] | None = None,
     cache=None,
     cancel: CancelToken | None = None,
+    distributed=None,
 ) -> Task[TrainResult]:
     """Fine-tune g (and h) on ``samples``; a generator of progress events returning a :class:`TrainResult`.
 
@@ -153,6 +154,10 @@ def train(
         For the same SAM; with a disk directory, later runs skip encoding.
     cancel : CancelToken, optional
         Checked between steps; the best model so far is saved and returned.
+    distributed : napari_autosam.distributed.sharded.ShardedRun, optional
+        This process's share of a multi-process run (``torchrun``): it
+        encodes and trains on its shard of every global batch, only the main
+        process validates and writes the model.  None: one process does all.
 
     Yields ``Progress`` with phase ``"encode"``, ``"train_g"``, ``"train_h"``
     and metrics ``epoch``, ``loss``, ``val_dice_autosam``, ``val_dice_h`` and
@@ -176,17 +181,22 @@ def train(
         resolved = _with_architecture(resolved, start)
     train_set, val_set, val_note, val_kind = _split(samples, val_samples, resolved)
     train_set, val_set = window_samples(train_set, resolved.window), window_samples(val_set, resolved.window)
-    destination = Destination.open(store, out, sam=sam)
+    own_train, own_val = (train_set, val_set) if distributed is None else distributed.shares(train_set, val_set, resolved)
+    destination = Destination.open(store, out, sam=sam) if distributed is None or distributed.is_main else None
     try:
         model = AutoSAM(sam, start.prompt_generator, start.surrogate)
-        clock = Stopwatch(len(train_set) * len(resolved.variants) + len(val_set))
-        train_data = yield from prepare(train_set, resolved.variants, cache=cache, input_size=resolved.input_size,
+        clock = Stopwatch(len(own_train) * len(resolved.variants) + len(own_val))
+        train_data = yield from prepare(own_train, resolved.variants, cache=cache, input_size=resolved.input_size,
                                         clock=clock, cancel=cancel)
         val_data = None
         if train_data is not None:
-            val_data = yield from prepare(val_set, ("identity",), cache=cache, input_size=resolved.input_size,
-                                          clock=clock, done=clock.total - len(val_set), cancel=cancel)
-        trainer = Trainer(model, resolved, device, cancel, val_kind)
+            val_data = yield from prepare(own_val, ("identity",), cache=cache, input_size=resolved.input_size,
+                                          clock=clock, done=clock.total - len(own_val), cancel=cancel)
+        if distributed is None:
+            trainer = Trainer(model, resolved, device, cancel, val_kind)
+        else:  # every process agrees on a cancel; train_data becomes the view of all shards
+            train_data, val_data = distributed.joined(train_data, val_data)
+            trainer = distributed.trainer(model, resolved, device, cancel, val_kind)
         ended = {"g": "cancelled", "h": "skipped"}
         best = {}
         if val_data is not None:
@@ -204,11 +214,13 @@ def train(
                     "val_kind": val_kind, "ended": ended, "best": best, "history": trainer.history,
                     "seconds": round(time.perf_counter() - trainer.started, 2),
                     "parent": start.metadata, "sam": sam, "cancelled": cancelled}
-        checkpoint, path, version = write_model(destination, model, run_info)
+        write = write_model if distributed is None else distributed.write_model
+        checkpoint, path, version = write(destination, model, run_info)
         yield Progress("save", 1, 1, f"saved {path}")
         return TrainResult(checkpoint, path, version, trainer.history, cancelled)
     finally:
-        destination.release()
+        if destination is not None:
+            destination.release()
 
 
 def _check_variant(start: ModelCheckpoint, sam) -> None:

@@ -23,7 +23,8 @@ import torch
 from ..sam.fast_decoder import decode_dense
 
 
-def g_prompt_and_logits(model, g_input: torch.Tensor, embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def g_prompt_and_logits(model, g_input: torch.Tensor, embedding: torch.Tensor, *,
+                        prompt_generator: torch.nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """g's dense prompt and SAM's logits for a training step.
 
     Parameters
@@ -34,6 +35,9 @@ def g_prompt_and_logits(model, g_input: torch.Tensor, embedding: torch.Tensor) -
         ``B×3×S×S`` normalised images in the padded frame.
     embedding : torch.Tensor
         ``B×256×64×64`` cached SAM embeddings.
+    prompt_generator : torch.nn.Module, optional
+        What to call as g (e.g. g wrapped for distributed training); default
+        ``model.prompt_generator``.
 
     Returns
     -------
@@ -42,5 +46,5 @@ def g_prompt_and_logits(model, g_input: torch.Tensor, embedding: torch.Tensor) -
     logits : torch.Tensor
         ``B×1×256×256`` mask-decoder logits, differentiable with respect to ``prompt``.
     """
-    prompt = model.prompt_generator(g_input)
+    prompt = (prompt_generator or model.prompt_generator)(g_input)
     return prompt, decode_dense(model.sam, embedding, prompt.to(embedding.dtype))

@@ -69,8 +69,9 @@ class Trainer:
 
     def _g_loss(self, g_input, embedding, target) -> torch.Tensor:
         with autocast(self.device):
-            prompt, logits = g_prompt_and_logits(self.model, g_input, embedding)
-            h_logits = self.model.surrogate(prompt.float()) if self.config.joint else None
+            prompt, logits = g_prompt_and_logits(self.model, g_input, embedding,
+                                                 prompt_generator=self._trained(self.model.prompt_generator))
+            h_logits = self._trained(self.model.surrogate)(prompt.float()) if self.config.joint else None
         loss = bce_dice_loss(logits.float(), target)
         return loss + bce_dice_loss(h_logits.float(), target) if h_logits is not None else loss
 
@@ -78,7 +79,7 @@ class Trainer:
         with torch.no_grad(), autocast(self.device):
             prompt = self.model.prompt_generator(g_input)
         with autocast(self.device):
-            logits = self.model.surrogate(prompt.float())
+            logits = self._trained(self.model.surrogate)(prompt.float())
         return bce_dice_loss(logits.float(), target)
 
     # --- one stage -----------------------------------------------------------------------------
@@ -125,16 +126,13 @@ class Trainer:
             if self.cancelled:
                 ended = "cancelled"
                 break
-            if deadline is not None and step >= min(cfg.min_steps, budget) and time.perf_counter() >= deadline:
+            if deadline is not None and step >= min(cfg.min_steps, budget) and self._past(deadline):
                 ended = "time_limit"
                 break
             self._train_mode(stage)
-            idx = next(batches)
-            variants = torch.randint(len(train.variants), (len(idx),), generator=self.generator).tolist()
-            tensors = train.batch(idx, variants, device=self.device, augment=cfg.augment,
-                                  generator=self.generator, with_embedding=is_g)
+            tensors = self._next_batch(train, batches, is_g)
             loss_fn = self._g_loss if is_g else self._h_loss
-            losses.append(_optimise(loss_fn(*tensors), optimizer, scaler))
+            losses.append(self._step(loss_fn(*tensors), optimizer, scaler))
             step += 1
             epoch = math.ceil(step / per_epoch)
             yield clock.event(f"train_{stage}", step, f"{stage} step {step}/{budget} loss {losses[-1]:.4f}",
@@ -164,12 +162,25 @@ class Trainer:
 
     def _batches(self, n: int, batch: int):
         """Endless index batches from running random permutations (each image once per pass)."""
-        pool: list[int] = []
-        while True:
-            while len(pool) < min(batch, n):
-                pool += torch.randperm(n, generator=self.generator).tolist()
-            yield pool[:batch]
-            pool = pool[batch:]
+        return index_batches(n, batch, self.generator)
+
+    # --- seams for multi-process training (napari_autosam.distributed.sharded overrides them) ----------
+
+    def _next_batch(self, train: PreparedSet, batches, is_g: bool) -> tuple:
+        """The next batch ``(g_input, embedding or None, target)`` from the index stream ``batches``."""
+        return draw_batch(train, next(batches), self.generator, self.config.augment, self.device, is_g)
+
+    def _trained(self, module: torch.nn.Module) -> torch.nn.Module:
+        """What the loss calls to run ``module`` while it trains (the module itself in one process)."""
+        return module
+
+    def _past(self, deadline: float) -> bool:
+        """True once the stage's time limit is reached."""
+        return time.perf_counter() >= deadline
+
+    def _step(self, loss: torch.Tensor, optimizer, scaler) -> float:
+        """One optimiser step on ``loss``; returns the loss value."""
+        return _optimise(loss, optimizer, scaler)
 
     def _train_mode(self, stage: str) -> None:
         if stage == "g":
@@ -184,6 +195,24 @@ class Trainer:
 
     def _shown(self) -> dict:
         return {**_dice_only(self.latest), "val_kind": self.val_kind}
+
+
+def index_batches(n: int, batch: int, generator: torch.Generator):
+    """Endless lists of ``batch`` indices below ``n`` from running random permutations (each index once per pass)."""
+    pool: list[int] = []
+    while True:
+        while len(pool) < min(batch, n):
+            pool += torch.randperm(n, generator=generator).tolist()
+        yield pool[:batch]
+        pool = pool[batch:]
+
+
+def draw_batch(train: PreparedSet, idx: list[int], generator: torch.Generator, augment, device,
+               with_embedding: bool) -> tuple:
+    """Tensors of the images ``idx`` of ``train``, each under a random cached variant, augmented."""
+    variants = torch.randint(len(train.variants), (len(idx),), generator=generator).tolist()
+    return train.batch(idx, variants, device=device, augment=augment, generator=generator,
+                       with_embedding=with_embedding)
 
 
 def _dice_only(metrics: dict) -> dict:

@@ -185,3 +185,24 @@ def test_labels_at_a_coarser_working_resolution_overlay_the_slide(viewer, widget
     assert entry.extra["working_box"] == list(box) and entry.extra["level0_box"] == [2 * v for v in box]
     assert LabelImage.open(on_disk.path).read_region(box)[3, 3] == 9
     assert seg.resolution_request() == {"level": 1}, "the slide's resolution choice is kept"
+
+
+def test_reopening_a_big_image_shows_its_stored_labels(viewer, widget, slide, qtbot, idle):
+    _segment(qtbot, widget, idle, "image")
+    path = viewer.layers["AutoSAM"].metadata["autosam"]["path"]
+    stored = LabelImage.open(path).read_region((0, SHAPE[0], 0, SHAPE[1]))
+    levels = list(slide.data)
+    viewer.layers.clear()  # closed, as at the end of a session …
+    viewer.add_image(levels, multiscale=True, rgb=True, name="slide", scale=(0.5, 0.5), translate=(100.0, 200.0),
+                     metadata={"mpp": 0.5})  # … and opened again
+    qtbot.waitUntil(lambda: "AutoSAM" in viewer.layers and "h(g(I))" in viewer.layers, timeout=5000)
+    autosam = viewer.layers["AutoSAM"]
+    assert autosam.multiscale and autosam.metadata["autosam"]["path"] == path
+    assert list(autosam.scale) == [0.5, 0.5] and list(autosam.translate) == [100.0, 200.0]
+    np.testing.assert_array_equal(np.asarray(autosam.data[0]), stored)
+    assert "from an earlier session" in widget.segment_section.note.text()
+    # the stored labels can be corrected straight away
+    _zoom(viewer, qtbot, (100 + 70, 200 + 90), 6)
+    click(qtbot, widget.region_editor.edit_button)
+    y0, y1, x0, x1 = widget.region_editor.edit.box
+    np.testing.assert_array_equal(viewer.layers["AutoSAM [slide · region]"].data, stored[y0:y1, x0:x1])
