@@ -75,3 +75,51 @@ def threshold_metrics(logits: torch.Tensor, target: torch.Tensor, threshold: flo
     """Per-image (Dice, IoU) after thresholding sigmoid(logits) at ``threshold``."""
     pred = torch.sigmoid(logits.float()) > threshold
     return [dice_iou(p, t) for p, t in zip(pred, target)]
+
+
+# --- classes (a class model: K binary maps and one fused K+1 label map) --------------------------------
+
+
+def background_target(target: torch.Tensor) -> torch.Tensor:
+    """``B×K×H×W`` soft class fractions → ``B×(K+1)×H×W`` with the background fraction first."""
+    target = target.float()
+    return torch.cat([(1 - target.sum(1, keepdim=True)).clamp(0, 1), target], dim=1)
+
+
+def label_dice_loss(fused: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """Soft Dice of softmax(``fused``) per class channel (background excluded), mean over images and classes.
+
+    fused : B×(K+1)×H×W label logits; target : B×K×H×W soft class fractions.
+    """
+    prob = torch.softmax(fused.float(), dim=1)[:, 1:].flatten(2)
+    target = target.float().flatten(2)
+    tp = (prob * target).sum(2)
+    total = prob.sum(2) + target.sum(2)
+    return (1 - (2 * tp + smooth) / (total + smooth)).mean()
+
+
+def class_loss(binary_logits: torch.Tensor | None, fused: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The class model's loss: BCE + Dice on each class's binary map, plus CE + Dice on the fused map.
+
+    Parameters
+    ----------
+    binary_logits : B×K×H×W or None
+        One logit map per class (SAM's or h's); None: the fused terms only.
+    fused : B×(K+1)×H×W
+        The adapter's label logits (channel 0 background).
+    target : B×K×H×W
+        Soft class fractions in [0, 1] (their sum is at most 1 per pixel).
+    """
+    loss = F.cross_entropy(fused.float(), background_target(target)) + label_dice_loss(fused, target)
+    if binary_logits is not None:  # each (image, class) map is one binary problem
+        loss = loss + bce_dice_loss(binary_logits.flatten(0, 1)[:, None], target.flatten(0, 1)[:, None])
+    return loss
+
+
+def per_class_dice_iou(pred, truth, num_classes: int) -> list[tuple[float, float]]:
+    """Dice and IoU of each class ``1..K`` of two class-id label images (the one Dice, per class).
+
+    A class absent from both images scores (1.0, 1.0), as two empty masks do.
+    """
+    pred, truth = np.asarray(pred), np.asarray(truth)
+    return [dice_iou(pred == k, truth == k) for k in range(1, int(num_classes) + 1)]

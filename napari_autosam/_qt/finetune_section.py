@@ -184,12 +184,16 @@ class FinetuneSection(QWidget):
         sam, store, init, annotations = session.sam, session.model_store, session.model, session.annotations
         cache_dir = session.embedding_dir()
 
+        from ..classes import training_classes
+
+        classes = training_classes(session.train_settings, init)  # None: the binary model
+
         def task(token):
             from ..sam.cache import EmbeddingCache
             from ..training import samples_from_arrays, train
 
             images, masks, names = annotations.arrays()  # read in the worker thread
-            samples = samples_from_arrays(images, masks, names)
+            samples = samples_from_arrays(images, masks, names, classes=classes)  # class ids kept for a class model
             # Its own cache object (same folder): the segmenter may use the other one meanwhile.
             return (yield from train(sam, samples, config=config, init=init, store=store,
                                      cache=EmbeddingCache(sam, cache_dir), cancel=token))

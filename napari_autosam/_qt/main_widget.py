@@ -103,6 +103,10 @@ class AutoSAMWidget(QWidget):
         self.correct_section.start_points_negative = lambda: self.correct_section.start_points(False)
         self.region_editor = RegionEditor(napari_viewer, self.session, self.segment_section, self.correct_section)
         self.correct_section.layout().addWidget(self.region_editor)  # "Edit region" for big images
+        from .classes import ClassPicker
+
+        self.class_picker = ClassPicker(napari_viewer, self.session)  # the class to paint; classes for fine-tuning
+        self.correct_section.layout().addWidget(self.class_picker)
         self.finetune_section = FinetuneSection(napari_viewer, self.session, self.segment_section, self.train_runner)
         self.segment_section.view_locked = lambda: self.compare_section.active
         self.correct_section.before_editing = self.compare_section.leave

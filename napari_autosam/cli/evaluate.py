@@ -34,7 +34,11 @@ def _run(args) -> int:
     model_path = resolve_model_path(args.model)
     channels = args.channels
     recorded = read_metadata(model_path).get("resolution")
-    samples, _ = load_samples_at(args.images, args.masks, args, channels=channels, recorded=recorded)
+    from .classes_cli import model_classes, per_class_rows, print_per_class
+
+    classes = model_classes(model_path)  # a class model's masks keep their class ids
+    samples, _ = load_samples_at(args.images, args.masks, args, channels=channels, recorded=recorded,
+                                 classes=classes)
     bar = ProgressBar(unit="image")
     sam = open_sam(sam_for_model(args.sam, model_path), args.device, bar)
     apply_precision(sam, args)
@@ -42,11 +46,13 @@ def _run(args) -> int:
     cache = EmbeddingCache(sam, Path(args.cache_dir).expanduser()) if args.cache_dir else None
     report = bar.run(evaluate(sam, model, samples, cache=cache)).to_dict()
     report["model"] = str(model_path)
+    report.setdefault("per_class", per_class_rows(report))
     if args.json:
         print(json.dumps(report))
     else:
         print(f"model: {model_path}")
         _print_table(report)
+        print_per_class(report)
     return 0
 
 
@@ -69,7 +75,8 @@ def register(subparsers) -> None:
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
     add_precision_argument(parser)
     parser.add_argument("--json", action="store_true",
-                        help='one JSON object on stdout: {"autosam": {"dice", "iou", "per_image"}, "h": {...}}')
+                        help='one JSON object on stdout: {"autosam": {"dice", "iou", "per_image"}, "h": {...}, '
+                        '"per_class": [{"id", "name", "dice_autosam", "iou_autosam", "dice_h", "iou_h"}]}')
     from .resolution import add_resolution_args
 
     add_resolution_args(parser, what="the images (default: the model's resolution)")

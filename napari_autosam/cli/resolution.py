@@ -119,13 +119,14 @@ def _geojson_mask(path, pixels, resolution):
     return result.instances
 
 
-def load_samples_at(images_dir, masks_dir, args, *, channels=None, recorded: dict | None = None):
+def load_samples_at(images_dir, masks_dir, args, *, channels=None, recorded: dict | None = None, classes=None):
     """Training samples with the images read at the working resolution ``--mpp``/``--level`` asks for.
 
     Masks may be given at the images' full resolution (they are then picked
     by nearest pixel) or at the working resolution.  Without ``--mpp`` and
     ``--level`` (and no recorded resolution) this is
-    :func:`napari_autosam.training.load_samples`.
+    :func:`napari_autosam.training.load_samples`.  ``classes`` (a ClassSet):
+    masks keep their class ids.
 
     Returns
     -------
@@ -143,7 +144,7 @@ def load_samples_at(images_dir, masks_dir, args, *, channels=None, recorded: dic
     pairs = pair_images_and_masks(images_dir, masks_dir, image_suffixes=IMAGE_SUFFIXES + slide_only)
     has_slides = any(Path(image).name.lower().endswith(slide_only) for image, _ in pairs)
     if not requested(args) and not recorded and not has_slides:
-        return load_samples(images_dir, masks_dir, channels=channels), None
+        return load_samples(images_dir, masks_dir, channels=channels, classes=classes), None
     samples, resolutions = [], []
     for image_path, mask_path in pairs:
         try:
@@ -157,5 +158,5 @@ def load_samples_at(images_dir, masks_dir, args, *, channels=None, recorded: dic
             mask = _mask_at(mask, pixels.shape[:2], resolution, Path(image_path).name)
             resolutions.append(resolution.to_dict())
         samples += samples_from_pair(pixels, mask, image_stem(image_path), source=f"{image_path} (mask {mask_path})",
-                                     channels=channels)
+                                     channels=channels, classes=classes)
     return check_samples(samples), (resolutions[0] if resolutions else None)

@@ -171,6 +171,8 @@ def _segment_file(segmenter, path: Path, out: Path, args) -> None:
     stem = image_stem(path) if resolution is None else slide_stem(path)
     out.mkdir(parents=True, exist_ok=True)
     if _output_format(args, layout) == "ome-zarr":
+        if getattr(segmenter.checkpoint, "class_heads", None) is not None:
+            print(f"note: {path.name}: class labels are written with TIFF outputs only (--format tiff)", file=sys.stderr)
         return _segment_to_ome_zarr(segmenter, image, layout, path, out, stem, tile, args, resolution)
     scratch = out / f".{stem}.autosam-scratch"
     try:
@@ -179,6 +181,9 @@ def _segment_file(segmenter, path: Path, out: Path, args) -> None:
                                  preview=args.preview)
         result = ProgressBar(unit="tile" if tile else "image").run(task)
         written = _write_outputs(result, out, stem, args.save_prob)
+        from .classes_cli import write_class_outputs  # a class model: <stem>_classes.tif (+ instance classes)
+
+        written += write_class_outputs(segmenter, image, layout, result, out, stem, tile, args, resolution)
         if args.geojson:
             from .geojson import write_result_geojson
 

@@ -59,6 +59,9 @@ def _config(args, resolution: dict | None = None):
         augment=_augment(args),
         pretrained_backbone=args.pretrained_backbone,
         resolution=resolution,
+        depth_adapters=args.depth_adapters,
+        depth_window=args.depth_window,
+        depth_kind=args.depth_kind,
     )
 
 
@@ -160,9 +163,25 @@ def _train(args, shared=None) -> int:
     if bool(args.val_images) != bool(args.val_masks):
         raise CommandError("--val-images and --val-masks go together")
     channels = args.channels
-    samples, resolution = load_samples_at(args.images, args.masks, args, channels=channels)
-    val = load_samples_at(args.val_images, args.val_masks, args, channels=channels)[0] if args.val_images else None
+    from .classes_cli import train_classes
+
+    classes = train_classes(args)  # --classes / --num-classes, or the --init model's; None: binary
+    if args.depth_adapters:  # whole stacks, not slices: the depth-adapter mode (docs/depth.md)
+        from ..training.depth import load_volumes
+
+        if classes is not None:
+            raise CommandError("--depth-adapters trains a binary model; leave out --classes/--num-classes")
+        samples, resolution = load_volumes(args.images, args.masks), None
+        val = load_volumes(args.val_images, args.val_masks) if args.val_images else None
+    else:
+        samples, resolution = load_samples_at(args.images, args.masks, args, channels=channels, classes=classes)
+        val = load_samples_at(args.val_images, args.val_masks, args, channels=channels,
+                              classes=classes)[0] if args.val_images else None
     config = _config(args, resolution)
+    if classes is not None:
+        import dataclasses
+
+        config = dataclasses.replace(config, classes=tuple(classes.to_metadata()))
     bar = ProgressBar(unit="step") if shared is None or shared.is_main else quiet_bar()
     sam = open_sam(sam_for_model(args.sam, args.init), args.device, bar)
     apply_precision(sam, args)
@@ -260,9 +279,19 @@ def register(subparsers) -> None:
     parser.add_argument("--pretrained-backbone", help="ImageNet HarDNet weights for a new g")
     parser.add_argument("--cache-dir", help="keep SAM embeddings on disk here, for later runs")
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
+    parser.add_argument("--depth-adapters", action="store_true",
+                        help="3D stacks (Z×Y×X, Z×Y×X×3 or Z×Y×X×C): train adapters in SAM's image encoder that see "
+                        "neighbouring slices, with g and h; each step re-encodes a window of slices (docs/depth.md)")
+    parser.add_argument("--depth-window", type=positive_int, default=None,
+                        help="slices per window of the depth adapters (default 5)")
+    parser.add_argument("--depth-kind", choices=("depth_mlp", "dconv"), default=None,
+                        help="depth adapter: depth_mlp (default, depth-fused MLP) or dconv (depth-wise 3D conv)")
     add_precision_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    from .classes_cli import add_class_args
+
+    add_class_args(parser)
     from .resolution import add_resolution_args
 
     add_resolution_args(parser, what="the images (slides or TIFF pyramids); the model records it")

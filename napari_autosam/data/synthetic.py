@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["make_nuclei_dataset", "make_nuclei_image", "make_nuclei_stack", "make_review_slide", "write_dataset"]
+__all__ = ["make_depth_stack", "make_nuclei_dataset", "make_nuclei_image", "make_nuclei_stack", "make_review_slide", "write_dataset"]
 
 STAINS = ("fluorescence", "he")
 
@@ -468,6 +468,59 @@ def _assign_depths(rng, nuclei: list[_Nucleus], depth: int) -> list[_Nucleus]:
         half_height = rng.uniform(2.0, 5.0)
         out.append(replace(nucleus, z_center=z_center, z_semi_axis=half_height))
     return out
+
+
+def make_depth_stack(
+    depth: int = 10,
+    shape: tuple[int, int] = (64, 64),
+    *,
+    n_tubes: int = 2,
+    n_beads: int = 3,
+    radius_range: tuple[float, float] = (6.0, 9.0),
+    bead_half_depth: float = 1.2,
+    noise: float = 0.35,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A stack where one slice alone is ambiguous: tubes (foreground) and beads (not).
+
+    Tubes are cylinders along depth through every slice; beads are flat
+    ellipsoids (``bead_half_depth`` slices thick) with the same brightness
+    and, at their middle slice, the same disc as a tube.  In that slice a
+    bead and a tube look alike, so only the neighbouring slices tell them
+    apart.  Independent Gaussian noise (``noise`` times the signal) in every
+    slice also averages out only over depth.
+
+    Returns
+    -------
+    stack : ``(Z, Y, X)`` float32, signal 1 on background 0, plus noise
+    mask : ``(Z, Y, X)`` uint8, 1 inside the tubes only
+    """
+    rng = np.random.default_rng(seed)
+    height, width = (int(s) for s in shape)
+    yy, xx = np.mgrid[:height, :width]
+    placed: list[tuple[float, float, float]] = []
+    for _ in range(200 * (n_tubes + n_beads)):
+        if len(placed) == n_tubes + n_beads:
+            break
+        r = rng.uniform(*radius_range)
+        y, x = rng.uniform(r + 1, height - r - 1), rng.uniform(r + 1, width - r - 1)
+        if all(np.hypot(y - py, x - px) > r + pr + 3 for py, px, pr in placed):
+            placed.append((y, x, r))
+    stack = np.zeros((depth, height, width), np.float32)
+    mask = np.zeros((depth, height, width), np.uint8)
+    for i, (y, x, r) in enumerate(placed):
+        disc = np.clip(r + 0.5 - np.hypot(yy - y, xx - x), 0, 1).astype(np.float32)  # anti-aliased edge
+        if i < n_tubes:
+            stack += disc
+            mask |= (np.hypot(yy - y, xx - x) <= r).astype(np.uint8)[None]
+            continue
+        middle = rng.uniform(1, depth - 2)
+        for z in range(depth):
+            left = 1.0 - ((z - middle) / bead_half_depth) ** 2  # ellipsoid: radius shrinks away from the middle
+            if left > 0:
+                stack[z] += np.clip(r * np.sqrt(left) + 0.5 - np.hypot(yy - y, xx - x), 0, 1)
+    stack += rng.normal(0.0, noise, stack.shape).astype(np.float32)
+    return stack, mask
 
 
 def make_review_slide(tile: int = 64, odd: tuple[int, int] = (1, 2), seed: int = 200) -> tuple[np.ndarray, tuple]:

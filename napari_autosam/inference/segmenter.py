@@ -75,6 +75,17 @@ def _as_image(image):
                          f"got a {type(image).__name__} that is not one") from None
 
 
+def _depth_adapters(model: ModelCheckpoint, sam, device):
+    """The model's depth adapters checked against ``sam`` and moved to ``device`` (None for a 2D model)."""
+    adapters = getattr(model, "adapters", None)
+    if adapters is None:
+        return None
+    from ..sam.adapters import check_adapters
+
+    check_adapters(adapters, sam)
+    return adapters.to(device).eval()
+
+
 def _output_store(store: str | os.PathLike | None) -> Path:
     """The directory for the zarr outputs of a tiled image (a new temporary one by default)."""
     if store is None:
@@ -119,11 +130,13 @@ class Segmenter:
     def set_model(self, model: ModelCheckpoint | None) -> None:
         """Use new g and h (e.g. after fine-tuning); cached embeddings stay valid and are kept."""
         model = default_model() if model is None else model
+        adapters = _depth_adapters(model, self.sam, self.device)  # first: a mismatch leaves the old model in place
         self.untrained = bool(model.metadata.get("untrained"))
         g = model.prompt_generator.to(self.device).eval()
         h = model.surrogate.to(self.device).eval() if model.surrogate is not None else None
         self.checkpoint = model
         self.model = AutoSAM(self.sam, g, h)
+        self.adapters = adapters
 
     # --- automatic segmentation ---------------------------------------------------------
 
@@ -177,12 +190,20 @@ class Segmenter:
             if self.model.surrogate is None:
                 raise ValueError("a preview needs the surrogate h, and this model has none")
             options = replace(options, source="h", refine=False)
+        if self.adapters is not None and layout.is_stack and not preview and not normalization.is_degenerate:
+            from .depth_segment import segment_stack  # windows of neighbouring slices through the adapted encoder
+
+            return (yield from segment_stack(self, image, layout, normalization=normalization, channels=channels,
+                                             mode=mode, options=options, tile=tile, overlap=overlap, store=store,
+                                             cancel=cancel))
         height, width = layout.plane_shape
         tiles = segmentation_tiles((height, width), tile, overlap)
         store = _output_store(store) if len(tiles) > 1 else None
         out = Accumulator(layout.output_shape, with_h=self.model.surrogate is not None,
                           with_instances=mode == "instances", store=store, with_autosam=not preview)
         messages = []
+        if self.adapters is not None and not layout.is_stack:
+            messages.append("this model's depth adapters need a stack; one plane goes through SAM's plain encoder")
         if normalization.is_degenerate:
             messages.append("the image is constant or has no finite values: nothing to segment")
             items = []
@@ -272,6 +293,10 @@ class Segmenter:
     @torch.inference_mode()
     def _h_probabilities(self, rgbs: list[np.ndarray]) -> list[tuple[None, np.ndarray]]:
         """h(g(I)) probabilities of each RGB window, without SAM (a preview)."""
+        if getattr(self.checkpoint, "class_heads", None) is not None:  # a class model: 1 - P(background)
+            from .classes import foreground_probabilities
+
+            return foreground_probabilities(self, rgbs, None)[0]
         g_input = torch.cat([prepare_image(rgb, self.model.input_size)[0] for rgb in rgbs]).to(self.device)
         with autocast(self.device):
             logits = self.model.surrogate(self.model.prompt_generator(g_input))
@@ -281,6 +306,10 @@ class Segmenter:
     @torch.inference_mode()
     def _probabilities(self, rgbs: list[np.ndarray], embeddings: torch.Tensor):
         """AutoSAM and h probabilities of each RGB window, at its own resolution, and SAM's predicted IoUs."""
+        if getattr(self.checkpoint, "class_heads", None) is not None:  # a class model: 1 - P(background)
+            from .classes import foreground_probabilities
+
+            return foreground_probabilities(self, rgbs, embeddings)
         g_input = torch.cat([prepare_image(rgb, self.model.input_size)[0] for rgb in rgbs]).to(self.device)
         with autocast(self.device):
             output = self.model(g_input, embeddings.to(self.device))

@@ -42,6 +42,10 @@ class ModelCheckpoint:
     prompt_generator: nn.Module
     surrogate: nn.Module | None
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: Depth adapters of SAM's encoder (:class:`~napari_autosam.sam.adapters.DepthAdapters`), or None.
+    adapters: nn.Module | None = None
+    #: A class model's :class:`~napari_autosam.models.multiclass.ClassHeads` (None: the binary model).
+    class_heads: nn.Module | None = None
 
     @property
     def sam_variant(self) -> str | None:
@@ -58,9 +62,16 @@ def save_checkpoint(
     surrogate: nn.Module | None = None,
     *,
     sam_variant: str | None = None,
+    adapters: nn.Module | None = None,
+    class_heads: nn.Module | None = None,
     **metadata: Any,
 ) -> Path:
     """Write g (and h) to ``path`` atomically; extra keywords go into the metadata.
+
+    ``adapters`` (depth adapters of SAM's encoder) are stored as
+    ``adapters.<name>`` tensors, their settings under the ``"adapters"`` key.
+    A class model passes its ``class_heads`` (tensors ``classes.*``) and
+    ``classes`` (the list of ``{"id", "name", "color"}``) with them.
 
     Useful metadata: ``trained_on`` (list of image names or hashes),
     ``parent`` (the checkpoint this one was fine-tuned from), ``metrics``.
@@ -78,6 +89,13 @@ def save_checkpoint(
         tensors.update({f"h.{k}": v.detach().cpu().contiguous() for k, v in surrogate.state_dict().items()})
         meta["surrogate"] = _describe(surrogate)
     meta.update(metadata)
+    if adapters is not None:
+        tensors.update({f"adapters.{k}": v.detach().cpu().contiguous() for k, v in adapters.state_dict().items()})
+        meta["adapters"] = dict(adapters.config)
+    if class_heads is not None:
+        if len(meta.get("classes") or ()) != class_heads.num_classes:
+            raise ValueError(f"{class_heads.num_classes} class heads need classes=[...] of that length in the metadata")
+        tensors.update({f"classes.{k}": v.detach().cpu().contiguous() for k, v in class_heads.state_dict().items()})
     path = Path(path)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta, default=str)})
@@ -85,7 +103,7 @@ def save_checkpoint(
 
 
 #: Metadata keys :func:`save_checkpoint` writes itself (a re-save writes them afresh).
-_OWN_KEYS = ("format", "package_version", "created", "prompt_generator", "surrogate", "sam_variant")
+_OWN_KEYS = ("format", "package_version", "created", "prompt_generator", "surrogate", "sam_variant", "adapters")
 
 
 def save_copy(checkpoint: ModelCheckpoint, path: str | os.PathLike, **changes: Any) -> Path:
@@ -101,7 +119,8 @@ def save_copy(checkpoint: ModelCheckpoint, path: str | os.PathLike, **changes: A
     meta = {k: v for k, v in checkpoint.metadata.items() if k not in _OWN_KEYS}
     meta.update(changes)
     return save_checkpoint(path, checkpoint.prompt_generator, checkpoint.surrogate,
-                           sam_variant=checkpoint.sam_variant, **meta)
+                           sam_variant=checkpoint.sam_variant, adapters=checkpoint.adapters,
+                           class_heads=checkpoint.class_heads, **meta)
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -200,4 +219,24 @@ def load_checkpoint(path: str | os.PathLike, *, device: torch.device | str = "cp
     if h_config is not None:
         surrogate = SurrogateDecoder(**h_config)
         _fill(surrogate, {k[2:]: v for k, v in tensors.items() if k.startswith("h.")}, "surrogate decoder", path)
-    return ModelCheckpoint(generator.to(device).eval(), surrogate.to(device).eval() if surrogate else None, meta)
+    adapters = _load_adapters(meta, tensors, path)
+    from .multiclass import load_class_heads
+
+    heads = load_class_heads(meta, tensors, path)
+    return ModelCheckpoint(generator.to(device).eval(), surrogate.to(device).eval() if surrogate else None, meta,
+                           adapters.to(device).eval() if adapters is not None else None,
+                           class_heads=heads.to(device) if heads is not None else None)
+
+
+def _load_adapters(meta: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path) -> nn.Module | None:
+    """The depth adapters named by the ``"adapters"`` metadata (None when absent: a 2D model)."""
+    if meta.get("adapters") is None:
+        return None
+    from ..sam.adapters import adapters_from_config
+
+    try:
+        adapters = adapters_from_config(meta["adapters"])
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    _fill(adapters, {k[9:]: v for k, v in tensors.items() if k.startswith("adapters.")}, "depth adapter", path)
+    return adapters

@@ -102,6 +102,18 @@ class TrainConfig:
         Samples larger than this on a side are cut into ``window²`` windows
         (at their own resolution, never resized into SAM's frame); None: the
         segmentation tile size, 0: never cut.
+    depth_adapters : bool
+        Train depth adapters inside SAM's image encoder on stacks, with g and
+        h (:mod:`.depth`): each step encodes a window of ``depth_window``
+        neighbouring slices, so nothing is cached (docs/depth.md).
+    depth_window : int or None
+        Slices per window of the depth adapters (None: 5, or the warm start's).
+    depth_kind : str or None
+        ``"depth_mlp"`` (default) or ``"dconv"`` (:data:`~napari_autosam.sam.adapters.ADAPTER_KINDS`).
+    classes : tuple of dict or None
+        A class model's classes, ``({"id": 1, "name": ..., "color": "#rrggbb"}, ...)``
+        (:meth:`napari_autosam.classes.ClassSet.to_metadata`); masks then hold
+        class ids.  None: the binary model (or a warm start's own classes).
     """
 
     generator: str | None = None
@@ -131,6 +143,10 @@ class TrainConfig:
     joint: bool = False
     resolution: dict | None = None
     window: int | None = None
+    depth_adapters: bool = False
+    depth_window: int | None = None
+    depth_kind: str | None = None
+    classes: tuple[dict, ...] | None = None
 
     def resolved(self, device: torch.device | str) -> TrainConfig:
         """A copy with every ``None`` default that does not depend on the data filled in for ``device``."""

@@ -90,12 +90,25 @@ def _stack_axis(image: np.ndarray, mask: np.ndarray, channel_axis: int | None) -
     return image.ndim == 3 and image.shape == mask.shape and channel_axis is None and image.shape[-1] > 4
 
 
-def _plane_samples(image, mask, name, label, channel_axis, channels, percentiles) -> list[Sample]:
+def _mask_values(mask, label: str, classes) -> np.ndarray:
+    """Foreground (binary model) or checked class ids (``classes``: a ClassSet, :mod:`napari_autosam.classes`)."""
+    fg = _foreground(mask, label)
+    if classes is None:
+        return fg
+    from ..classes import ClassesError, class_ids
+
+    try:
+        return class_ids(mask, classes, label)
+    except ClassesError as exc:
+        raise TrainingDataError(str(exc)) from None
+
+
+def _plane_samples(image, mask, name, label, channel_axis, channels, percentiles, classes=None) -> list[Sample]:
     try:
         rgb, norm = to_rgb_uint8(image, channel_axis=channel_axis, channels=channels, percentiles=percentiles)
     except ValueError as exc:
         raise TrainingDataError(f"{label}: {exc}") from exc
-    fg = _foreground(mask, label)
+    fg = _mask_values(mask, label, classes)
     if fg.ndim == 3 and fg.shape[-1] in (3, 4) and fg.shape[:2] == rgb.shape[:2]:
         raise TrainingDataError(f"{label}: the mask is a colour image of shape {tuple(fg.shape)}; a mask must be "
                                 "H×W labels or a binary mask")
@@ -107,8 +120,8 @@ def _plane_samples(image, mask, name, label, channel_axis, channels, percentiles
     return [Sample(name, rgb, fg, label, norm)]
 
 
-def _stack_samples(image, mask, name, label, channel_axis, channels, percentiles) -> list[Sample]:
-    fg = _foreground(mask, label)
+def _stack_samples(image, mask, name, label, channel_axis, channels, percentiles, classes=None) -> list[Sample]:
+    fg = _mask_values(mask, label, classes)
     if image.shape[:3] != fg.shape:
         raise TrainingDataError(f"{label}: the stack has shape {tuple(image.shape)} but its mask has shape {fg.shape}")
     plane_axis = None
@@ -136,8 +149,13 @@ def samples_from_pair(
     channel_axis: int | None = None,
     channels: Sequence[int] | None = None,
     percentiles: tuple[float, float] = (0.5, 99.5),
+    classes=None,
 ) -> list[Sample]:
     """The samples of one image and its mask (one for a plane, one per slice for a stack).
+
+    With ``classes`` (a :class:`~napari_autosam.classes.ClassSet`) the mask
+    keeps its class ids (checked to be ``0..K``) instead of becoming a
+    foreground mask.
 
     Layouts: ``(Y, X)`` of any dtype, ``(Y, X, 3|4)`` RGB(A), multichannel
     ``(Y, X, C)`` / ``(C, Y, X)`` with a ``(Y, X)`` mask; ``(Z, Y, X)`` or
@@ -151,7 +169,7 @@ def samples_from_pair(
         raise TrainingDataError(f"{label}: expected a 2D image, a multichannel image or a stack, got shape {image.shape}")
     _check_finite(image, label)
     split = _stack_samples if _stack_axis(image, mask, channel_axis) else _plane_samples
-    return split(image, mask, name, label, channel_axis, channels, percentiles)
+    return split(image, mask, name, label, channel_axis, channels, percentiles, classes)
 
 
 def check_samples(samples: Sequence[Sample]) -> list[Sample]:
@@ -174,6 +192,7 @@ def samples_from_arrays(
     channel_axis: int | None = None,
     channels: Sequence[int] | None = None,
     percentiles: tuple[float, float] = (0.5, 99.5),
+    classes=None,
 ) -> list[Sample]:
     """Samples from in-memory images and masks (any layout :func:`samples_from_pair` takes).
 
@@ -188,7 +207,8 @@ def samples_from_arrays(
     samples: list[Sample] = []
     for i, (image, mask, name) in enumerate(zip(images, masks, names)):
         samples += samples_from_pair(image, mask, str(name), source=f"{name} (array {i})",
-                                     channel_axis=channel_axis, channels=channels, percentiles=percentiles)
+                                     channel_axis=channel_axis, channels=channels, percentiles=percentiles,
+                                     classes=classes)
     return check_samples(samples)
 
 
@@ -199,6 +219,7 @@ def load_samples(
     channel_axis: int | None = None,
     channels: Sequence[int] | None = None,
     percentiles: tuple[float, float] = (0.5, 99.5),
+    classes=None,
 ) -> list[Sample]:
     """Read every image in ``images_dir`` with its mask (matched by file stem) from ``masks_dir``.
 
@@ -213,26 +234,32 @@ def load_samples(
     for image_path, mask_path in pair_images_and_masks(images_dir, masks_dir):
         try:
             image = read_image(image_path)
-            mask = read_mask(mask_path) if not is_geojson(mask_path) else _geojson_mask(mask_path, image)
+            mask = read_mask(mask_path) if not is_geojson(mask_path) else _geojson_mask(mask_path, image, classes)
         except ImageReadError as exc:
             raise TrainingDataError(str(exc)) from exc
         source = f"{image_path} (mask {mask_path})"
         samples += samples_from_pair(image, mask, image_stem(image_path), source=source,
-                                     channel_axis=channel_axis, channels=channels, percentiles=percentiles)
+                                     channel_axis=channel_axis, channels=channels, percentiles=percentiles,
+                                     classes=classes)
     return check_samples(samples)
 
 
-def _geojson_mask(path, image: np.ndarray) -> np.ndarray:
-    """The objects of a QuPath GeoJSON file rasterised at the size of ``image`` (one plane)."""
+def _geojson_mask(path, image: np.ndarray, classes=None) -> np.ndarray:
+    """The objects of a QuPath GeoJSON file rasterised at the size of ``image`` (one plane).
+
+    With ``classes``: the class-id image, ids by the classes' names.
+    """
     from ..inference.inputs import image_layout
     from ..io.geojson import read_geojson_labels
 
     layout = image_layout(image)
     if layout.is_stack:
         raise TrainingDataError(f"{path}: GeoJSON masks go with 2D images; its image is a stack {layout.shape}")
-    result = read_geojson_labels(path, layout.plane_shape)
+    result = read_geojson_labels(path, layout.plane_shape, class_names=classes.names if classes else None)
     for message in result.messages:
         logging.getLogger("napari_autosam").warning("note: %s", message)
+    if classes is not None:
+        return result.classes if result.classes is not None else np.zeros(layout.plane_shape, np.uint8)
     return result.instances
 
 

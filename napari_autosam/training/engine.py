@@ -29,6 +29,7 @@ from ..models.checkpoint import ModelCheckpoint, load_checkpoint
 from ..models.prompt_generator import build_prompt_generator
 from ..models.surrogate import SurrogateDecoder
 from ..progress import CancelToken, Progress, Stopwatch, Task
+from . import classwise
 from .config import TrainConfig
 from .data import Sample, TrainingDataError, check_samples, split_samples
 from .holdout import STRIP_BELOW, VAL_KIND_GIVEN, VAL_KIND_IMAGES, VAL_KIND_SELF, VAL_KIND_STRIP, strip_split
@@ -76,7 +77,8 @@ def initial_model(
             g = build_prompt_generator(config.generator, input_size=config.input_size,
                                        pretrained_backbone=config.pretrained_backbone, imagenet=True)
             h = SurrogateDecoder()
-        return ModelCheckpoint(g.to(device), h.to(device), {})
+        return ModelCheckpoint(g.to(device), h.to(device), {},
+                               class_heads=classwise.starting_heads(config, None, device))
     parent = load_checkpoint(init, device=device) if not isinstance(init, ModelCheckpoint) else init
     g = copy.deepcopy(parent.prompt_generator).to(device)  # never train the caller's live model
     if config.generator not in (None, g.config["name"]) or config.input_size not in (None, g.input_size):
@@ -93,7 +95,7 @@ def initial_model(
     meta = dict(parent.metadata)
     if not isinstance(init, ModelCheckpoint):
         meta["path"] = str(init)
-    return ModelCheckpoint(g, h, meta)
+    return ModelCheckpoint(g, h, meta, class_heads=classwise.starting_heads(config, parent, device))
 
 
 def _split(samples, val_samples, config: TrainConfig) -> tuple[list[Sample], list[Sample], str, str]:
@@ -167,6 +169,17 @@ def train(
     from ..sam.cache import EmbeddingCache, sam_fingerprint
 
     config = config or TrainConfig()
+    if config.depth_adapters:  # stacks through the depth-adapted encoder: its own step loop (no cache)
+        from .depth import train_depth
+
+        if config.classes:
+            raise ValueError("depth-adapter training makes a binary model; leave out the classes")
+        if distributed is not None and distributed.world_size > 1:
+            raise ValueError("depth-adapter training runs in one process; start it without torchrun "
+                             f"(this run has {distributed.world_size} processes)")
+
+        return (yield from train_depth(sam, samples, config=config, init=init, store=store, out=out,
+                                       val_samples=val_samples, cancel=cancel))
     device = pick_device(config.device) if config.device else next(sam.parameters()).device
     sam = sam.to(device)
     samples = check_samples(samples)
@@ -176,6 +189,14 @@ def train(
         raise ValueError("the embedding cache belongs to a different SAM")
     start = initial_model(config, init=init, device=device)
     _check_variant(start, sam)
+    classes = classwise.run_classes(config, start)
+    if classes is not None:
+        classwise.check_class_samples(samples, classes)
+        if val_samples is not None:
+            classwise.check_class_samples(val_samples, classes)
+    num_classes = len(classes) if classes is not None else None
+    if classes is not None and distributed is not None and getattr(distributed, "world_size", 2) > 1:
+        raise ValueError("class models train in one process for now; run train without torchrun (or with one process)")
     resolved = config.resolved(device)
     if init is not None:  # the warm start's architecture wins over the device defaults
         resolved = _with_architecture(resolved, start)
@@ -184,16 +205,17 @@ def train(
     own_train, own_val = (train_set, val_set) if distributed is None else distributed.shares(train_set, val_set, resolved)
     destination = Destination.open(store, out, sam=sam) if distributed is None or distributed.is_main else None
     try:
-        model = AutoSAM(sam, start.prompt_generator, start.surrogate)
+        model = classwise.attach(AutoSAM(sam, start.prompt_generator, start.surrogate), start.class_heads)
         clock = Stopwatch(len(own_train) * len(resolved.variants) + len(own_val))
         train_data = yield from prepare(own_train, resolved.variants, cache=cache, input_size=resolved.input_size,
-                                        clock=clock, cancel=cancel)
+                                        clock=clock, cancel=cancel, num_classes=num_classes)
         val_data = None
         if train_data is not None:
             val_data = yield from prepare(own_val, ("identity",), cache=cache, input_size=resolved.input_size,
-                                          clock=clock, done=clock.total - len(own_val), cancel=cancel)
+                                          clock=clock, done=clock.total - len(own_val), cancel=cancel,
+                                          num_classes=num_classes)
         if distributed is None:
-            trainer = Trainer(model, resolved, device, cancel, val_kind)
+            trainer = Trainer(model, resolved, device, cancel, val_kind, classes=classes)
         else:  # every process agrees on a cancel; train_data becomes the view of all shards
             train_data, val_data = distributed.joined(train_data, val_data)
             trainer = distributed.trainer(model, resolved, device, cancel, val_kind)
@@ -213,7 +235,7 @@ def train(
         run_info = {"final": final, "config": resolved, "train": train_set, "val": val_set, "val_note": val_note,
                     "val_kind": val_kind, "ended": ended, "best": best, "history": trainer.history,
                     "seconds": round(time.perf_counter() - trainer.started, 2),
-                    "parent": start.metadata, "sam": sam, "cancelled": cancelled}
+                    "parent": start.metadata, "sam": sam, "cancelled": cancelled, "classes": classes}
         write = write_model if distributed is None else distributed.write_model
         checkpoint, path, version = write(destination, model, run_info)
         yield Progress("save", 1, 1, f"saved {path}")

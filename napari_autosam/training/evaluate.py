@@ -107,6 +107,16 @@ def evaluate(
     from ..sam.cache import EmbeddingCache
 
     device = pick_device(next(sam.parameters()).device)
+    if not isinstance(model, ModelCheckpoint):
+        model = load_checkpoint(model, device=device)
+    if model.adapters is not None:  # stacks through the depth-adapted encoder (docs/depth.md)
+        from .depth import evaluate_depth
+
+        return (yield from evaluate_depth(sam, model, samples, cancel=cancel))
+    if model.class_heads is not None:  # a class model: per-class scores (training/classwise.py)
+        from .classwise import evaluate_classes
+
+        return (yield from evaluate_classes(sam, model, samples, cache=cache, cancel=cancel))
     autosam = _as_model(sam, model, device)
     cache = cache if cache is not None else EmbeddingCache(sam, max_items=1)
     sam_scores = Scores()

@@ -124,9 +124,14 @@ def write_model(destination: Destination, model, info: dict) -> tuple[ModelCheck
         "version": destination.version,
         "resolution": config.resolution if config.resolution is not None else (info["parent"] or {}).get("resolution"),
     }
+    heads, classes = getattr(model, "class_heads", None), info.get("classes")
+    if heads is not None:
+        meta["classes"] = classes.to_metadata()
     save_checkpoint(destination.path, model.prompt_generator, model.surrogate,
-                    sam_variant=identity.variant, **meta)
+                    sam_variant=identity.variant, adapters=getattr(model, "adapters", None), class_heads=heads,
+                    **meta)
     if destination.store is not None and (improved or not info["cancelled"]):
         destination.store.activate(destination.version)
-    checkpoint = ModelCheckpoint(model.prompt_generator.eval(), model.surrogate.eval(), read_metadata(destination.path))
+    checkpoint = ModelCheckpoint(model.prompt_generator.eval(), model.surrogate.eval(), read_metadata(destination.path),
+                                 class_heads=heads.eval() if heads is not None else None)
     return checkpoint, destination.path, destination.version

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from ..progress import CancelToken, Stopwatch, Task, nested
 from ..sam.embedding import LOGIT_SIZE, Geometry, mask_to_padded_frame
 from .augment import Augmentation, apply_d4, color_jitter, normalize_and_pad, random_affine, warp
+from .classwise import class_targets
 from .data import Sample
 
 
@@ -102,12 +103,14 @@ def prepare(
     clock: Stopwatch,
     done: int = 0,
     cancel: CancelToken | None = None,
+    num_classes: int | None = None,
 ) -> Task[PreparedSet | None]:
     """Build a :class:`PreparedSet`, encoding with SAM only what ``cache`` does not hold yet.
 
     Yields ``Progress(phase="encode")`` after each picture (``clock`` and
     ``done`` let train and validation sets share one bar).  Returns None
-    when cancelled.
+    when cancelled.  With ``num_classes`` K the masks hold class ids and
+    each target is ``K×256×256`` (one soft fraction per class).
     """
     images, targets, embeddings = [], [], []
     for sample in samples:
@@ -118,7 +121,8 @@ def prepare(
             picture = apply_d4(sample.image, variant)
             row_embeddings.append((yield from nested(cache.embed_many([picture])))[0])
             row_images.append(resize_long_side(picture, input_size))
-            row_targets.append(_soft_target(apply_d4(sample.mask, variant)))
+            mask = apply_d4(sample.mask, variant)
+            row_targets.append(_soft_target(mask) if num_classes is None else class_targets(mask, num_classes))
             done += 1
             yield clock.event("encode", done, f"SAM embeddings: {done}/{clock.total} ({sample.name}, {variant})")
         images.append(row_images)

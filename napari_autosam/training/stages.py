@@ -21,6 +21,7 @@ from ..device import autocast, needs_grad_scaler
 from ..losses import bce_dice_loss
 from ..models.autosam import AutoSAM
 from ..progress import CancelToken, Stopwatch, Task
+from . import classwise
 from .config import G_TIME_SHARE, TrainConfig
 from .evaluate import Scores, predict_logits, score
 from .fast_step import g_prompt_and_logits
@@ -31,8 +32,9 @@ class Trainer:
     """State of one run: the model, the history, the best states and the clock."""
 
     def __init__(self, model: AutoSAM, config: TrainConfig, device, cancel: CancelToken | None,
-                 val_kind: str = "held-out images") -> None:
+                 val_kind: str = "held-out images", *, classes=None) -> None:
         self.model = model
+        self.classes = classes  # a ClassSet: the model has class heads (training/classwise.py)
         self.config = config
         self.device = device
         self.cancel = cancel
@@ -50,6 +52,10 @@ class Trainer:
 
     def validate(self, val: PreparedSet) -> dict:
         """Mean Dice/IoU of AutoSAM and h on the validation set (original frames, threshold 0.5)."""
+        if self.classes is not None:  # mean over classes, and per class
+            self.latest = classwise.validate(self.model, val, self.classes, batch=self.config.batch_size,
+                                             device=self.device)
+            return self.latest
         self.model.eval()
         autosam, h = Scores(), Scores()
         batch = self.config.batch_size
@@ -68,6 +74,8 @@ class Trainer:
     # --- losses -------------------------------------------------------------------------------
 
     def _g_loss(self, g_input, embedding, target) -> torch.Tensor:
+        if self.classes is not None:
+            return classwise.g_loss(self.model, g_input, embedding, target, joint=self.config.joint)
         with autocast(self.device):
             prompt, logits = g_prompt_and_logits(self.model, g_input, embedding,
                                                  prompt_generator=self._trained(self.model.prompt_generator))
@@ -76,6 +84,8 @@ class Trainer:
         return loss + bce_dice_loss(h_logits.float(), target) if h_logits is not None else loss
 
     def _h_loss(self, g_input, _embedding, target) -> torch.Tensor:
+        if self.classes is not None:
+            return classwise.h_loss(self.model, g_input, _embedding, target)
         with torch.no_grad(), autocast(self.device):
             prompt = self.model.prompt_generator(g_input)
         with autocast(self.device):
@@ -92,9 +102,11 @@ class Trainer:
         return self.started + limit * share
 
     def _modules(self, stage: str) -> list[torch.nn.Module]:
+        heads = classwise.heads_of(self.model)
         if stage == "h":
-            return [self.model.surrogate]
-        return [self.model.prompt_generator] + ([self.model.surrogate] if self.config.joint else [])
+            return [self.model.surrogate] + (heads.h_modules() if heads is not None else [])
+        extra = heads.g_modules() + (heads.h_modules() if self.config.joint else []) if heads is not None else []
+        return [self.model.prompt_generator] + ([self.model.surrogate] if self.config.joint else []) + extra
 
     def stage(self, stage: str, train: PreparedSet, val: PreparedSet, *, h_follows: bool = False) -> Task[str]:
         """Train g (``stage="g"``) or h (``"h"``).
