@@ -80,7 +80,7 @@ def test_fast_step_gives_the_plain_loss_and_gradients(model):
         logits = g_prompt_and_logits(m, x, emb)[1] if fast else m.decode(emb, g(x))
         loss = bce_dice_loss(logits, target.to(dtype))
         loss.backward()
-        return float(loss), torch.cat([p.grad.double().flatten() for p in g.parameters()])
+        return float(loss.detach()), torch.cat([p.grad.double().flatten() for p in g.parameters()])
 
     exact = _double(model)
     ref_loss, ref = loss_and_grads(exact, False, torch.float64)
