@@ -3,12 +3,13 @@
 Usage::
 
     python benchmarks/bench_training.py [--device auto|cpu|cuda|mps] [--repeats 3] [--sams tiny,vit_b]
-                                        [--images 20] [--size 512] [--skip-vit-b] [--skip-epochs]
+                                        [--images 20] [--size 512] [--skip-vit-b] [--skip-epochs] [--cpu-time]
 
 Part 1 times one training step of g (forward, frozen mask decoder, BCE +
-Dice, backward, Adam) on one image whose SAM embedding is cached, and the
-same step when the image goes through ViT-B's image encoder first, and
-prints their ratio.  Part 2 runs the real ``train()`` generator on
+Dice, backward, Adam) on one image whose SAM embedding is cached — with the
+fast dense-prompt decoder the training uses and with segment-anything's
+stock decoder forward, interleaved — and the same step when the image goes
+through the SAM's image encoder first, and prints the ratios.  Part 2 runs the real ``train()`` generator on
 ``--images`` synthetic nuclei images of ``--size``² for two epochs with the
 tiny SAM and with ViT-B, and reports the one-off encoding time apart from
 the seconds per epoch.  SAMs have random weights (nothing is downloaded):
@@ -19,6 +20,7 @@ device defaults of :class:`~napari_autosam.training.TrainConfig`.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -29,10 +31,11 @@ from napari_autosam.data.synthetic import make_nuclei_dataset
 from napari_autosam.device import pick_device
 from napari_autosam.progress import Stopwatch, run
 from napari_autosam.sam.embedding import embed_images
+from napari_autosam.sam.fast_decoder import FAST_DECODER_ENV
 from napari_autosam.sam.registry import SAM_BUILDERS, freeze
 from napari_autosam.training import TrainConfig, initial_model, samples_from_arrays, train
-from napari_autosam.training.engine import _optimise, _Trainer
 from napari_autosam.training.prepared import prepare
+from napari_autosam.training.stages import Trainer, _optimise
 
 
 def build_sam(name: str, device: torch.device):
@@ -47,44 +50,59 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def step_times(sam, samples, config: TrainConfig, device: torch.device, repeats: int) -> tuple[float, float, float]:
-    """Median seconds of (cached step, encoder alone, re-encoding step) for one image."""
+def step_times(sam, samples, config: TrainConfig, device: torch.device, repeats: int,
+               clock=time.perf_counter) -> dict[str, float]:
+    """Median seconds of one image's cached step (fast and stock decoder), the encoder and a re-encoding step.
+
+    ``clock`` is ``time.perf_counter`` (wall) or ``time.process_time`` (CPU
+    seconds: steadier on a shared machine, comparable with one thread).
+    Returns ``{"cached", "cached_stock", "encoder", "reencoding"}``; the
+    re-encoding step is the encoder followed by the (fast) cached step.
+    """
+    import os
+
     from napari_autosam.models.autosam import AutoSAM
     from napari_autosam.sam.cache import EmbeddingCache
 
     config = config.resolved(device)
     start = initial_model(config, device=device)
     model = AutoSAM(sam, start.prompt_generator, start.surrogate)
-    trainer = _Trainer(model, config, device, None)
+    trainer = Trainer(model, config, device, None)
     data = run(prepare(samples[:1], ("identity",), cache=EmbeddingCache(sam, max_items=1),
                        input_size=config.input_size, clock=Stopwatch(1)))
     optimizer = torch.optim.Adam(model.prompt_generator.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(0)
 
-    def cached_step() -> float:
+    def cached_step(stock: bool = False) -> float:
+        os.environ[FAST_DECODER_ENV] = "0" if stock else "1"
         _sync(device)
-        t0 = time.perf_counter()
+        t0 = clock()
         model.train()
         tensors = data.batch([0], [0], device=device, augment=config.augment, generator=generator)
         _optimise(trainer._g_loss(*tensors), optimizer, None)
         _sync(device)
-        return time.perf_counter() - t0
+        os.environ.pop(FAST_DECODER_ENV)
+        return clock() - t0
 
     def encode() -> float:
         _sync(device)
-        t0 = time.perf_counter()
+        t0 = clock()
         run(embed_images(sam, [samples[0].image]))
         _sync(device)
-        return time.perf_counter() - t0
+        return clock() - t0
 
-    cached_step()  # warm-up
+    cached_step(), cached_step(stock=True)  # warm-up
     encode()
-    cached = statistics.median(cached_step() for _ in range(max(3, repeats)))
+    n = max(3, repeats)
+    fast, stock = [], []
+    for _ in range(n):  # interleaved, so a change of load hits both alike
+        fast.append(cached_step())
+        stock.append(cached_step(stock=True))
     # A re-encoding step is the encoder followed by the same step, timed back to back.
     pairs = [(encode(), cached_step()) for _ in range(repeats)]
-    encoder = statistics.median(e for e, _ in pairs)
-    reencoding = statistics.median(e + s for e, s in pairs)
-    return cached, encoder, reencoding
+    return {"cached": statistics.median(fast), "cached_stock": statistics.median(stock),
+            "encoder": statistics.median(e for e, _ in pairs),
+            "reencoding": statistics.median(e + s for e, s in pairs)}
 
 
 def epoch_times(sam, samples, config: TrainConfig) -> dict:
@@ -118,6 +136,8 @@ def main() -> None:
     parser.add_argument("--sams", default="tiny,vit_b", help="comma-separated SAM variants (random weights)")
     parser.add_argument("--skip-vit-b", action="store_true", help="tiny SAM only (ViT-B encodes ~10-15 s/image on a CPU)")
     parser.add_argument("--skip-epochs", action="store_true", help="only the step comparison")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time steps in CPU seconds (steadier on a shared machine; use with 1 thread)")
     args = parser.parse_args()
     device = pick_device(args.device)
     config = TrainConfig(epochs=args.epochs, h_epochs=args.epochs, min_steps=0, patience=None, variants=("identity",))
@@ -129,12 +149,15 @@ def main() -> None:
     sams = ["tiny"] if args.skip_vit_b else args.sams.split(",")
 
     print(f"\none training step on one {args.size}² image (median of {args.repeats})")
-    print(f"{'SAM':<6} {'cached step s':>14} {'encoder s':>10} {'re-encoding step s':>19} {'ratio':>8}")
+    clock = time.process_time if args.cpu_time else time.perf_counter
+    print(f"{'SAM':<6} {'stock step s':>13} {'cached step s':>14} {'encoder s':>10} {'re-encoding step s':>19} "
+          f"{'stock/fast':>11} {'ratio':>8}  ({'CPU' if args.cpu_time else 'wall'} seconds)")
     for name in sams:
         sam = build_sam(name, device)
-        cached, encoder, reencoding = step_times(sam, samples, config, device, args.repeats)
-        print(f"{name:<6} {cached:>14.3f} {encoder:>10.2f} {reencoding:>19.2f} {reencoding / cached:>7.1f}×",
-              flush=True)
+        t = step_times(sam, samples, config, device, args.repeats, clock)
+        print(f"{name:<6} {t['cached_stock']:>13.3f} {t['cached']:>14.3f} {t['encoder']:>10.2f} "
+              f"{t['reencoding']:>19.2f} {t['cached_stock'] / t['cached']:>10.2f}× "
+              f"{t['reencoding'] / t['cached']:>7.1f}×  load {os.getloadavg()[0]:.1f}", flush=True)
     if args.skip_epochs:
         return
 

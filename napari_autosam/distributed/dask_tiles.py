@@ -164,13 +164,14 @@ class SlideRun:
     def report(self) -> str:
         """The command line's report line of this slide (as one process prints it)."""
         from ..cli.segment import ondisk_report
+        from ..inference.instances import capped_messages
         from ..inference.ondisk import OnDiskResult
         from ..io.labels_zarr import labels_path
         from ..losses import dice_from_counts
 
         plan = self.plan
         capped = [note for g in sorted(self.notes) for note in self.notes[g]]
-        messages = [f"instances: SAM's prompts were capped in {len(capped)} window(s); {capped[0]}"] if capped else []
+        messages = capped_messages(capped)
         both = "autosam" in plan.roles and "h" in plan.roles
         agreement = [dice_from_counts(sum(c["inter"] for c in self.counts), sum(c["total"] for c in self.counts))]
         foreground = sum(c["foreground"] for c in self.counts) / float(plan.shape[0] * plan.shape[1])

@@ -351,3 +351,8 @@ def window_instances(
         note = (f"{len(prompts)} objects in one window: the {len(refined)} with the most probability mass were "
                 f"refined by SAM, {len(rest)} kept as split (max_prompts={options.max_prompts})")
     return found, note
+
+
+def capped_messages(notes: list[str]) -> list[str]:
+    """The one line that says in how many windows the prompt cap was hit (``notes``: one per window), or none."""
+    return [f"instances: SAM's prompts were capped in {len(notes)} window(s); {notes[0]}"] if notes else []

@@ -29,7 +29,7 @@ from ..progress import CancelToken, Stopwatch, Task, nested
 from ..sam.cache import EmbeddingCache, sam_fingerprint
 from ..sam.embedding import Geometry, embed_images, frame_to_original, prepare_image
 from .inputs import ImageLayout, image_layout
-from .instances import InstanceOptions, paste_instances, window_instances
+from .instances import InstanceOptions, capped_messages, paste_instances, window_instances
 from .outputs import Accumulator, SegmentationResult, WindowInfo
 from .pipeline import ReadAhead, default_batch_size
 from .prompts import boxes_to_sam, check_box, check_points, decode, mask_prompt, points_to_sam
@@ -227,8 +227,7 @@ class Segmenter:
                 done += len(batch)
                 unit = "tiles" if len(tiles) > 1 else "slices" if layout.is_stack else "images"
                 yield clock.event("segment", done, f"segmented {done}/{len(items)} {unit}")
-        if capped:
-            messages.append(f"instances: SAM's prompts were capped in {len(capped)} window(s); {capped[0]}")
+        messages += capped_messages(capped)
         arrays, agreement = out.finish()
         return SegmentationResult(**arrays, agreement=agreement, normalization=normalization, store=store,
                                   cancelled=cancelled, untrained=self.untrained, messages=messages, windows=out.windows,

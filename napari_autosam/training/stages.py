@@ -24,6 +24,7 @@ from ..progress import CancelToken, Stopwatch, Task
 from . import classwise
 from .config import G_TIME_SHARE, TrainConfig
 from .evaluate import Scores, predict_logits, score
+from .fast_step import g_prompt_and_logits
 from .prepared import PreparedSet
 
 
@@ -76,8 +77,8 @@ class Trainer:
         if self.classes is not None:
             return classwise.g_loss(self.model, g_input, embedding, target, joint=self.config.joint)
         with autocast(self.device):
-            prompt = self._trained(self.model.prompt_generator)(g_input)
-            logits = self.model.decode(embedding, prompt.to(embedding.dtype))
+            prompt, logits = g_prompt_and_logits(self.model, g_input, embedding,
+                                                 prompt_generator=self._trained(self.model.prompt_generator))
             h_logits = self._trained(self.model.surrogate)(prompt.float()) if self.config.joint else None
         loss = bce_dice_loss(self._gain(logits) * logits.float(), target)
         return loss + bce_dice_loss(h_logits.float(), target) if h_logits is not None else loss
