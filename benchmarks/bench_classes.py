@@ -31,8 +31,6 @@ def main(argv=None) -> None:
     parser.add_argument("--input-size", type=int, default=96, help="g's input side")
     parser.add_argument("--classes", type=int, default=3, choices=(2, 3))
     parser.add_argument("--val-every", type=int, default=20, help="steps between validations")
-    parser.add_argument("--logit-gain", type=float, default=None,
-                        help="factor on SAM's logits in g's loss (default: automatic; 1: the paper's loss)")
     args = parser.parse_args(argv)
     os.environ.setdefault("NAPARI_AUTOSAM_DEVICE", "cpu")
 
@@ -57,8 +55,7 @@ def main(argv=None) -> None:
     held_out = samples_from_arrays(val_images, val_masks, classes=classes)
     config = TrainConfig(generator="hardnet_small", input_size=args.input_size, steps=args.steps,
                          h_steps=args.h_steps, min_steps=0, batch_size=4, patience=None, val_every=args.val_every,
-                         variants=("identity",), classes=tuple(classes.to_metadata()), device="cpu",
-                         logit_gain=args.logit_gain)
+                         variants=("identity",), classes=tuple(classes.to_metadata()), device="cpu")
     start = initial_model(config, device="cpu")
     start.metadata["classes"] = classes.to_metadata()
     before = run(evaluate(sam, start, held_out)).to_dict()

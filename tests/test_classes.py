@@ -182,22 +182,6 @@ def test_a_step_changes_g_and_heads_but_never_sam(parts, batch):
     assert all(p.grad is None for p in model.sam.parameters())
 
 
-def test_the_logit_gain_scales_only_the_binary_term_of_the_class_loss(parts, batch):
-    from napari_autosam.training import classwise
-
-    model, heads = parts
-    g_input, embedding, target = batch
-    model.class_heads = heads
-    model.eval()
-    with torch.no_grad():
-        out = class_forward(model, heads, g_input, embedding, with_surrogate=False)
-        plain = classwise.g_loss(model, g_input, embedding, target)
-        gained = classwise.g_loss(model, g_input, embedding, target, gain=lambda logits: 4.0)
-    assert torch.allclose(plain, class_loss(out.sam_logits, out.fused, target))
-    assert torch.allclose(gained, class_loss(4.0 * out.sam_logits, out.fused, target))
-    assert not torch.allclose(plain, gained)
-
-
 def test_checkpoint_round_trip_with_classes(parts, batch, tmp_path):
     model, heads = parts
     classes = default_classes(K)

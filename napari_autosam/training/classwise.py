@@ -48,18 +48,12 @@ def heads_of(model) -> ClassHeads | None:
     return getattr(model, "class_heads", None)
 
 
-def g_loss(model, g_input, embedding, target, *, joint: bool = False, gain=None) -> torch.Tensor:
-    """Stage 1: the class loss of SAM's K binary maps and the fused map (and h's with ``joint``).
-
-    ``gain`` (logits → factor, as :func:`~napari_autosam.losses.logit_gain`)
-    scales SAM's binary logits in their BCE + Dice term only, as in the
-    binary model's loss; the fused map is scored as it is.
-    """
+def g_loss(model, g_input, embedding, target, *, joint: bool = False) -> torch.Tensor:
+    """Stage 1: the class loss of SAM's K binary maps and the fused map (and h's with ``joint``)."""
     heads = heads_of(model)
     with autocast(g_input.device):
         out = class_forward(model, heads, g_input, embedding, with_surrogate=joint)
-    binary = out.sam_logits.float()
-    loss = class_loss(binary * (gain(binary) if gain is not None else 1.0), out.fused.float(), target)
+    loss = class_loss(out.sam_logits.float(), out.fused.float(), target)
     if joint:
         loss = loss + class_loss(out.h_logits.float(), out.h_fused.float(), target)
     return loss

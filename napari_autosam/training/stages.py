@@ -75,7 +75,7 @@ class Trainer:
 
     def _g_loss(self, g_input, embedding, target) -> torch.Tensor:
         if self.classes is not None:
-            return classwise.g_loss(self.model, g_input, embedding, target, joint=self.config.joint, gain=self._gain)
+            return classwise.g_loss(self.model, g_input, embedding, target, joint=self.config.joint)
         with autocast(self.device):
             prompt, logits = g_prompt_and_logits(self.model, g_input, embedding,
                                                  prompt_generator=self._trained(self.model.prompt_generator))
