@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from napari.layers import Image
+from napari.utils.colormaps import DirectLabelColormap
 from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -20,6 +21,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..classes import label_colors
+from ..inference.classes import model_classes, with_class_labels
 from ..inference.inputs import image_layout
 from ..inference.tiling import AUTO_TILE, AUTO_TILE_ABOVE, DEFAULT_OVERLAP, auto_tile
 from ..io.slides import slide_from_layer
@@ -374,16 +377,21 @@ class SegmentSection(QWidget):
                 return slide_layers.segment_task(self.session, target, region, mode, token, tile=TILE,
                                                  tile_above=TILE_ABOVE, overlap=OVERLAP, preview=preview)
             data = target.data
+            plane_axis = target.layout.plane_channel_axis
             if scope == "slice":
                 data = target.layout.read(data, z)
-                return segmenter.segment(data, channel_axis=target.layout.plane_channel_axis, mode=mode, cancel=token,
-                                         preview=preview)
+                task = segmenter.segment(data, channel_axis=plane_axis, mode=mode, cancel=token, preview=preview)
+                return with_class_labels(segmenter, task, data, channel_axis=plane_axis, preview=preview, cancel=token)
             if scope == "region":
-                return segmenter.segment_region(data, region, layout=target.layout, mode=mode, cancel=token,
+                task = segmenter.segment_region(data, region, layout=target.layout, mode=mode, cancel=token,
                                                 preview=preview)
+                return with_class_labels(segmenter, task, target.layout.read(data, 0, region), channel_axis=plane_axis,
+                                         preview=preview, cancel=token)
             tile = auto_tile(target.plane_shape)
-            return segmenter.segment(data, layout=target.layout, mode=mode, tile=tile, overlap=OVERLAP, cancel=token,
+            task = segmenter.segment(data, layout=target.layout, mode=mode, tile=tile, overlap=OVERLAP, cancel=token,
                                      preview=preview)
+            return with_class_labels(segmenter, task, data, channel_axis=target.layout.channel_axis, tile=tile,
+                                     overlap=OVERLAP, stack=target.is_stack, preview=preview, cancel=token)
 
         def done(result) -> None:
             self.last = Request(request.layer_name, scope, request.instances, request.resolution, preview)
@@ -423,6 +431,7 @@ class SegmentSection(QWidget):
         self.normalizations[target.name] = result.normalization
         outputs = [("autosam", result.autosam_mask), ("h", result.h_mask), ("instances", result.instances)]
         foreground = 0.0
+        classes = model_classes(self.session.segmenter) if self.session.segmenter is not None else None
         for role, values in outputs:
             if values is None:
                 continue
@@ -430,6 +439,8 @@ class SegmentSection(QWidget):
             if role == ("h" if result.preview else "autosam"):
                 foreground = float(np.mean(values > 0))
             layer = ensure_output(self.viewer, target, role)
+            if classes is not None and role in ("autosam", "h"):  # class ids: shown in the classes' colours
+                layer.colormap = DirectLabelColormap(color_dict=label_colors(classes))
             index = plane_index(target, z) if scope == "slice" else ()
             if region is not None:
                 y0, y1, x0, x1 = region

@@ -16,7 +16,7 @@ this is for images up to a few thousand pixels a side, not whole slides.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -158,3 +158,21 @@ def instance_classes(instances: np.ndarray, labels: np.ndarray) -> dict[int, int
             row[0] = 0
         found[int(label)] = int(row.argmax())
     return found
+
+
+def with_class_labels(segmenter, task: Task, image, **options) -> Task:
+    """Run a segmentation ``task`` and, for a class model, put class ids in its AutoSAM and h masks.
+
+    ``image`` is what ``task`` segments (the plane, region or stack) and
+    ``options`` go to :func:`segment_classes` (``channel_axis``, ``tile``,
+    ``stack``, ``preview``, ``cancel``…); the whole-image normalization of the
+    first pass is reused, and so are its cached SAM embeddings where the
+    segmenter's cache kept them.  A binary model's result is returned as it
+    is, so callers need not ask which kind of model they have.
+    """
+    result = yield from task
+    if model_classes(segmenter) is None or result.cancelled:
+        return result
+    found = yield from segment_classes(segmenter, image, normalization=result.normalization, **options)
+    return replace(result, autosam_mask=result.autosam_mask if found.labels is None else found.labels,
+                   h_mask=result.h_mask if found.h_labels is None else found.h_labels)
