@@ -286,3 +286,16 @@ def training_classes(train_settings: Mapping, model=None) -> ClassSet | None:
     if model is not None and getattr(model, "class_heads", None) is not None:
         return classes_from_metadata(model.metadata, "the model")
     return None
+
+
+def per_class_text(meta: Mapping) -> str | None:
+    """A model's validation Dice per class in words, e.g. ``"AutoSAM per class: Tumor 0.81, Stroma 0.64"``.
+
+    None for a binary model or one without per-class figures (read from
+    ``metrics["val_per_class"]`` of its metadata, as training writes them).
+    """
+    classes = classes_from_metadata(meta, "the model")
+    scores = ((meta.get("metrics") or {}).get("val_per_class") or {}).get("autosam")
+    if classes is None or not scores or len(scores) != len(classes):
+        return None
+    return "AutoSAM per class: " + ", ".join(f"{c.name} {d:.2f}" for c, d in zip(classes, scores))

@@ -294,3 +294,13 @@ def test_class_models_refuse_a_multi_process_run_in_one_line(tiny_sam):
     config = TrainConfig(generator="hardnet_small", input_size=SIZE, classes=tuple(classes.to_metadata()))
     with pytest.raises(ValueError, match="class models train in one process"):
         run(train(tiny_sam, samples, config=config, distributed=object()))
+
+
+def test_per_class_dice_in_words_for_the_gui():
+    from napari_autosam.classes import per_class_text
+
+    meta = {"classes": make_classes(["Tumor", "Stroma"]).to_metadata(),
+            "metrics": {"val_per_class": {"autosam": [0.812, 0.6449], "h": [0.7, 0.5]}}}
+    assert per_class_text(meta) == "AutoSAM per class: Tumor 0.81, Stroma 0.64"
+    assert per_class_text({"metrics": {"val_dice_autosam": 0.9}}) is None  # a binary model
+    assert per_class_text({**meta, "metrics": {}}) is None  # no per-class figures (yet)

@@ -15,6 +15,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..classes import per_class_text
 from . import notify
 from .plot import LivePlot
 from .session import Session
@@ -71,7 +72,8 @@ def _version_text(row: dict, in_use: str | None) -> tuple[str, str]:
     text = " · ".join(parts) + ("  ✓ in use" if row["version"] == in_use else "")
     tip = f"{row['version']}, made {str(row.get('created') or '?').replace('T', ' ')}; " \
           f"{dice_text(row) or 'no validation Dice'}; h(g(I)) {metrics.get('val_dice_h', '?')}; file {row['path']}"
-    return text, tip
+    per_class = per_class_text(row)
+    return text, tip + (f"; {per_class}" if per_class else "")
 
 
 class FinetuneSection(QWidget):
@@ -222,8 +224,9 @@ class FinetuneSection(QWidget):
         label = result.version or result.path.name
         session.set_model(result.model, label, version=result.version)
         how = "cancelled — kept the best model so far" if result.cancelled else "done"
+        per_class = per_class_text(result.model.metadata)
         notify.info(f"Fine-tuning {how}: now using {label}. " + (f"{dice[0].upper()}{dice[1:]}. " if dice else "")
-                    + "Segmenting again.")
+                    + (f"{per_class}. " if per_class else "") + "Segmenting again.")
         self.refresh()
         self.segment_section.rerun()
 

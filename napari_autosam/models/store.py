@@ -172,7 +172,7 @@ class ModelStore:
             meta = read_metadata(self.root / f"{name}.safetensors")
             rows.append({"version": name, "path": str(self.root / f"{name}.safetensors"), **{
                 k: meta.get(k) for k in ("created", "parent", "metrics", "sam_variant", "trained_on_count",
-                                        "validation", "validation_kind")}})
+                                        "validation", "validation_kind", "classes")}})
         return rows
 
 
