@@ -59,6 +59,14 @@ class AdapterMismatchError(ValueError):
     """Adapters that do not fit this SAM's encoder, or channels that do not fit the modality adapter."""
 
 
+def _zero_linear(n_in: int, n_out: int) -> nn.Linear:
+    """A linear layer that starts at zero, so an untrained adapter adds nothing to SAM's features."""
+    layer = nn.Linear(n_in, n_out)
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
 class DepthMLPAdapter(nn.Module):
     """Self-Prompt-SAM's depth-fused adapter: ``(B·D)×H×W×C`` → ``(B·D)×H×W×C``."""
 
@@ -68,9 +76,7 @@ class DepthMLPAdapter(nn.Module):
         self.down = nn.Linear(dim, bottleneck)
         self.depth_mlp = nn.Sequential(nn.Linear(depth_window, depth_window * expansion), nn.GELU(),
                                        nn.Linear(depth_window * expansion, depth_window))
-        self.up = nn.Linear(bottleneck, dim)
-        nn.init.zeros_(self.up.weight)
-        nn.init.zeros_(self.up.bias)
+        self.up = _zero_linear(bottleneck, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, h, w, _ = x.shape
@@ -90,9 +96,7 @@ class DConvAdapter(nn.Module):
         self.down = nn.Linear(dim, bottleneck)
         self.conv = nn.Conv3d(bottleneck, bottleneck, 3, padding=1, groups=bottleneck)
         self.norm = nn.LayerNorm(bottleneck)
-        self.up = nn.Linear(bottleneck, dim)
-        nn.init.zeros_(self.up.weight)
-        nn.init.zeros_(self.up.bias)
+        self.up = _zero_linear(bottleneck, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, h, w, _ = x.shape
