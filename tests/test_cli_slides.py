@@ -122,3 +122,22 @@ def test_train_finds_vendor_slides_in_the_images_folder(tmp_path, capsys):
         assert used == {"s1", "s2"} and metadata["validation_kind"] == "held-out strip"
         assert metadata["resolution"] == {"level": 1 if extra else 0, "downsample": 2.0 if extra else 1.0,
                                           "mpp": 0.5 if extra else 0.25}
+
+
+def test_train_refuses_a_slide_too_big_to_hold_whole_in_one_line(tmp_path, capsys, monkeypatch):
+    from napari_autosam.cli import resolution
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    image, labels = make_nuclei_image((256, 256), stain="he", rgb=True, seed=1)
+    write_svs(images / "big.svs", image, downsamples=(2,))
+    tifffile.imwrite(masks / "big.tif", (labels > 0).astype(np.uint8))
+    monkeypatch.setattr(resolution, "MAX_TRAIN_PIXELS", 200 * 200)  # level 0 (256²) is "too big", level 1 is not
+    out = tmp_path / "model.safetensors"
+    assert main(["train", "--images", str(images), "--masks", str(masks), "--out", str(out), *FAST_TRAIN]) != 0
+    err = capsys.readouterr().err
+    assert "big.svs" in err and "too big to train on whole" in err and "--level" in err and "Traceback" not in err
+    assert not out.exists()
+    assert main(["train", "--images", str(images), "--masks", str(masks), "--out", str(out), "--level", "1",
+                 *FAST_TRAIN]) == 0

@@ -119,6 +119,22 @@ def _geojson_mask(path, pixels, resolution):
     return result.instances
 
 
+#: Largest working image (pixels in a plane) that training reads whole; bigger slides need --mpp/--level.
+MAX_TRAIN_PIXELS = 100_000_000
+
+
+def _check_trainable(shape, resolution) -> None:
+    """Refuse, in one line, a working image too big to be held in memory for training."""
+    from ..io.working import describe
+
+    height, width = (int(v) for v in shape[:2])
+    if height * width > MAX_TRAIN_PIXELS:
+        at = describe(resolution) if resolution is not None else "full resolution"
+        raise ValueError(f"{height}×{width} pixels at {at} is too big to train on whole (over "
+                         f"{MAX_TRAIN_PIXELS // 1_000_000} megapixels); choose a coarser --mpp or --level, "
+                         "or train on regions exported from it")
+
+
 def load_samples_at(images_dir, masks_dir, args, *, channels=None, recorded: dict | None = None, classes=None):
     """Training samples with the images read at the working resolution ``--mpp``/``--level`` asks for.
 
@@ -150,6 +166,7 @@ def load_samples_at(images_dir, masks_dir, args, *, channels=None, recorded: dic
         try:
             image, resolution, note = open_input(Path(image_path), args, recorded)
             say(note)
+            _check_trainable(image.shape, resolution)
             pixels = np.asarray(image[...])
             mask = read_mask(mask_path) if not is_geojson(mask_path) else _geojson_mask(mask_path, pixels, resolution)
         except (ImageReadError, ValueError) as exc:
