@@ -163,3 +163,44 @@ def test_cli_precision_flag(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit):
         main([*argv, "--precision", "fp16"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_chunked_global_attention_equals_the_whole_bias_and_keeps_gradients(tiny_sam, monkeypatch):
+    from napari_autosam.sam import attention
+
+    torch.manual_seed(2)
+    block = next(m for m in tiny_sam.image_encoder.modules()
+                 if isinstance(m, attention.Attention) and m.use_rel_pos)
+    x = torch.randn(1, 9, 7, block.qkv.in_features)  # 63 tokens: the last chunk is a short one
+    rel = {name: p.detach().clone() for name, p in block.named_parameters() if "rel_pos" in name}
+    try:
+        for name, p in block.named_parameters():
+            if "rel_pos" in name:
+                p.data.normal_(0, 0.5)
+        with torch.no_grad():
+            stock = Attention_forward_stock(block, x)
+            whole = attention._sdpa_forward(block, x)  # 63 tokens fit the default budget: one bias
+            monkeypatch.setattr(attention, "BIAS_BUDGET_BYTES", 1)  # one query row per chunk
+            assert attention.chunk_rows(1, block.num_heads, 63, 4, 1) == 1
+            chunked = attention._sdpa_forward(block, x)
+            monkeypatch.setattr(attention, "BIAS_BUDGET_BYTES", 10 * block.num_heads * 63 * 4)  # 10 rows
+            tens = attention._sdpa_forward(block, x)
+        for out in (whole, chunked, tens):
+            assert float((out - stock).norm() / stock.norm()) < 1e-5
+        # With gradients (still the 10-row budget) the whole bias is formed, so autograd works.
+        grads = []
+        for forward in (Attention_forward_stock, attention._sdpa_forward):
+            x_grad = x.clone().requires_grad_(True)
+            forward(block, x_grad).square().sum().backward()
+            grads.append(x_grad.grad)
+        assert float((grads[1] - grads[0]).norm() / grads[0].norm()) < 1e-5
+    finally:
+        for name, p in block.named_parameters():
+            if name in rel:
+                p.data.copy_(rel[name])
+
+
+def Attention_forward_stock(block, x):
+    from segment_anything.modeling.image_encoder import Attention
+
+    return Attention.forward(block, x)
