@@ -500,5 +500,27 @@ def test_console_script_runs_the_same_main():
     import napari_autosam.cli
 
     scripts = [e for e in entry_points(group="console_scripts") if e.name == "napari-autosam"]
-    assert scripts and scripts[0].value == "napari_autosam.cli:main"
+    assert scripts and scripts[0].value == "napari_autosam.cli:entry"  # main(), then _exit()
     assert napari_autosam.cli.main is __import__("badinput").main
+
+
+def test_the_quick_exit_flushes_runs_atexit_and_keeps_the_code(tmp_path):
+    import subprocess
+    import sys
+
+    marker, thread_marker = tmp_path / "atexit-ran", tmp_path / "thread-done"
+    script = f"""
+import atexit, pathlib, sys, threading, time
+from napari_autosam.cli import _exit
+atexit.register(lambda: pathlib.Path({str(marker)!r}).write_text("yes"))
+if sys.argv[1] == "thread":  # a live non-daemon thread: the normal exit, which waits for it
+    threading.Thread(target=lambda: (time.sleep(0.3), pathlib.Path({str(thread_marker)!r}).write_text("done"))).start()
+sys.stdout.write("unflushed text")
+_exit(3)
+"""
+    for mode in ("plain", "thread"):
+        done = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 3 and done.stdout == "unflushed text", (mode, done.stderr)
+        assert marker.read_text() == "yes"
+        marker.unlink()
+    assert thread_marker.read_text() == "done"

@@ -19,11 +19,8 @@ return the checkpoint path; drive them with :func:`napari_autosam.progress.run`.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import os
 import socket
-import urllib.error
-import urllib.request
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,6 +196,9 @@ def _by_hand(url: str, dest: Path, *, md5: str | None = None, size: int | None =
 
 def _reason(err: BaseException) -> str:
     """A short, user-facing description of a network or file-system error."""
+    import http.client
+    import urllib.error
+
     if isinstance(err, urllib.error.HTTPError):
         return f"the server answered HTTP {err.code} {err.reason}"
     if isinstance(err, urllib.error.URLError):
@@ -218,7 +218,7 @@ def _reason(err: BaseException) -> str:
     return str(err) or type(err).__name__
 
 
-def _content_length(response: http.client.HTTPResponse) -> int | None:
+def _content_length(response) -> int | None:
     value = response.headers.get("Content-Length")
     try:
         return int(value) if value is not None else None
@@ -290,6 +290,10 @@ def download(
     Cancelled
         ``cancel`` was set; nothing is left behind either.
     """
+    import http.client  # here, not at the top: a segment run that loads a local file needs no networking
+    import urllib.error
+    import urllib.request
+
     dest = Path(dest)
     hint = _by_hand(url, dest, md5=md5, size=size)
     request = urllib.request.Request(url, headers={"User-Agent": "napari-autosam"})
