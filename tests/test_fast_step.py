@@ -93,3 +93,26 @@ def test_fast_step_gives_the_plain_loss_and_gradients(model):
     assert fast_loss == pytest.approx(plain_loss, rel=1e-5)
     plain_error = float((plain - ref).norm() / ref.norm())
     assert float((fast - ref).norm() / ref.norm()) < 2 * plain_error + 1e-6
+
+
+@pytest.mark.parametrize("multimask", [False, True])
+def test_point_and_box_decoding_equals_the_stock_decoder(tiny_sam, monkeypatch, multimask):
+    """prompts.decode (instances, clicks) through decode_prompts: the stock logits and IoU scores."""
+    import numpy as np
+
+    from napari_autosam.inference.prompts import decode
+
+    torch.manual_seed(3)
+    embedding = torch.randn(1, 256, 64, 64)
+    rng = np.random.default_rng(0)
+    points = (rng.uniform(0, 1024, (5, 2, 2)), np.array([[1, 0]] * 5))
+    boxes = np.sort(rng.uniform(0, 1024, (5, 2, 2)), axis=1).reshape(5, 4)
+    dense = torch.randn(1, 256, 64, 64).tanh()
+    for kwargs in ({"points": points}, {"boxes": boxes}, {"points": points, "boxes": boxes, "dense": dense}):
+        fast = decode(tiny_sam, embedding, multimask=multimask, **kwargs)
+        monkeypatch.setenv(FAST_DECODER_ENV, "0")
+        stock = decode(tiny_sam, embedding, multimask=multimask, **kwargs)
+        monkeypatch.delenv(FAST_DECODER_ENV)
+        k = 3 if multimask else 1
+        assert fast[0].shape == stock[0].shape == (5, k, 256, 256) and fast[1].shape == stock[1].shape == (5, k)
+        assert _relative(fast[0], stock[0]) < 1e-5 and _relative(fast[1], stock[1]) < 1e-5

@@ -14,7 +14,7 @@ from napari_autosam.inference.instances import (
     prompt_instances,
     split_objects,
 )
-from napari_autosam.inference.prompts import boxes_to_sam, logits_in_window, points_to_sam
+from napari_autosam.inference.prompts import boxes_to_sam, logit_region, logits_in_window, points_to_sam
 from napari_autosam.inference.testing import threshold_model
 from napari_autosam.progress import run
 from napari_autosam.sam.embedding import Geometry, frame_to_original
@@ -113,6 +113,40 @@ def test_logits_in_window_samples_like_frame_to_original():
         window = (geometry.height // 3, geometry.height - 2, 5, geometry.width // 2)
         part = logits_in_window(logits, geometry, window)
         torch.testing.assert_close(part, full[window[0] : window[1], window[2] : window[3]], atol=2e-4, rtol=0)
+
+
+def test_logit_region_holds_every_logit_a_window_reads():
+    torch.manual_seed(0)
+    logits = torch.randn(1, 256, 256)
+    for geometry in (Geometry(300, 500), Geometry(90, 60), Geometry(1000, 1000), Geometry(37, 2000)):
+        for window in ((0, geometry.height, 0, geometry.width), (geometry.height // 3, geometry.height - 2, 5, geometry.width // 2),
+                       (geometry.height - 1, geometry.height, geometry.width - 3, geometry.width)):
+            y0, y1, x0, x1 = logit_region(geometry, window)
+            outside = torch.full_like(logits, float("nan"))
+            outside[:, y0:y1, x0:x1] = logits[:, y0:y1, x0:x1]
+            torch.testing.assert_close(logits_in_window(outside, geometry, window), logits_in_window(logits, geometry, window))
+
+
+def test_sam_masks_of_instances_are_the_same_when_only_their_windows_are_upsampled(sam, monkeypatch):
+    """Instances decode only the logits under each grown window: the stock decoder's masks, exactly."""
+    from napari_autosam.sam.embedding import image_embedding
+    from napari_autosam.sam.fast_decoder import FAST_DECODER_ENV
+
+    truth = touching_scene((300, 260))
+    truth[disc(truth.shape, (230, 60), 40)] = 4  # a large object beside small ones in one batch
+    rgb = np.repeat((truth > 0).astype(np.uint8)[..., None] * 200, 3, axis=-1)
+    embedding = image_embedding(sam, rgb)
+    prompts = object_prompts(split_objects(truth > 0))
+    geometry = Geometry(*truth.shape)
+    options = InstanceOptions(batch_size=3, min_agreement=0.0)
+    fast = prompt_instances(sam, embedding, prompts, geometry, options)
+    monkeypatch.setenv(FAST_DECODER_ENV, "0")
+    stock = prompt_instances(sam, embedding, prompts, geometry, options)
+    assert len(fast) == len(stock) == len(prompts) >= 4
+    for a, b in zip(fast, stock):
+        assert a.window == b.window and a.score == pytest.approx(b.score, abs=1e-5)
+        assert (a.mask != b.mask).mean() < 1e-3  # float rounding may flip a pixel at a logit of ~0
+    assert sum(int(a.mask.sum()) for a in fast) > 0 and len({a.mask.shape for a in fast}) > 1
 
 
 def test_prompt_coordinates_follow_sams_resize_longest_side():

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..sam.embedding import Geometry
-from .prompts import boxes_to_sam, decode, logits_in_window, mask_prompt, points_to_sam
+from .prompts import boxes_to_sam, decode, logit_region, logits_in_window, mask_prompt, points_to_sam
 
 
 def _ndi():
@@ -239,26 +239,31 @@ def prompt_instances(
     shape = (geometry.height, geometry.width)
     if not options.refine:
         return [Instance(w, m, 0.0) for w, m in zip(prompts.windows, prompts.masks)]
-    instances = []
+    windows = [_grown(window, shape) for window in prompts.windows]
+    regions = np.array([logit_region(geometry, window) for window in windows], dtype=np.int64).reshape(-1, 4)
+    # SAM's mask is read only inside each object's grown window, so only the logits there are
+    # computed; batches of similar sizes keep those crops small (results keep the prompts' order).
+    order = np.argsort(-(regions[:, 1] - regions[:, 0]) * (regions[:, 3] - regions[:, 2]), kind="stable")
+    instances: list[Instance | None] = [None] * len(prompts)
     for start in range(0, len(prompts), options.batch_size):
-        chunk = range(start, min(len(prompts), start + options.batch_size))
-        points = points_to_sam(prompts.points[chunk.start : chunk.stop, None, :], geometry)
+        chunk = order[start : start + options.batch_size]
+        points = points_to_sam(prompts.points[chunk, None, :], geometry)
         masks = None
         if options.use_mask_prompt:
             masks = mask_prompt(np.stack([_embed_in(prompts.masks[i], prompts.windows[i], (0, shape[0], 0, shape[1]))
                                           for i in chunk]))
         logits, scores = decode(
             sam, embedding, points=(points, np.ones(points.shape[:2])),
-            boxes=boxes_to_sam(prompts.boxes[chunk.start : chunk.stop], geometry), masks=masks,
+            boxes=boxes_to_sam(prompts.boxes[chunk], geometry), masks=masks, regions=regions[chunk],
         )
         for k, i in enumerate(chunk):
-            window = _grown(prompts.windows[i], shape)
+            window = windows[i]
             aux = _embed_in(prompts.masks[i], prompts.windows[i], window)
             sam_mask = (logits_in_window(logits[k], geometry, window) > 0).numpy()
             if _iou(sam_mask, aux) >= options.min_agreement:
-                instances.append(Instance(window, sam_mask, float(scores[k, 0])))
+                instances[i] = Instance(window, sam_mask, float(scores[k, 0]))
             else:
-                instances.append(Instance(window, aux, 0.0))
+                instances[i] = Instance(window, aux, 0.0)
     return instances
 
 

@@ -9,11 +9,14 @@ whole or only inside a window (cheap for small objects in big tiles).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..sam.embedding import LOGIT_SIZE, SAM_INPUT_SIZE, Geometry, mask_to_padded_frame
+from ..sam.fast_decoder import decode_prompts, fast_decoder_enabled
 
 #: Magnitude of the logits a binary mask prompt is turned into (SAM expects logits, not 0/1).
 MASK_PROMPT_LOGIT = 10.0
@@ -114,6 +117,7 @@ def decode(
     masks: torch.Tensor | None = None,
     dense: torch.Tensor | None = None,
     multimask: bool = False,
+    regions: np.ndarray | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run SAM's prompt encoder and mask decoder for ``B`` prompt sets on one embedding.
 
@@ -124,6 +128,8 @@ def decode(
     boxes : ``B×4`` in SAM's frame, or None.
     masks : ``B×1×256×256`` mask-prompt logits, or None.
     dense : ``B×256×64×64`` (or 1×…) dense prompt replacing SAM's own (e.g. AutoSAM's g(I)); wins over ``masks``.
+    regions : ``B×4`` ``(y0, y1, x0, x1)`` in the logits' pixels, optional: only these are needed
+        (:func:`logit_region`); the fast decoder then leaves the logits elsewhere NaN.
 
     Returns
     -------
@@ -138,14 +144,37 @@ def decode(
     sparse, own_dense = sam.prompt_encoder(points=point_arg, boxes=box_arg, masks=mask_arg)
     if dense is not None:
         own_dense = dense.to(device, own_dense.dtype).expand(sparse.shape[0], -1, -1, -1)
-    logits, scores = sam.mask_decoder(
-        image_embeddings=embedding.to(device, sparse.dtype),
-        image_pe=sam.prompt_encoder.get_dense_pe(),
-        sparse_prompt_embeddings=sparse,
-        dense_prompt_embeddings=own_dense,
-        multimask_output=multimask,
-    )
+    if fast_decoder_enabled():  # the same logits, computed only for the masks returned
+        logits, scores = decode_prompts(sam.mask_decoder, embedding.to(device, sparse.dtype),
+                                        sam.prompt_encoder.get_dense_pe(), sparse, own_dense, multimask=multimask,
+                                        regions=regions)
+    else:
+        logits, scores = sam.mask_decoder(
+            image_embeddings=embedding.to(device, sparse.dtype),
+            image_pe=sam.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=own_dense,
+            multimask_output=multimask,
+        )
     return logits.float().cpu(), scores.float().cpu()
+
+
+def logit_region(geometry: Geometry, window: tuple[int, int, int, int], size: int = LOGIT_SIZE) -> tuple[int, int, int, int]:
+    """The pixels ``(y0, y1, x0, x1)`` of the ``size²`` logits that :func:`logits_in_window` reads for ``window``.
+
+    Bilinear sampling at the window's pixel centres touches the two
+    neighbouring logit rows (columns) of each; one more on every side is kept
+    for rounding.
+    """
+    h, w = geometry.resized(size)
+
+    def span(lo: int, hi: int, original: int, resized: int) -> tuple[int, int]:
+        first = math.floor((lo + 0.5) / original * resized - 0.5) - 1
+        last = math.floor((hi - 0.5) / original * resized - 0.5) + 2
+        return max(0, first), min(resized, last + 1)
+
+    y0, y1, x0, x1 = window
+    return (*span(y0, y1, geometry.height, h), *span(x0, x1, geometry.width, w))
 
 
 def logits_in_window(logits: torch.Tensor, geometry: Geometry, window: tuple[int, int, int, int]) -> torch.Tensor:
