@@ -17,10 +17,12 @@ Printed (every figure with the load average when it was taken):
    ``--quick``) in a fresh process that
    loads the same checkpoint file;
 4. instance mode / grid generator: ``segment --mode instances`` with the
-   untrained g (whole process), and in this process with a g whose mask is
-   the nuclei ("trained"), before (every object prompted, batches of 32) and
-   after (faint objects dropped, at most ``max_prompts`` per window, batches
-   of 64), with the instance counts and the time per object;
+   untrained g and with a g fine-tuned here (``napari-autosam train`` on
+   other synthetic images, ``--train-steps`` steps), both whole processes;
+   then in this process with a g whose mask is the nuclei (the known-answer
+   model), before (every object prompted, batches of 32) and after (faint
+   objects dropped, at most ``max_prompts`` per window, batches of 64), with
+   the instance counts and the time per object;
 5. fine-tuning: a step that re-encodes the image / a step on the cached embedding
    (and that step with segment-anything's stock decoder forward / the fast one).
 """
@@ -96,6 +98,10 @@ def main() -> None:
     parser.add_argument("--cpu-time", action="store_true",
                         help="part 5 in CPU seconds (steadier on a shared machine; run with OMP_NUM_THREADS=1)")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: encoder,process,grid,instances,training")
+    parser.add_argument("--train-steps", type=int, default=None,
+                        help="g steps of the fine-tuned g of part 4 (default 120; --quick: 40); h gets two thirds")
+    parser.add_argument("--no-before", action="store_true",
+                        help="part 4 without the in-process 'before' runs (every object prompted: ~30 min for ViT-B)")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     import tifffile
@@ -158,7 +164,8 @@ def main() -> None:
               f"grid/AutoSAM whole process = {t_grid_process / t_process:.1f}× (goal >= 12); {load()}", flush=True)
         t_grid = t_grid_process
     if "instances" not in skip:
-        instances(sam, image, cli, env, tmp, t_grid, args.points)
+        steps = args.train_steps or (40 if args.quick else 120)
+        instances(sam, image, cli, env, tmp, t_grid, args.points, checkpoint, steps, not args.no_before)
     if "training" not in skip:
         from bench_training import step_times
 
@@ -174,6 +181,40 @@ def main() -> None:
               f"{t['cached_stock'] / t['cached']:.2f}×), re-encoding {t['reencoding']:.2f} {unit} (encoder "
               f"{t['encoder']:.2f}): re-encoding/cached = {t['reencoding'] / t['cached']:.1f}× (goal >= 50); "
               f"{load()}", flush=True)
+        print(f"   g alone (forward, backward, Adam; no decoder) {t['g']:.3f} {unit}: even a free decoder would give "
+              f"at most (encoder + g)/g = {(t['encoder'] + t['g']) / t['g']:.1f}×", flush=True)
+        if not args.cpu_time:
+            rate_g, rate_mm = g_flop_rate(), matmul_flop_rate()
+            print(f"   g's forward + backward runs at {rate_g:.0f} GFLOP/s, a 2048² float32 matrix product at "
+                  f"{rate_mm:.0f} GFLOP/s here: g is {rate_g / rate_mm:.0%} of what this CPU's matrix unit gives; "
+                  f"{load()}", flush=True)
+
+
+def g_flop_rate() -> float:
+    """GFLOP/s of the CPU default g's forward and backward on one 256² input (FLOPs counted by PyTorch)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from napari_autosam.models.prompt_generator import build_prompt_generator
+
+    g = build_prompt_generator("hardnet_small", input_size=256).train()
+    x = torch.randn(1, 3, 256, 256)
+
+    def step():
+        g.zero_grad(set_to_none=True)
+        g(x).square().mean().backward()
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    step()
+    seconds = min(timed(step)[0] for _ in range(5))
+    return counter.get_total_flops() / seconds / 1e9
+
+
+def matmul_flop_rate() -> float:
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a @ b
+    seconds = min(timed(lambda: a @ b)[0] for _ in range(5))
+    return 2 * 2048**3 / seconds / 1e9
 
 
 def embed_images_stock(sam, rgb):
@@ -190,31 +231,69 @@ def embed_images_stock(sam, rgb):
         attention.use_fast_attention = real
 
 
-def instances(sam, image, cli, env, tmp, t_grid, points: int) -> None:
+def fine_tuned_store(cli_train: list[str], env: dict, tmp: Path, size: int, steps: int) -> tuple[Path, float]:
+    """A g (and h) fine-tuned by ``napari-autosam train`` on 4 other synthetic nuclei images; its store and seconds."""
+    import tifffile
+
+    from napari_autosam.data.synthetic import make_nuclei_dataset
+
+    images, masks = tmp / "train" / "images", tmp / "train" / "masks"
+    images.mkdir(parents=True), masks.mkdir(parents=True)
+    for i, (img, labels) in enumerate(make_nuclei_dataset(4, (size // 2, size // 2), seed=1)):
+        img = (np.clip(img / np.percentile(img, 99.5), 0, 1) * 255).astype(np.uint8)
+        tifffile.imwrite(images / f"n{i}.tif", img)
+        tifffile.imwrite(masks / f"n{i}.tif", (labels > 0).astype(np.uint8))
+    store = tmp / "store"
+    seconds, _ = subprocess_seconds([*cli_train, "--images", str(images), "--masks", str(masks), "--out", str(store),
+                                     "--steps", str(steps), "--h-steps", str(max(1, 2 * steps // 3)),
+                                     "--variants", "identity"], env)
+    return store, seconds
+
+
+def instances(sam, image, cli, env, tmp, t_grid, points: int, checkpoint, steps: int, before_runs: bool) -> None:
+    import re
+
     from napari_autosam.inference import InstanceOptions, Segmenter
     from napari_autosam.inference.testing import threshold_model
 
+    grid = f" ({points}² points)"
     t_cli, out = subprocess_seconds([*cli, "--out", str(tmp / "inst"), "--mode", "instances"], env)
-    import re
-
     found = re.findall(r"(\d+) instances", out)
-    ratio = f", instances/grid ({points}² points) = {t_cli / t_grid:.2f} (goal <= 1 at 32²)" if t_grid else ""
+    ratio = f", instances/grid{grid} = {t_cli / t_grid:.2f} (goal <= 1 at 32²)" if t_grid else ""
     print(f"4. `segment --mode instances`, untrained g, whole process {t_cli:.1f} s ({found[-1] if found else '?'} instances)"
           f"{ratio}; {load()}", flush=True)
+    train_cli = [sys.executable, "-m", "napari_autosam", "train", "--sam", str(checkpoint), "--device", "cpu"]
+    store, t_train = fine_tuned_store(train_cli, env, tmp, image.shape[0], steps)
+    t_cli, out = subprocess_seconds([*cli, "--out", str(tmp / "inst-trained"), "--mode", "instances",
+                                     "--model", str(store)], env)
+    found = re.findall(r"(\d+) instances", out)
+    capped = "; capped" if "capped" in out else ""
+    ratio = f", grid{grid}/instances = {t_grid / t_cli:.1f}× (goal >= 3 at 32²)" if t_grid else ""
+    print(f"   `segment --mode instances`, g fine-tuned here ({steps} steps, {t_train:.0f} s), whole process "
+          f"{t_cli:.1f} s ({found[-1] if found else '?'} instances{capped}){ratio}; {load()}", flush=True)
+    from napari_autosam.sam.fast_decoder import FAST_DECODER_ENV
+
     before = InstanceOptions(source="h", min_confidence=0.0, max_prompts=None, batch_size=32)
     after = InstanceOptions(source="h")
-    for label, model in (("untrained g", None), ("nuclei g", threshold_model(0.35))):
-        for name, options in (("before", before), ("after", after)):
-            if model is None:
-                options = InstanceOptions(source="autosam", min_confidence=options.min_confidence,
-                                          max_prompts=options.max_prompts, batch_size=options.batch_size)
-            seg = Segmenter(sam, model, instance_options=options)
-            run(seg.segment(image))  # embedding cached: what follows is g, the decoder and the instance work
-            t, result = timed(lambda seg=seg: run(seg.segment(image, mode="instances")))
-            n = int(result.instances.max())
-            capped = "; capped" if any("capped" in m for m in result.messages) else ""
-            print(f"   {label}, {name}: {t:.1f} s for one tile, {n} instances, {1000 * t / max(n, 1):.0f} ms per "
-                  f"object{capped}; {load()}", flush=True)
+    runs = [("untrained g", None, "before", before, True), ("untrained g", None, "after", after, True),
+            ("nuclei g", threshold_model(0.35), "before", before, True),
+            ("nuclei g", threshold_model(0.35), "after, stock decoder forward", after, False),
+            ("nuclei g", threshold_model(0.35), "after", after, True)]
+    for label, model, name, options, fast in runs:
+        if name == "before" and not before_runs:
+            continue
+        if model is None:
+            options = InstanceOptions(source="autosam", min_confidence=options.min_confidence,
+                                      max_prompts=options.max_prompts, batch_size=options.batch_size)
+        seg = Segmenter(sam, model, instance_options=options)
+        run(seg.segment(image))  # embedding cached: what follows is g, the decoder and the instance work
+        os.environ[FAST_DECODER_ENV] = "1" if fast else "0"
+        t, result = timed(lambda seg=seg: run(seg.segment(image, mode="instances")))
+        os.environ.pop(FAST_DECODER_ENV)
+        n = int(result.instances.max())
+        capped = "; capped" if any("capped" in m for m in result.messages) else ""
+        print(f"   {label}, {name}: {t:.1f} s for one tile, {n} instances, {1000 * t / max(n, 1):.0f} ms per "
+              f"object{capped}; {load()}", flush=True)
 
 
 if __name__ == "__main__":

@@ -56,7 +56,8 @@ def step_times(sam, samples, config: TrainConfig, device: torch.device, repeats:
 
     ``clock`` is ``time.perf_counter`` (wall) or ``time.process_time`` (CPU
     seconds: steadier on a shared machine, comparable with one thread).
-    Returns ``{"cached", "cached_stock", "encoder", "reencoding"}``; the
+    Returns ``{"cached", "cached_stock", "g", "encoder", "reencoding"}`` (``g``: g's
+    forward, backward and Adam alone, the step's floor); the
     re-encoding step is the encoder followed by the (fast) cached step.
     """
     import os
@@ -91,16 +92,27 @@ def step_times(sam, samples, config: TrainConfig, device: torch.device, repeats:
         _sync(device)
         return clock() - t0
 
-    cached_step(), cached_step(stock=True)  # warm-up
+    def g_alone() -> float:
+        """g's own share of a step: forward, backward (of a stand-in loss) and Adam, no decoder."""
+        _sync(device)
+        t0 = clock()
+        model.train()
+        g_input = data.batch([0], [0], device=device, augment=config.augment, generator=generator)[0]
+        _optimise(model.prompt_generator(g_input).square().mean(), optimizer, None)
+        _sync(device)
+        return clock() - t0
+
+    cached_step(), cached_step(stock=True), g_alone()  # warm-up
     encode()
     n = max(3, repeats)
-    fast, stock = [], []
+    fast, stock, g_only = [], [], []
     for _ in range(n):  # interleaved, so a change of load hits both alike
         fast.append(cached_step())
         stock.append(cached_step(stock=True))
+        g_only.append(g_alone())
     # A re-encoding step is the encoder followed by the same step, timed back to back.
     pairs = [(encode(), cached_step()) for _ in range(repeats)]
-    return {"cached": statistics.median(fast), "cached_stock": statistics.median(stock),
+    return {"cached": statistics.median(fast), "cached_stock": statistics.median(stock), "g": statistics.median(g_only),
             "encoder": statistics.median(e for e, _ in pairs),
             "reencoding": statistics.median(e + s for e, s in pairs)}
 
