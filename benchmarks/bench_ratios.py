@@ -264,12 +264,14 @@ def instances(sam, image, cli, env, tmp, t_grid, points: int, checkpoint, steps:
           f"{ratio}; {load()}", flush=True)
     train_cli = [sys.executable, "-m", "napari_autosam", "train", "--sam", str(checkpoint), "--device", "cpu"]
     store, t_train = fine_tuned_store(train_cli, env, tmp, image.shape[0], steps)
+    # Prompts from h(g(I)), as in the in-process runs below: with random SAM weights the decoder's
+    # logits stay small, so AutoSAM's probabilities hover near 0.5 and every object would count as faint.
     t_cli, out = subprocess_seconds([*cli, "--out", str(tmp / "inst-trained"), "--mode", "instances",
-                                     "--model", str(store)], env)
+                                     "--instance-source", "h", "--model", str(store)], env)
     found = re.findall(r"(\d+) instances", out)
     capped = "; capped" if "capped" in out else ""
     ratio = f", grid{grid}/instances = {t_grid / t_cli:.1f}× (goal >= 3 at 32²)" if t_grid else ""
-    print(f"   `segment --mode instances`, g fine-tuned here ({steps} steps, {t_train:.0f} s), whole process "
+    print(f"   `segment --mode instances --instance-source h`, g fine-tuned here ({steps} steps, {t_train:.0f} s), whole process "
           f"{t_cli:.1f} s ({found[-1] if found else '?'} instances{capped}){ratio}; {load()}", flush=True)
     from napari_autosam.sam.fast_decoder import FAST_DECODER_ENV
 
