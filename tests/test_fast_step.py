@@ -116,3 +116,15 @@ def test_point_and_box_decoding_equals_the_stock_decoder(tiny_sam, monkeypatch, 
         k = 3 if multimask else 1
         assert fast[0].shape == stock[0].shape == (5, k, 256, 256) and fast[1].shape == stock[1].shape == (5, k)
         assert _relative(fast[0], stock[0]) < 1e-5 and _relative(fast[1], stock[1]) < 1e-5
+
+
+def test_autosam_inference_decodes_like_the_stock_decoder(model, monkeypatch):
+    torch.manual_seed(4)
+    g_input, embedding = torch.randn(2, 3, 128, 128), torch.randn(2, 256, 64, 64)
+    model.eval()
+    with torch.no_grad():
+        fast = model(g_input, embedding)
+        monkeypatch.setenv(FAST_DECODER_ENV, "0")
+        stock = model(g_input, embedding)
+    assert fast.sam_logits.shape == stock.sam_logits.shape == (2, 1, 256, 256) and fast.iou.shape == (2, 1)
+    assert _relative(fast.sam_logits, stock.sam_logits) < 1e-5 and _relative(fast.iou, stock.iou) < 1e-5

@@ -186,8 +186,8 @@ def entry() -> None:
     loaded, a noticeable share of a short run.  So the streams are flushed,
     the ``atexit`` handlers run (temporary folders, logging, child
     processes, as at a normal exit) and the process ends at once; if another
-    non-daemon thread is still alive, or ``NAPARI_AUTOSAM_DEBUG`` is set,
-    it exits the normal way instead.
+    non-daemon thread is still alive, a profiler or debugger is attached,
+    or ``NAPARI_AUTOSAM_DEBUG`` is set, it exits the normal way instead.
     """
     code = main()
     _exit(code)
@@ -199,7 +199,8 @@ def _exit(code: int) -> None:
 
     others = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive() and not t.daemon]
     run_exit_functions = getattr(atexit, "_run_exitfuncs", None)
-    if others or run_exit_functions is None or os.environ.get(DEBUG_ENV, "").strip() not in ("", "0"):
+    watched = sys.gettrace() is not None or sys.getprofile() is not None  # a profiler or debugger writes at exit
+    if others or watched or run_exit_functions is None or os.environ.get(DEBUG_ENV, "").strip() not in ("", "0"):
         sys.exit(code)
     try:
         sys.stdout.flush()

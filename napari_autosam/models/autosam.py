@@ -85,9 +85,25 @@ class AutoSAM(nn.Module):
             ious.append(iou)
         return torch.cat(logits), torch.cat(ious)
 
+    def _decode_fast_with_iou(self, image_embedding: torch.Tensor, dense_prompt: torch.Tensor):
+        from ..sam.fast_decoder import decode_prompts, fast_decoder_enabled
+
+        if not fast_decoder_enabled():
+            return self.decode_with_iou(image_embedding, dense_prompt)
+        pe = self.sam.prompt_encoder.get_dense_pe()
+        empty = dense_prompt.new_zeros(1, 0, dense_prompt.shape[1])
+        out = [decode_prompts(self.sam.mask_decoder, emb[None], pe, empty, dense[None])
+               for emb, dense in zip(image_embedding, dense_prompt)]
+        return torch.cat([logits for logits, _ in out]), torch.cat([iou for _, iou in out])
+
     def forward(self, g_input: torch.Tensor, image_embedding: torch.Tensor, *, with_surrogate: bool = True) -> AutoSAMOutput:
-        """Dense prompt from the image, SAM logits from the cached embedding, and h's logits."""
+        """Dense prompt from the image, SAM logits from the cached embedding, and h's logits.
+
+        The decoder runs through :func:`~napari_autosam.sam.fast_decoder.decode_prompts`
+        (the same logits and IoU as :meth:`decode_with_iou` to float rounding, the
+        one mask computed only), unless ``NAPARI_AUTOSAM_FAST_DECODER=0``.
+        """
         prompt = self.prompt_generator(g_input)
-        sam_logits, iou = self.decode_with_iou(image_embedding, prompt.to(image_embedding.dtype))
+        sam_logits, iou = self._decode_fast_with_iou(image_embedding, prompt.to(image_embedding.dtype))
         h_logits = self.surrogate(prompt) if (with_surrogate and self.surrogate is not None) else None
         return AutoSAMOutput(sam_logits=sam_logits, h_logits=h_logits, prompt=prompt, iou=iou)
