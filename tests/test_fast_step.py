@@ -108,7 +108,9 @@ def test_point_and_box_decoding_equals_the_stock_decoder(tiny_sam, monkeypatch, 
     points = (rng.uniform(0, 1024, (5, 2, 2)), np.array([[1, 0]] * 5))
     boxes = np.sort(rng.uniform(0, 1024, (5, 2, 2)), axis=1).reshape(5, 4)
     dense = torch.randn(1, 256, 64, 64).tanh()
-    for kwargs in ({"points": points}, {"boxes": boxes}, {"points": points, "boxes": boxes, "dense": dense}):
+    masks = torch.randn(5, 1, 256, 256) * 5  # one mask prompt per set: a dense prompt of its own each
+    for kwargs in ({"points": points}, {"boxes": boxes}, {"points": points, "boxes": boxes, "dense": dense},
+                   {"boxes": boxes, "masks": masks}):
         fast = decode(tiny_sam, embedding, multimask=multimask, **kwargs)
         monkeypatch.setenv(FAST_DECODER_ENV, "0")
         stock = decode(tiny_sam, embedding, multimask=multimask, **kwargs)

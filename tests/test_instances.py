@@ -127,7 +127,8 @@ def test_logit_region_holds_every_logit_a_window_reads():
             torch.testing.assert_close(logits_in_window(outside, geometry, window), logits_in_window(logits, geometry, window))
 
 
-def test_sam_masks_of_instances_are_the_same_when_only_their_windows_are_upsampled(sam, monkeypatch):
+@pytest.mark.parametrize("use_mask_prompt", [False, True])
+def test_sam_masks_of_instances_are_the_same_when_only_their_windows_are_upsampled(sam, monkeypatch, use_mask_prompt):
     """Instances decode only the logits under each grown window: the stock decoder's masks, exactly."""
     from napari_autosam.sam.embedding import image_embedding
     from napari_autosam.sam.fast_decoder import FAST_DECODER_ENV
@@ -138,7 +139,7 @@ def test_sam_masks_of_instances_are_the_same_when_only_their_windows_are_upsampl
     embedding = image_embedding(sam, rgb)
     prompts = object_prompts(split_objects(truth > 0))
     geometry = Geometry(*truth.shape)
-    options = InstanceOptions(batch_size=3, min_agreement=0.0)
+    options = InstanceOptions(batch_size=3, min_agreement=0.0, use_mask_prompt=use_mask_prompt)
     fast = prompt_instances(sam, embedding, prompts, geometry, options)
     monkeypatch.setenv(FAST_DECODER_ENV, "0")
     stock = prompt_instances(sam, embedding, prompts, geometry, options)
