@@ -272,8 +272,7 @@ def instances(sam, image, cli, env, tmp, t_grid, points: int, checkpoint, steps:
           f"{ratio}; {load()}", flush=True)
     train_cli = [sys.executable, "-m", "napari_autosam", "train", "--sam", str(checkpoint), "--device", "cpu"]
     store, t_train = fine_tuned_store(train_cli, env, tmp, image.shape[0], steps)
-    # Prompts from h(g(I)), as in the in-process runs below: with random SAM weights the decoder's
-    # logits stay small, so AutoSAM's probabilities hover near 0.5 and every object would count as faint.
+    # Prompts from h(g(I)), as in the in-process runs below (and as the figures in the docs were taken).
     t_cli, out = subprocess_seconds([*cli, "--out", str(tmp / "inst-trained"), "--mode", "instances",
                                      "--instance-source", "h", "--model", str(store)], env)
     found = re.findall(r"(\d+) instances", out)

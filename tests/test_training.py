@@ -242,3 +242,33 @@ def test_a_single_image_is_validated_on_a_held_out_strip_cut_from_training(tiny_
     assert all(row["val_kind"] == "held-out strip" for row in result.history)
     assert any(e.metrics.get("val_kind") == "held-out strip" for e in events if e.phase == "train_g")
     assert np.isfinite(result.metrics["val_dice_autosam"])
+
+
+def test_the_model_keeps_the_logit_gain_it_was_trained_under_and_its_probabilities_use_it(tiny_sam, data, trained, cache):
+    """The tiny SAM's decoder gives small logits: g learns under a gain k > 1, and AutoSAM's
+    probabilities at inference take the same k (masks unchanged), so confident objects are found."""
+    from napari_autosam.inference import Segmenter
+    from napari_autosam.losses import GAIN_MAX, PROBABILITY_GAIN_KEY, probability_gain
+
+    model = trained["result"].model
+    gain = model.metadata[PROBABILITY_GAIN_KEY]
+    assert 1.0 < gain <= GAIN_MAX and probability_gain(model.metadata) == gain
+    image = data["test"][0].image
+    with_gain = run(Segmenter(tiny_sam, model, cache=cache).segment(image))
+    plain = run(Segmenter(tiny_sam, ModelCheckpoint(model.prompt_generator, model.surrogate,
+                                                    {**model.metadata, PROBABILITY_GAIN_KEY: 1.0}),
+                          cache=cache).segment(image))
+    np.testing.assert_array_equal(with_gain.autosam_mask, plain.autosam_mask)
+    p = np.clip(plain.autosam_prob.astype(np.float64), 1e-6, 1 - 1e-6)
+    expected = 1 / (1 + np.exp(-gain * np.log(p / (1 - p))))
+    np.testing.assert_allclose(with_gain.autosam_prob, expected, atol=2e-3)
+    assert np.abs(with_gain.autosam_prob - 0.5).mean() > np.abs(plain.autosam_prob - 0.5).mean()
+
+
+def test_probability_gain_of_old_or_damaged_metadata_is_one():
+    from napari_autosam.losses import PROBABILITY_GAIN_KEY, probability_gain, summary_gain
+
+    for metadata in ({}, {PROBABILITY_GAIN_KEY: "x"}, {PROBABILITY_GAIN_KEY: -2}, {PROBABILITY_GAIN_KEY: float("nan")},
+                     {PROBABILITY_GAIN_KEY: None}):
+        assert probability_gain(metadata) == 1.0
+    assert summary_gain([], 3.0) == 3.0 and summary_gain([1.0] * 10 + [5.0, 6.0, 7.0] * 20) == 6.0

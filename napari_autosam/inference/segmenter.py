@@ -23,6 +23,7 @@ import torch
 
 from ..device import autocast, pick_device
 from ..io.normalize import Normalization, compute_normalization, to_rgb_uint8
+from ..losses import probability_gain
 from ..models.autosam import AutoSAM
 from ..models.checkpoint import ModelCheckpoint
 from ..progress import CancelToken, Stopwatch, Task, nested
@@ -132,6 +133,7 @@ class Segmenter:
         model = default_model() if model is None else model
         adapters = _depth_adapters(model, self.sam, self.device)  # first: a mismatch leaves the old model in place
         self.untrained = bool(model.metadata.get("untrained"))
+        self.probability_gain = probability_gain(model.metadata)  # masks do not depend on it
         g = model.prompt_generator.to(self.device).eval()
         h = model.surrogate.to(self.device).eval() if model.surrogate is not None else None
         self.checkpoint = model
@@ -315,7 +317,7 @@ class Segmenter:
         results = []
         for i, rgb in enumerate(rgbs):
             geometry = Geometry(*rgb.shape[:2])
-            autosam = torch.sigmoid(frame_to_original(output.sam_logits[i : i + 1].float(), geometry))
+            autosam = torch.sigmoid(self.probability_gain * frame_to_original(output.sam_logits[i : i + 1].float(), geometry))
             h = None
             if output.h_logits is not None:
                 h = torch.sigmoid(frame_to_original(output.h_logits[i : i + 1].float(), geometry))[0, 0].cpu().numpy()

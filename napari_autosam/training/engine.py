@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from ..device import pick_device
+from ..losses import probability_gain, summary_gain
 from ..models.autosam import AutoSAM
 from ..models.checkpoint import ModelCheckpoint, load_checkpoint
 from ..models.prompt_generator import build_prompt_generator
@@ -235,7 +236,8 @@ def train(
         run_info = {"final": final, "config": resolved, "train": train_set, "val": val_set, "val_note": val_note,
                     "val_kind": val_kind, "ended": ended, "best": best, "history": trainer.history,
                     "seconds": round(time.perf_counter() - trainer.started, 2),
-                    "parent": start.metadata, "sam": sam, "cancelled": cancelled, "classes": classes}
+                    "parent": start.metadata, "sam": sam, "cancelled": cancelled, "classes": classes,
+                    "probability_gain": summary_gain(trainer.gains, probability_gain(start.metadata))}
         write = write_model if distributed is None else distributed.write_model
         checkpoint, path, version = write(destination, model, run_info)
         yield Progress("save", 1, 1, f"saved {path}")

@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..losses import PROBABILITY_GAIN_KEY
 from ..models.checkpoint import ModelCheckpoint, read_metadata, save_checkpoint
 from ..models.store import ModelStore
 
@@ -123,6 +124,7 @@ def write_model(destination: Destination, model, info: dict) -> tuple[ModelCheck
         "history": info["history"],
         "version": destination.version,
         "resolution": config.resolution if config.resolution is not None else (info["parent"] or {}).get("resolution"),
+        PROBABILITY_GAIN_KEY: float(info.get("probability_gain", 1.0)),
     }
     heads, classes = getattr(model, "class_heads", None), info.get("classes")
     if heads is not None:

@@ -45,6 +45,7 @@ class Trainer:
         self.best_epoch = 0
         self.best_step = 0
         self.started = time.perf_counter()
+        self.gains: list[float] = []  # the logit gain of each g step (see losses.probability_gain)
 
     @property
     def cancelled(self) -> bool:
@@ -86,7 +87,9 @@ class Trainer:
     def _gain(self, logits: torch.Tensor) -> torch.Tensor | float:
         """The factor on the frozen decoder's logits in g's loss (masks are unchanged by it)."""
         fixed = self.config.logit_gain
-        return logit_gain(logits) if fixed is None else float(fixed)
+        gain = logit_gain(logits) if fixed is None else float(fixed)
+        self.gains.append(float(gain))
+        return gain
 
     def _h_loss(self, g_input, _embedding, target) -> torch.Tensor:
         if self.classes is not None:
