@@ -207,10 +207,8 @@ def evaluate_classes(sam, model, samples, *, cache=None, cancel=None):
     """Per-class Dice/IoU of a class model on samples with class-id masks; a generator of ``evaluate`` progress."""
     from ..device import pick_device
     from ..models.autosam import AutoSAM
-    from ..progress import Cancelled, Stopwatch, nested
-    from ..sam.cache import EmbeddingCache
-    from ..sam.embedding import prepare_image
     from ..sam.registry import check_sam_variant
+    from .evaluate import score_each
 
     check_sam_variant(model.sam_variant, sam)
     classes = classes_from_metadata(model.metadata, "the model")
@@ -218,14 +216,9 @@ def evaluate_classes(sam, model, samples, *, cache=None, cancel=None):
     device = pick_device(next(sam.parameters()).device)
     surrogate = model.surrogate.to(device) if model.surrogate is not None else None
     autosam = attach(AutoSAM(sam, model.prompt_generator.to(device), surrogate).eval(), model.class_heads)
-    cache = cache if cache is not None else EmbeddingCache(sam, max_items=1)
     scores = ClassEvaluation(ClassScores(classes), ClassScores(classes) if surrogate is not None else None)
-    clock = Stopwatch(len(samples))
-    for done, sample in enumerate(samples, start=1):
-        if cancel is not None and cancel.cancelled:
-            raise Cancelled("evaluation cancelled")
-        embedding = yield from nested(cache.embed_many([sample.image]))
-        g_input = prepare_image(sample.image, autosam.input_size)[0].to(device)
+
+    def score_one(sample, g_input, embedding) -> dict:
         with torch.no_grad(), autocast(device):
             out = class_forward(autosam, heads_of(autosam), g_input, embedding.to(device),
                                 with_surrogate=surrogate is not None)
@@ -234,5 +227,7 @@ def evaluate_classes(sam, model, samples, *, cache=None, cancel=None):
         if scores.h is not None:
             scores.h.add(sample.name, score_classes(out.h_fused[0], sample.mask, len(classes)))
             metrics["dice_h"] = scores.h.mean_dice
-        yield clock.event("evaluate", done, f"evaluated {done}/{len(samples)} images", **metrics)
+        return metrics
+
+    yield from score_each(sam, samples, autosam.input_size, device, score_one, cache=cache, cancel=cancel)
     return scores

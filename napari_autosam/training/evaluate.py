@@ -104,7 +104,6 @@ def evaluate(
     same SAM) avoids re-encoding images seen before.  Raises
     :class:`~napari_autosam.progress.Cancelled` when cancelled.
     """
-    from ..sam.cache import EmbeddingCache
 
     device = pick_device(next(sam.parameters()).device)
     if not isinstance(model, ModelCheckpoint):
@@ -118,21 +117,38 @@ def evaluate(
 
         return (yield from evaluate_classes(sam, model, samples, cache=cache, cancel=cancel))
     autosam = _as_model(sam, model, device)
-    cache = cache if cache is not None else EmbeddingCache(sam, max_items=1)
     sam_scores = Scores()
     h_scores = Scores() if autosam.surrogate is not None else None
+
+    def score_one(sample, g_input, embedding) -> dict:
+        sam_logits, h_logits = predict_logits(autosam, g_input, embedding)
+        sam_scores.add(sample.name, *score(sam_logits[0], sample.mask))
+        metrics = {"dice_autosam": sam_scores.mean_dice}
+        if h_scores is not None:
+            h_scores.add(sample.name, *score(h_logits[0], sample.mask))
+            metrics["dice_h"] = h_scores.mean_dice
+        return metrics
+
+    yield from score_each(sam, samples, autosam.input_size, device, score_one, cache=cache, cancel=cancel)
+    return Evaluation(sam_scores, h_scores)
+
+
+def score_each(sam, samples: Sequence[Sample], input_size: int, device, score_one, *, cache=None,
+               cancel: CancelToken | None = None) -> Task[None]:
+    """The evaluation loop of every model kind: per sample, its cached SAM embedding and g's input.
+
+    ``score_one(sample, g_input, embedding)`` scores one sample and returns the
+    running metrics that its ``evaluate`` progress event carries.  Raises
+    :class:`~napari_autosam.progress.Cancelled` when cancelled.
+    """
+    from ..sam.cache import EmbeddingCache
+
+    cache = cache if cache is not None else EmbeddingCache(sam, max_items=1)
     clock = Stopwatch(len(samples))
     for done, sample in enumerate(samples, start=1):
         if cancel is not None and cancel.cancelled:
             raise Cancelled("evaluation cancelled")
         embedding = yield from nested(cache.embed_many([sample.image]))
-        g_input = prepare_image(sample.image, autosam.input_size)[0].to(device)
-        sam_logits, h_logits = predict_logits(autosam, g_input, embedding)
-        sam_scores.add(sample.name, *score(sam_logits[0], sample.mask))
-        if h_scores is not None:
-            h_scores.add(sample.name, *score(h_logits[0], sample.mask))
-        metrics = {"dice_autosam": sam_scores.mean_dice}
-        if h_scores is not None:
-            metrics["dice_h"] = h_scores.mean_dice
+        g_input = prepare_image(sample.image, input_size)[0].to(device)
+        metrics = score_one(sample, g_input, embedding)
         yield clock.event("evaluate", done, f"evaluated {done}/{len(samples)} images", **metrics)
-    return Evaluation(sam_scores, h_scores)
