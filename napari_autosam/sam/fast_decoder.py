@@ -207,8 +207,7 @@ def decode_prompts(decoder, image_embedding: torch.Tensor, image_pe: torch.Tenso
         # broadcasts), so its first layer's projections of them are computed once, not B times.
         dense = dense[:1]
     with fused_decoder_attention_of(decoder):
-        hs, src = decoder.transformer(_token_major(image_embedding + dense), image_pe, tokens)
-    src = src.expand(b, -1, -1)
+        hs, src = decoder.transformer(_token_major(image_embedding + dense), image_pe, tokens)  # src: B×hw×C
     chosen = range(1, decoder.num_mask_tokens) if multimask else range(0, 1)
     hyper = torch.stack([decoder.output_hypernetworks_mlps[i](hs[:, 1 + i, :]) for i in chosen], dim=1)
     scores = decoder.iou_prediction_head(hs[:, 0, :])[:, chosen.start:chosen.stop]
