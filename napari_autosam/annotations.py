@@ -339,6 +339,32 @@ class AnnotationStore:
                 final.unlink(missing_ok=True)
             raise
 
+    def discard(self, match) -> list[AnnotationEntry]:
+        """Remove every revision of the entries ``match(entry)`` is true for, and their files; return them.
+
+        Images another kept entry still uses stay.  All under the store's lock.
+        """
+        removed: list[AnnotationEntry] = []
+        if not self.record_path.is_file():
+            return removed
+        with self._locked():
+            kept = []
+            for item in self._read_record():
+                entry = AnnotationEntry.from_json(item)
+                if match(entry):
+                    removed.append(entry)
+                else:
+                    kept.append(item)
+            if not removed:
+                return removed
+            atomic_write_text(self.record_path, self._record_text(kept))
+            still_used = {item["image"] for item in kept}
+            for entry in removed:
+                self._inside(entry.mask).unlink(missing_ok=True)
+                if entry.image not in still_used:
+                    self._inside(entry.image).unlink(missing_ok=True)
+        return removed
+
     # ------------------------------------------------------------------ read
 
     def _inside(self, relative: str) -> Path:
