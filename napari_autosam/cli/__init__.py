@@ -17,7 +17,9 @@ import sys
 from .. import __version__
 
 #: Sub-command modules, in the order ``--help`` lists them.
-COMMANDS = ("info", "download", "segment", "train", "evaluate", "review", "geojson", "demo")
+COMMANDS = ("info", "download", "segment", "train", "evaluate", "review", "geojson", "project", "demo")
+#: Sub-commands whose module has another name (the package napari_autosam.project holds the engine).
+_MODULES = {"project": "project_cli"}
 
 
 class CommandError(Exception):
@@ -142,7 +144,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"napari-autosam {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in (only,) if only in COMMANDS else COMMANDS:
-        importlib.import_module(f"{__name__}.{name}").register(subparsers)
+        importlib.import_module(f"{__name__}.{_MODULES.get(name, name)}").register(subparsers)
     return parser
 
 

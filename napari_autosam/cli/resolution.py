@@ -139,7 +139,10 @@ def load_samples_at(images_dir, masks_dir, args, *, channels=None, recorded: dic
     """Training samples with the images read at the working resolution ``--mpp``/``--level`` asks for.
 
     Masks may be given at the images' full resolution (they are then picked
-    by nearest pixel) or at the working resolution.  Without ``--mpp`` and
+    by nearest pixel) or at the working resolution.  A working image over
+    ``WHOLE_IMAGE_MAX`` pixels with QuPath GeoJSON annotations is read only
+    where it is annotated (:mod:`napari_autosam.training.annotated_regions`),
+    however large it is.  Without ``--mpp`` and
     ``--level`` (and no recorded resolution) this is
     :func:`napari_autosam.training.load_samples`.  ``classes`` (a ClassSet):
     masks keep their class ids.
@@ -154,11 +157,13 @@ def load_samples_at(images_dir, masks_dir, args, *, channels=None, recorded: dic
     from ..io.images import IMAGE_SUFFIXES, ImageReadError, image_stem, pair_images_and_masks, read_mask
     from ..io.slides import SLIDE_SUFFIXES
     from ..training import load_samples
+    from ..training.annotated_regions import WHOLE_IMAGE_MAX, region_samples
     from ..training.data import TrainingDataError, check_samples, samples_from_pair
 
     slide_only = tuple(s for s in SLIDE_SUFFIXES if s not in IMAGE_SUFFIXES)  # .svs, .ndpi, .mrxs, …
     pairs = pair_images_and_masks(images_dir, masks_dir, image_suffixes=IMAGE_SUFFIXES + slide_only)
-    has_slides = any(Path(image).name.lower().endswith(slide_only) for image, _ in pairs)
+    has_slides = any(Path(image).name.lower().endswith(slide_only) or (is_geojson(mask) and _is_slide(Path(image)))
+                     for image, mask in pairs)
     if not requested(args) and not recorded and not has_slides:
         return load_samples(images_dir, masks_dir, channels=channels, classes=classes), None
     samples, resolutions = [], []
@@ -166,6 +171,13 @@ def load_samples_at(images_dir, masks_dir, args, *, channels=None, recorded: dic
         try:
             image, resolution, note = open_input(Path(image_path), args, recorded)
             say(note)
+            if is_geojson(mask_path) and image.shape[0] * image.shape[1] > WHOLE_IMAGE_MAX:
+                regions = region_samples(image, resolution, mask_path, name=image_stem(image_path),
+                                         source=f"{image_path} (annotations {mask_path})", channels=channels,
+                                         classes=classes)
+                samples += regions.samples
+                resolutions += [resolution.to_dict()] if resolution is not None else []
+                continue
             _check_trainable(image.shape, resolution)
             pixels = np.asarray(image[...])
             mask = read_mask(mask_path) if not is_geojson(mask_path) else _geojson_mask(mask_path, pixels, resolution)

@@ -172,10 +172,11 @@ def _train(args, shared=None) -> int:
 
         if classes is not None:
             raise CommandError("--depth-adapters trains a binary model; leave out --classes/--num-classes")
-        samples, resolution = load_volumes(args.images, args.masks), None
+        samples, resolution = load_volumes(args.images, args.masks or args.images), None
         val = load_volumes(args.val_images, args.val_masks) if args.val_images else None
     else:
-        samples, resolution = load_samples_at(args.images, args.masks, args, channels=channels, classes=classes)
+        samples, resolution = load_samples_at(args.images, args.masks or args.images, args, channels=channels,
+                                              classes=classes)
         val = load_samples_at(args.val_images, args.val_masks, args, channels=channels,
                               classes=classes)[0] if args.val_images else None
     config = _config(args, resolution)
@@ -230,7 +231,8 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--images", required=True,
                         help="folder of images (TIFF, PNG, JPEG) or whole slides (SVS, NDPI, MRXS, SCN, BIF, …)")
-    parser.add_argument("--masks", required=True, help="folder of masks or label images (foreground > 0)")
+    parser.add_argument("--masks", default=None,
+                        help="folder of masks, label images or QuPath GeoJSON exports (default: --images)")
     parser.add_argument("--out", required=True,
                         help="model-store folder (a new version vNNNN.safetensors is written inside) "
                         "or a new .safetensors file")

@@ -299,7 +299,8 @@ class Project:
         path = self.locate(slide)
         recorded = slide.fingerprint
         stat = path.stat()
-        if path.is_file() and stat.st_size == recorded.size and stat.st_mtime == recorded.mtime:
+        if str(path) == slide.path and path.is_file() and (stat.st_size, stat.st_mtime) == (recorded.size,
+                                                                                           recorded.mtime):
             return path  # untouched since it was fingerprinted: no need to read it
         now = fingerprint(path)
         changed = difference(recorded, now)
