@@ -1,4 +1,4 @@
-"""The AutoSAM dock widget: the whole loop in five sections, top to bottom.
+"""The AutoSAM dock widget: the whole loop in five sections, top to bottom (after the slide project, if any).
 
 1. Model — SAM, device, prompt generator g (new / load / save), data folder
 2. Segment — AutoSAM and h(g(I)) on a slice, a stack, an image or the visible region
@@ -25,6 +25,7 @@ from .compare import CompareSection  # noqa: E402
 from .correct import CorrectSection
 from .finetune_section import FinetuneSection
 from .model_section import ModelSection
+from .project_section import ProjectSection
 from .region import RegionEditor
 from .review import ReviewSection
 from .segment_section import SegmentSection
@@ -111,10 +112,12 @@ class AutoSAMWidget(QWidget):
         self.segment_section.view_locked = lambda: self.compare_section.active
         self.correct_section.before_editing = self.compare_section.leave
         self.review_section = ReviewSection(napari_viewer, self.session, self.segment_section, self.correct_section)
+        self.project_section = ProjectSection(napari_viewer, self.session)  # slides kept across sessions
 
         content = _Column()
         column = QVBoxLayout(content)
         for title, section in (
+            ("Project", self.project_section),
             ("1  Model", self.model_section),
             ("2  Segment", self.segment_section),
             ("3  Compare", self.compare_section),

@@ -167,11 +167,17 @@ class RegionEditor(QWidget):
             notify.info("The region's layers were closed; press Edit region again.")
             self.finish()
             return None
+        project = self.session.project
+        slide = project.find(edit.source) if project is not None else None
+        region = (edit.paths["autosam"], edit.box, np.asarray(self.viewer.layers[edit.image_name].data),
+                  np.asarray(layer.data))
+        facts = {"resolution": edit.resolution, "layer_name": edit.slide, "model": self.session.model_label,
+                 "sam": self.session.sam_name}
         try:
-            entry = accept_region(self.session.annotations, edit.paths["autosam"], edit.box,
-                                  np.asarray(self.viewer.layers[edit.image_name].data), np.asarray(layer.data),
-                                  source=edit.source, resolution=edit.resolution, layer_name=edit.slide,
-                                  model=self.session.model_label, sam=self.session.sam_name)
+            if slide is not None:  # under the slide's labels lock, the correction tagged with the slide
+                entry = project.accept_region(slide.id, *region, **facts)
+            else:
+                entry = accept_region(self.session.annotations, *region, source=edit.source, **facts)
         except (OSError, ValueError) as exc:
             notify.error("Accepting the region", exc)
             return None

@@ -60,6 +60,8 @@ class Session(QObject):
         self.annotations = AnnotationStore(paths.annotation_dir(self.root))
         #: Overrides for :class:`~napari_autosam.training.TrainConfig` (the widget's fields, tests).
         self.train_settings: dict[str, Any] = {}
+        #: The open slide project (:class:`napari_autosam.project.Project`), or None.
+        self.project = None
 
     # ---------------------------------------------------------------- locations
 
@@ -83,6 +85,19 @@ class Session(QObject):
         self.annotations_changed.emit()
         if self.sam is not None:
             self.sam_changed.emit()
+
+    def set_project(self, project) -> None:
+        """Work in a slide project (None: the data folder again): its corrections, model store and slides' labels.
+
+        With a SAM loaded, the project's active model version is used (an untrained g when it has none).
+        """
+        self.project = project
+        self.set_root(project.root if project is not None else paths.data_dir())
+        store = self.model_store
+        if store is not None and store.active is not None:
+            self.use_version(store.active)
+        elif store is not None:
+            self.set_model(None, "untrained (new)")
 
     @staticmethod
     def embedding_dir() -> Path:

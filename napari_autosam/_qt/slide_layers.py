@@ -73,6 +73,11 @@ def stem_of(target: ImageTarget) -> str:
 
 
 def folder_of(session, target: ImageTarget) -> Path:
+    """Where the labels of ``target`` live: its slide's folder in the open project, else the data folder's."""
+    project = getattr(session, "project", None)
+    slide = project.find(target.source) if project is not None else None
+    if slide is not None:
+        return project.labels_dir(slide.id)
     return paths.labels_dir(target.source, stem_of(target), session.root)
 
 
@@ -82,6 +87,9 @@ def segment_task(session, target: ImageTarget, region, mode: str, token, *, tile
     height, width = target.plane_shape if region is None else (region[1] - region[0], region[3] - region[2])
     resolution = resolution_of(target)
     attributes = {"source": target.source, "resolution": resolution_facts(resolution), "model": session.model_label}
+    project = getattr(session, "project", None)
+    if project is not None and project.find(target.source) is not None:
+        project.set_resolution(target.source, resolution.to_dict())
     return segment_to_labels(session.segmenter, target.data, folder_of(session, target), stem_of(target), region=region,
                              channel_axis=target.layout.channel_axis, mode=mode, cancel=token, overlap=overlap,
                              tile=tile if max(height, width) > tile_above else None,

@@ -388,6 +388,28 @@ class Project:
             return accept_region(self.annotations, role_path, box, image, mask, source=slide.path,
                                  resolution=resolution, project_slide=slide.id, **extra)
 
+    def correction_boxes(self, key: str | os.PathLike) -> list[tuple[int, int, int, int]]:
+        """Level-0 ``(y0, y1, x0, x1)`` of the slide's accepted regions (newest revision of each)."""
+        return [tuple(int(v) for v in e.extra["level0_box"]) for e in self.corrections(key)
+                if isinstance(e.extra.get("level0_box"), list) and len(e.extra["level0_box"]) == 4]
+
+    def review_regions(self, key: str | os.PathLike) -> list[tuple[tuple[int, int, int, int], float]]:
+        """The slide's review scores: level-0 ``(y0, y1, x0, x1)`` and score per region (empty when not reviewed)."""
+        import csv
+
+        path = self.outputs(key).get("review")
+        if path is None:
+            return []
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if not line.startswith("#")]
+        regions = []
+        for row in csv.DictReader(lines):
+            try:
+                x, y, w, h = (round(float(row[k])) for k in ("x", "y", "width", "height"))
+                regions.append(((y, y + h, x, x + w), float(row["score"])))
+            except (KeyError, TypeError, ValueError):
+                raise ProjectError(f"{path} is not a review file (x,y,width,height,score per region)") from None
+        return regions
+
     @property
     def models_root(self) -> Path:
         """The folder of the project's model stores (one per SAM lineage)."""
