@@ -223,3 +223,31 @@ def test_two_processes_accepting_into_one_project_keep_everything(tmp_path):
     labels = LabelImage.open(path).read_region((0, 24, 0, 8 * 13))
     for value in range(1, 13):
         assert (labels[:, 8 * value: 8 * value + 8] == value).all(), f"region {value} kept"
+
+
+FAST = ["--sam", "tiny", "--epochs", "1", "--h-epochs", "0", "--min-steps", "0", "--input-size", "64",
+        "--batch-size", "2", "--variants", "identity", "--device", "cpu", "--time-limit", "0"]
+
+
+def test_train_project_learns_from_every_accepted_correction_into_the_projects_store(tmp_path, capsys):
+    slides = tmp_path / "slides"
+    slides.mkdir()
+    project = Project.create(tmp_path / "proj")
+    assert main(["train", "--project", str(project.root), *FAST]) == 1
+    assert "no accepted corrections yet" in capsys.readouterr().err
+    pixels = pattern(128, 192, seed=4)
+    for k in range(2):
+        slide = project.add(write_svs(slides / f"s{k}.svs", pixels, downsamples=(4,)))
+        path = labels_path(project.labels_dir(slide.id), f"s{k}", "autosam")
+        LabelImage.create(path, (128, 192), np.uint8)
+        for x0 in (0, 96):
+            mask = (pixels[:64, x0:x0 + 96, 0] < 180).astype(np.uint8)  # the purple blobs
+            project.accept_region(slide.id, path, (64 * k, 64 * k + 64, x0, x0 + 96),
+                                  pixels[64 * k:64 * k + 64, x0:x0 + 96], mask)
+    assert main(["train", "--project", str(project.root), "--json", *FAST]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert Path(summary["path"]) == project.root / "models" / "tiny" / "v0001.safetensors"
+    assert summary["trained_on_count"] == 3  # four corrections, one held out
+    assert project.active_models() == {"tiny": "v0001"}
+    assert main(["train", "--project", str(project.root), "--images", str(slides), *FAST]) == 1
+    assert "one of them" in capsys.readouterr().err

@@ -8,13 +8,10 @@ import sys
 from . import CommandError
 
 
-def _open(args):
-    from ..project import Project, ProjectError
+def _open(folder):
+    from ..project import Project
 
-    try:
-        return Project.open(args.dir)
-    except ProjectError as exc:
-        raise CommandError(str(exc)) from None
+    return Project.open(folder)
 
 
 def _create(args) -> int:
@@ -40,14 +37,14 @@ def _add_one(project, path) -> None:
 
 
 def _add(args) -> int:
-    project = _open(args)
+    project = _open(args.dir)
     for path in args.slides:
         _add_one(project, path)
     return 0
 
 
 def _remove(args) -> int:
-    project = _open(args)
+    project = _open(args.dir)
     for key in args.slides:
         slide, removed = project.remove(key)
         print(f"removed {slide.id} ({slide.path}); deleted {len(removed)} file(s) or folder(s) the project made "
@@ -56,7 +53,7 @@ def _remove(args) -> int:
 
 
 def _list(args) -> int:
-    project = _open(args)
+    project = _open(args.dir)
     rows = project.summary()
     models = project.active_models()
     if args.json:
@@ -77,7 +74,7 @@ def _list(args) -> int:
 
 
 def _prune(args) -> int:
-    project = _open(args)
+    project = _open(args.dir)
     if args.dry_run:
         orphans = project.orphans()
         for path in orphans:
@@ -92,10 +89,21 @@ def _prune(args) -> int:
 
 
 def _relink(args) -> int:
-    project = _open(args)
+    project = _open(args.dir)
     slide = project.relink(args.slide, args.path)
     print(f"{slide.id} now reads {slide.path}")
     return 0
+
+
+def training_data(args, channels, classes):
+    """``train --project``: the project's corrections as ``(samples, resolution, validation samples, project)``."""
+    from ..project.training import correction_samples
+
+    project = _open(args.project)
+    if args.val_images:
+        raise CommandError("--project holds out a share of its corrections for validation; leave out --val-images")
+    samples, resolution = correction_samples(project, channels=channels, classes=classes)
+    return samples, resolution, None, project
 
 
 def register(subparsers) -> None:

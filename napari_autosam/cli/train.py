@@ -161,13 +161,22 @@ def _train(args, shared=None) -> int:
 
         args.device = str(shared.device)
     _check_choices(args)
+    if bool(args.images) == bool(args.project):
+        raise CommandError("give --images (a folder of images or slides) or --project (a slide project), one of them")
+    if args.out is None and not args.project:
+        raise CommandError("--out is needed: a model-store folder or a new .safetensors file")
     if bool(args.val_images) != bool(args.val_masks):
         raise CommandError("--val-images and --val-masks go together")
     channels = args.channels
     from .classes_cli import train_classes
 
     classes = train_classes(args)  # --classes / --num-classes, or the --init model's; None: binary
-    if args.depth_adapters:  # whole stacks, not slices: the depth-adapter mode (docs/depth.md)
+    project = None
+    if args.project:  # every accepted correction of the project's slides, into the project's model store
+        from .project_cli import training_data
+
+        samples, resolution, val, project = training_data(args, channels, classes)
+    elif args.depth_adapters:  # whole stacks, not slices: the depth-adapter mode (docs/depth.md)
         from ..training.depth import load_volumes
 
         if classes is not None:
@@ -189,7 +198,8 @@ def _train(args, shared=None) -> int:
     apply_precision(sam, args)
     cache = EmbeddingCache(sam, Path(args.cache_dir).expanduser()) if args.cache_dir else None
     cancel = CancelToken()
-    task = train(sam, samples, config=config, init=args.init, out=args.out, val_samples=val, cache=cache, cancel=cancel,
+    out = args.out or str(project.model_store(sam).root)  # --project: the project's store of this SAM
+    task = train(sam, samples, config=config, init=args.init, out=out, val_samples=val, cache=cache, cancel=cancel,
                  distributed=shared)
     with _first_interrupt_cancels(cancel):
         result = bar.run(task)
@@ -229,13 +239,15 @@ def register(subparsers) -> None:
         description="Train g through the frozen SAM, then the surrogate h, and save a new model version. "
         "Masks are matched to images by file stem (img_001.tif ↔ img_001.tif / img_001_mask.png).",
     )
-    parser.add_argument("--images", required=True,
+    parser.add_argument("--images",
                         help="folder of images (TIFF, PNG, JPEG) or whole slides (SVS, NDPI, MRXS, SCN, BIF, …)")
+    parser.add_argument("--project", metavar="DIR",
+                        help="instead of --images: a slide project's accepted corrections (docs/projects.md)")
     parser.add_argument("--masks", default=None,
                         help="folder of masks, label images or QuPath GeoJSON exports (default: --images)")
-    parser.add_argument("--out", required=True,
+    parser.add_argument("--out",
                         help="model-store folder (a new version vNNNN.safetensors is written inside) "
-                        "or a new .safetensors file")
+                        "or a new .safetensors file (default with --project: the project's model store)")
     parser.add_argument("--sam", default=None,
                         help="SAM variant (vit_b, vit_l, vit_h, tiny) or checkpoint file (default: --init's SAM, else vit_b)")
     parser.add_argument("--init", help="checkpoint to fine-tune from (warm start)")
