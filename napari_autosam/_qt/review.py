@@ -139,8 +139,14 @@ class ReviewSection(QWidget):
         def done(outcome) -> None:
             regions, result = outcome
             scope = "stack" if target.is_stack else "image"
-            self.segment_section._show(target, result, scope, 0, None, label)
+            shown = find_output(self.viewer, target.name, "autosam")
+            if shown is None or not _on_disk(shown):  # on-disk labels (a big image) stay as they are
+                self.segment_section._show(target, result, scope, 0, None, label)
             self.show_regions(target, regions)
+            project = self.session.project  # a slide of the open project keeps its scores for the next session
+            if project is not None and project.find(target.source) is not None and not target.is_stack:
+                resolution = getattr(target, "resolution", None)
+                project.keep_review(target.source, regions, resolution.downsample if resolution is not None else 1.0)
 
         return self.runner.start(f"Reviewing {target.name}", make_task, done)
 

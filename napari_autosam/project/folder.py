@@ -356,6 +356,18 @@ class Project:
             raise ProjectError(f"slide {slide.id} has no {kind} file at {path}")
         return self._update(slide.id, outputs={**slide.outputs, kind: OUTPUTS[kind]})
 
+    def keep_review(self, key: str | os.PathLike, regions, downsample: float = 1.0) -> Path:
+        """Write a slide's review scores (``RegionScore`` list, working pixels at ``downsample``) into its folder."""
+        from ..inference.review import write_review_csv
+        from ..io.geojson import Placement
+
+        path = self.output_path(key, "review")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_review_csv(path, list(regions), placement=Placement(float(downsample)),
+                         header={"downsample": f"{float(downsample):g}"})
+        self.record_output(key, "review")
+        return path
+
     def outputs(self, key: str | os.PathLike) -> dict[str, Path]:
         """The outputs a slide has (kind → path), those whose file exists."""
         slide = self.slide(key)

@@ -92,9 +92,10 @@ def test_a_project_brings_back_labels_corrections_review_and_model_in_a_fresh_vi
     assert [e.extra["working_box"] for e in project.corrections(a.id)] == [list(box)]
     stored = LabelImage.open(path).read_region((0, 320, 0, 384))
     assert (stored[box[0]:box[1], box[2]:box[3]] == 5).all()
-    review = project.output_path(a.id, "review")
-    review.write_text("# level: 0\nx,y,width,height,score\n0,0,128,128,0.75\n128,0,128,128,0.25\n")
-    project.record_output(a.id, "review")
+    assert widget.review_section.review()  # Review keeps the slide's scores in the project
+    _wait(qtbot, widget)
+    scores = [r.score for r in widget.review_section.regions]
+    assert scores and project.outputs(a.id)["review"] == project.output_path(a.id, "review")
     viewer.close()
 
     # day 2: a fresh viewer, the project opened again
@@ -113,7 +114,7 @@ def test_a_project_brings_back_labels_corrections_review_and_model_in_a_fresh_vi
     corrections = fresh.layers[f"corrections [{image.name}]"]
     assert len(corrections.data) == 1 and list(corrections.scale) == list(image.scale[-2:])
     np.testing.assert_allclose(corrections.data[0].min(axis=0), np.array([box[0], box[2]]) - 0.5)
-    assert list(fresh.layers[f"review [{image.name}]"].properties["score"]) == [0.75, 0.25]
+    np.testing.assert_allclose(fresh.layers[f"review [{image.name}]"].properties["score"], scores, atol=1e-4)
     # the labels can be corrected again straight away
     _zoom(fresh, qtbot, tuple(center), 6)
     click(qtbot, again.region_editor.edit_button)
