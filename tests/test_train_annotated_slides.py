@@ -108,3 +108,22 @@ def test_a_slide_without_annotated_objects_on_it_is_one_line(folder, tmp_path, c
     assert main(["train", "--images", str(lonely), "--out", str(tmp_path / "m"), *FAST]) != 0
     err = capsys.readouterr().err
     assert "no annotated object lies on the slide" in err and "Traceback" not in err
+
+
+def test_annotated_boxes_merge_touching_objects_and_cut_long_ones():
+    import shapely
+
+    from napari_autosam.io.geojson import ImportedObject
+
+    def obj(x0, y0, x1, y1):
+        return ImportedObject(shapely.box(x0, y0, x1, y1), "annotation", None)
+
+    # two objects 100 px apart at level 0 (50 working px at downsample 2) merge through their margins
+    boxes = annotated_boxes([obj(1000, 1000, 1100, 1100), obj(1200, 1000, 1300, 1100)], (5000, 5000), 2.0, margin=32)
+    assert boxes == [(468, 582, 468, 682)]
+    # a long stroma annotation is cut into pieces no longer than max_side, covering it exactly
+    pieces = annotated_boxes([obj(0, 0, 9000, 400)], (5000, 5000), 2.0, margin=0, max_side=2048)
+    assert len(pieces) == 3 and all(x1 - x0 <= 2048 for _, _, x0, x1 in pieces)
+    assert pieces[0][2] == 0 and pieces[-1][3] == 4500 and sum(x1 - x0 for _, _, x0, x1 in pieces) == 4500
+    # objects off the slide give nothing to read
+    assert annotated_boxes([obj(20000, 20000, 20100, 20100)], (5000, 5000), 2.0) == []
