@@ -343,18 +343,22 @@ class Project:
         return self._update(self.slide(key).id, resolution=dict(resolution) if resolution else None)
 
     def output_path(self, key: str | os.PathLike, kind: str) -> Path:
-        """Where a slide's ``kind`` (``review`` or ``measurements``) goes."""
+        """Where a slide's ``kind`` (``review`` or ``measurements``) goes by default."""
         if kind not in OUTPUTS:
             raise ProjectError(f"unknown slide output {kind!r}; one of {', '.join(OUTPUTS)}")
         return self.slide_dir(self.slide(key).id) / OUTPUTS[kind]
 
-    def record_output(self, key: str | os.PathLike, kind: str) -> ProjectSlide:
-        """Note that the slide's ``kind`` file (at :meth:`output_path`) was written."""
+    def record_output(self, key: str | os.PathLike, kind: str, path: str | os.PathLike | None = None) -> ProjectSlide:
+        """Note that the slide's ``kind`` file was written: at :meth:`output_path`, or at ``path`` inside its folder."""
         slide = self.slide(key)
-        path = self.output_path(slide.id, kind)
+        folder = self.slide_dir(slide.id)
+        path = Path(path) if path is not None else self.output_path(slide.id, kind)
+        if kind not in OUTPUTS or not path.absolute().is_relative_to(folder.absolute()):
+            raise ProjectError(f"a slide's {kind!r} output must be one of {', '.join(OUTPUTS)}, inside {folder}")
         if not path.exists():
             raise ProjectError(f"slide {slide.id} has no {kind} file at {path}")
-        return self._update(slide.id, outputs={**slide.outputs, kind: OUTPUTS[kind]})
+        relative = path.absolute().relative_to(folder.absolute()).as_posix()
+        return self._update(slide.id, outputs={**slide.outputs, kind: relative})
 
     def keep_review(self, key: str | os.PathLike, regions, downsample: float = 1.0) -> Path:
         """Write a slide's review scores (``RegionScore`` list, working pixels at ``downsample``) into its folder."""
@@ -371,8 +375,9 @@ class Project:
     def outputs(self, key: str | os.PathLike) -> dict[str, Path]:
         """The outputs a slide has (kind → path), those whose file exists."""
         slide = self.slide(key)
-        return {kind: self.slide_dir(slide.id) / name for kind, name in slide.outputs.items()
-                if (self.slide_dir(slide.id) / name).exists()}
+        folder = self.slide_dir(slide.id)
+        found = {kind: (folder / name).resolve() for kind, name in slide.outputs.items()}
+        return {kind: path for kind, path in found.items() if path.is_relative_to(folder.resolve()) and path.exists()}
 
     # ------------------------------------------------------------------ corrections and models
 
