@@ -251,3 +251,23 @@ def test_train_project_learns_from_every_accepted_correction_into_the_projects_s
     assert project.active_models() == {"tiny": "v0001"}
     assert main(["train", "--project", str(project.root), "--images", str(slides), *FAST]) == 1
     assert "one of them" in capsys.readouterr().err
+
+
+def test_segment_project_keeps_each_slides_labels_and_objects_in_the_project(tmp_path, capsys):
+    slides = tmp_path / "slides"
+    slides.mkdir()
+    svs = write_svs(slides / "biopsy.svs", pattern(256, 320, seed=1), downsamples=(2,))
+    project = Project.create(tmp_path / "proj")
+    assert main(["segment", str(svs), "--project", str(project.root), "--level", "1", "--geojson",
+                 "--sam", "tiny", "--device", "cpu"]) == 0
+    (slide,) = project.slides()
+    folder = project.labels_dir(slide.id)
+    image = LabelImage.open(labels_path(folder, "biopsy", "autosam"))
+    assert image.shape == (128, 160) and image.attributes["resolution"]["level"] == 1
+    assert slide.resolution == {"level": 1, "downsample": 2.0, "mpp": 0.5}
+    assert project.outputs(slide.id)["measurements"].name == "biopsy_autosam.geojson"
+    capsys.readouterr()
+    write_svs(svs, pattern(256, 320, seed=2), downsamples=(2,))  # replaced
+    assert main(["segment", str(svs), "--project", str(project.root), "--sam", "tiny", "--device", "cpu"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "not the file that was added" in err

@@ -106,6 +106,23 @@ def training_data(args, channels, classes):
     return samples, resolution, None, project
 
 
+def project_inputs(folder, inputs) -> tuple:
+    """``segment --project``: each input added to the project (when new) and checked; ``(project, [(path, labels
+    folder, slide id), …])``.  A replaced slide is refused (one line) before any work."""
+    from pathlib import Path
+
+    project = _open(folder)
+    planned = []
+    for given in inputs:
+        slide = project.add(given)
+        planned.append((project.check(slide.id), project.labels_dir(slide.id), slide.id))
+    paths = [str(path) for path, _, _ in planned]
+    twice = sorted({p for p in paths if paths.count(p) > 1})
+    if twice:
+        raise CommandError(f"{', '.join(Path(p).name for p in twice)} given more than once")
+    return project, planned
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "project", help="a slide project: slides with their labels, corrections and models (docs/projects.md)",

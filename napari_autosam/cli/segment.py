@@ -44,7 +44,10 @@ def register(subparsers) -> None:
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (TIFF/OME-TIFF, PNG, JPEG, BMP) or whole slides "
                         "(SVS, NDPI, MRXS, SCN, BIF, VMS, SVSLIDE, OME-Zarr folders)")
-    parser.add_argument("--out", required=True, metavar="DIR",
+    parser.add_argument("--project", metavar="DIR",
+                        help="instead of --out: a slide project; each slide is added to it and its labels kept there "
+                        "(docs/projects.md)")
+    parser.add_argument("--out", metavar="DIR",
                         help="output directory (created if missing); inputs from several folders keep their "
                         "folders below their common parent")
     parser.add_argument("--model", metavar="PATH", help="a trained g/h checkpoint (.safetensors) or a model-store "
@@ -124,6 +127,8 @@ def _load_sam(args):
 def _run(args) -> int:
     from ..distributed.options import run_segment, wants_dask
 
+    if wants_dask(args) and args.project:
+        raise ValueError("--project segments in this process; leave out --dask-scheduler/--dask-workers")
     if wants_dask(args):  # the same per-file step on the workers of a dask cluster
         return run_segment(args)
     from ..inference import InstanceOptions, Segmenter
@@ -132,10 +137,21 @@ def _run(args) -> int:
     if args.tile is not None and args.tile != 0 and not (args.tile >= 64 and 0 <= args.overlap < args.tile):
         raise ValueError(f"need --tile >= 64 and 0 <= --overlap < --tile, got {args.tile} and {args.overlap}")
     from . import check_output_folder
-    from .batch import plan_jobs, run_jobs
+    from .batch import Job, plan_jobs, run_jobs
 
-    jobs = plan_jobs(args.inputs, Path(args.out).expanduser(), _output_stem)  # name clashes: refused before any work
-    check_output_folder(args.out, create=False)
+    project, slide_of = None, {}
+    if args.project:  # each slide's labels into its folder of the project, as OME-Zarr (docs/projects.md)
+        from .project_cli import project_inputs
+
+        project, planned = project_inputs(args.project, args.inputs)
+        jobs = [Job(path, folder, _output_stem(path)) for path, folder, _ in planned]
+        slide_of = {str(path): slide for path, _, slide in planned}
+        args.format = "ome-zarr"
+    elif args.out is None:
+        raise ValueError("--out DIR is needed (or --project DIR)")
+    else:
+        jobs = plan_jobs(args.inputs, Path(args.out).expanduser(), _output_stem)  # name clashes: refused first
+        check_output_folder(args.out, create=False)
     if args.cache_dir:
         check_output_folder(args.cache_dir, "--cache-dir")
     sam = _load_sam(args)
@@ -144,7 +160,13 @@ def _run(args) -> int:
     cache = EmbeddingCache(sam, args.cache_dir) if args.cache_dir else None
     options = InstanceOptions(source=args.instance_source, refine=not args.no_refine)
     segmenter = Segmenter(sam, model, cache=cache, batch_size=args.batch_size, instance_options=options)
-    return run_jobs("segment", jobs, lambda job: _segment_file(segmenter, job.path, job.out_dir, args))
+
+    def work(job) -> None:
+        _segment_file(segmenter, job.path, job.out_dir, args)
+        if project is not None:
+            project.note_labels(slide_of[str(job.path)])
+
+    return run_jobs("segment", jobs, work)
 
 
 def _output_stem(path: Path) -> str:

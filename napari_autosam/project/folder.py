@@ -360,6 +360,26 @@ class Project:
         relative = path.absolute().relative_to(folder.absolute()).as_posix()
         return self._update(slide.id, outputs={**slide.outputs, kind: relative})
 
+    def note_labels(self, key: str | os.PathLike) -> ProjectSlide:
+        """After segmenting a slide into :meth:`labels_dir`: record the labels' working resolution, and its
+        GeoJSON objects (``<stem>_*.geojson`` beside the labels) as its measurements."""
+        from ..slide_regions import stored_labels
+
+        slide = self.slide(key)
+        folder = self.labels_dir(slide.id)
+        suffix = "_autosam.ome.zarr"
+        stems = [p.name[: -len(suffix)] for p in sorted(folder.glob("*" + suffix))] if folder.is_dir() else []
+        if not stems:
+            return slide
+        found = stored_labels(folder, stems[0])
+        if "autosam" in found and found["autosam"][1].get("resolution"):
+            facts = {k: v for k, v in found["autosam"][1]["resolution"].items() if v is not None}
+            slide = self.set_resolution(slide.id, facts)
+        objects = sorted(folder.glob(f"{stems[0]}_*.geojson"))
+        if objects:
+            slide = self.record_output(slide.id, "measurements", objects[0])
+        return slide
+
     def keep_review(self, key: str | os.PathLike, regions, downsample: float = 1.0) -> Path:
         """Write a slide's review scores (``RegionScore`` list, working pixels at ``downsample``) into its folder."""
         from ..inference.review import write_review_csv
