@@ -346,11 +346,14 @@ class CorrectSection(QWidget):
         image = target.layout.read(target.data, z, (y0, y1, x0, x1))
         index = plane_index(target, z) + (slice(y0, y1), slice(x0, x1))
         mask = np.asarray(layer.data[index])
+        project = self.session.project
+        slide = project.find(target.source) if project is not None else None
+        tag = {"project_slide": slide.id} if slide is not None else {}  # a slide of the open project
         try:
             entry = self.session.annotations.accept(
                 image, mask, source=target.source, layer_name=target.name,
                 slice_index=(z,) if target.is_stack else None, region=region,
-                model=self.session.model_label, sam=self.session.sam_name)
+                model=self.session.model_label, sam=self.session.sam_name, **tag)
         except (OSError, ValueError) as exc:
             notify.error("Accepting the correction", exc)
             return None
