@@ -44,6 +44,11 @@ class ProjectSection(QWidget):
         self.slide_list.itemDoubleClicked.connect(lambda item: self.open_slide(item.data(256)))
         self.note = QLabel("No project open: labels, corrections and models go to the data folder.")
         self.note.setWordWrap(True)
+        self.new_button.setToolTip("Make a project folder: slides with their labels, corrections and models, kept "
+                                   "across sessions (docs/projects.md)")
+        self.open_button.setToolTip("Open a project folder: its corrections and model versions are used from now on")
+        self.add_button.setToolTip("Add slide files to the open project")
+        self.slide_button.setToolTip("Open the chosen slide with its labels, corrections and review scores")
         self.new_button.clicked.connect(self._new_clicked)
         self.open_button.clicked.connect(self._open_clicked)
         self.add_button.clicked.connect(self._add_clicked)
