@@ -459,6 +459,10 @@ class Project:
         from ..models.store import ModelStore
         from ..paths import model_store_dir
 
+        if sam is not None and not isinstance(sam, str):
+            from ..sam.registry import SamIdentity, sam_identity
+
+            sam = sam if isinstance(sam, SamIdentity) else sam_identity(sam)
         return ModelStore(model_store_dir(sam, self.root))
 
     def active_models(self) -> dict[str, str]:
