@@ -100,7 +100,7 @@ def stage_times(seg, path: Path, scratch: Path, tile: int, limit: int) -> dict[s
     for start in range(0, len(tiles), seg.batch_size):
         batch = [(0, t) for t in tiles[start : start + seg.batch_size]]
         marks = [time.perf_counter()]
-        rgbs = seg._read_batch(image, layout, batch, norm, None)
+        rgbs = seg.read_batch(image, layout, batch, norm, None)
         marks.append(time.perf_counter())
         embeddings = run(embed_images(seg.sam, rgbs, batch_size=len(rgbs))).to(device)
         sync(device)

@@ -88,7 +88,7 @@ class SlidePlan:
 class TileSegmenter(Segmenter):
     """A :class:`Segmenter` that keeps each tile's instances instead of pasting them (they are pasted in order later)."""
 
-    def _instances(self, out, z, t, prob, embedding, options):
+    def add_instances(self, out, z, t, prob, embedding, options):
         from ..inference.instances import window_instances
 
         found, note = window_instances(self.sam, embedding, prob, options, keep=t.in_core)
@@ -219,10 +219,10 @@ def segment_group(segmenter, plan: SlidePlan, indices: list[int], args: argparse
     size = segmenter.batch_size
     batches = [items[k : k + size] for k in range(0, len(items), size)]
     recorder, notes = _Recorder(), []
-    with ReadAhead(batches, lambda b: segmenter._read_batch(image, layout, b, plan.normalization, args.channels)) as reader:
+    with ReadAhead(batches, lambda b: segmenter.read_batch(image, layout, b, plan.normalization, args.channels)) as reader:
         for batch, rgbs in reader:
-            notes += run(segmenter._segment_batch(rgbs, layout, batch, recorder, args.mode, options, use_cache,
-                                                  args.preview))
+            notes += run(segmenter.segment_batch(rgbs, layout, batch, recorder, args.mode, options, use_cache,
+                                                 args.preview))
             for (_, t), probs in zip(batch, recorder.added):
                 _save_tile(plan, t.index, probs, recorder.found.pop(t.index, []) if args.mode == "instances" else None)
             recorder.added.clear()

@@ -139,7 +139,7 @@ def train_depth(sam, samples, *, config: TrainConfig, init=None, store=None, out
     """
     from ..device import pick_device
     from .engine import TrainResult, initial_model
-    from .output import Destination, write_model
+    from .output import Destination, TrainingRun, write_model
 
     device = pick_device(config.device) if config.device else next(sam.parameters()).device
     sam = sam.to(device)
@@ -169,10 +169,10 @@ def train_depth(sam, samples, *, config: TrainConfig, init=None, store=None, out
         trainer = _DepthTrainer(model, adapters, resolved, device, cancel, val_kind)
         ended = yield from trainer.run(train_set, val_set)
         final = trainer.best_result
-        info = {"final": final, "config": resolved, "train": train_set, "val": val_set, "val_note": val_note,
-                "val_kind": val_kind, "ended": {"g": ended, "h": "joint"}, "best": {"g": trainer.best},
-                "history": trainer.history, "seconds": round(time.perf_counter() - trainer.started, 2),
-                "parent": start.metadata, "sam": sam, "cancelled": ended == "cancelled"}
+        info = TrainingRun(sam, resolved, train_set, val_set, val_note, val_kind, {"g": ended, "h": "joint"},
+                           {"g": trainer.best}, trainer.history, final=final,
+                           seconds=round(time.perf_counter() - trainer.started, 2), parent=start.metadata,
+                           cancelled=ended == "cancelled")
         checkpoint, path, version = write_model(destination, model, info)
         checkpoint.adapters = adapters.eval()
         yield Progress("save", 1, 1, f"saved {path}")

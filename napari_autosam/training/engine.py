@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from ..device import pick_device
-from ..losses import probability_gain, summary_gain
+from ..losses import summary_gain
 from ..models.autosam import AutoSAM
 from ..models.checkpoint import ModelCheckpoint, load_checkpoint
 from ..models.prompt_generator import build_prompt_generator
@@ -34,7 +34,7 @@ from . import classwise
 from .config import TrainConfig
 from .data import Sample, TrainingDataError, check_samples, split_samples
 from .holdout import STRIP_BELOW, VAL_KIND_GIVEN, VAL_KIND_IMAGES, VAL_KIND_SELF, VAL_KIND_STRIP, strip_split
-from .output import Destination, write_model
+from .output import Destination, TrainingRun, write_model
 from .prepared import prepare
 from .stages import Trainer
 from .windows import window_samples
@@ -233,11 +233,10 @@ def train(
                 best["h"] = (trainer.best_epoch, trainer.best_step)
         cancelled = "cancelled" in ended.values()
         final = trainer.validate(val_data) if val_data is not None and trainer.history else {}
-        run_info = {"final": final, "config": resolved, "train": train_set, "val": val_set, "val_note": val_note,
-                    "val_kind": val_kind, "ended": ended, "best": best, "history": trainer.history,
-                    "seconds": round(time.perf_counter() - trainer.started, 2),
-                    "parent": start.metadata, "sam": sam, "cancelled": cancelled, "classes": classes,
-                    "probability_gain": summary_gain(trainer.gains, probability_gain(start.metadata))}
+        run_info = TrainingRun(sam, resolved, train_set, val_set, val_note, val_kind, ended, best, trainer.history,
+                               final=final, seconds=round(time.perf_counter() - trainer.started, 2),
+                               parent=start.metadata, cancelled=cancelled, classes=classes,
+                               probability_gain=summary_gain(trainer.gains, start.info.probability_gain))
         write = write_model if distributed is None else distributed.write_model
         checkpoint, path, version = write(destination, model, run_info)
         yield Progress("save", 1, 1, f"saved {path}")
