@@ -159,14 +159,8 @@ class Segmenter:
         store = output_store(store) if len(tiles) > 1 else None
         out = Accumulator(layout.output_shape, with_h=self.model.surrogate is not None,
                           with_instances=mode == "instances", store=store, with_autosam=not preview)
-        messages = []
-        if self.adapters is not None and not layout.is_stack:
-            messages.append("this model's depth adapters need a stack; one plane goes through SAM's plain encoder")
-        if normalization.is_degenerate:
-            messages.append("the image is constant or has no finite values: nothing to segment")
-            items = []
-        else:
-            items = [(z, t) for z in range(layout.n_planes) for t in tiles]
+        messages = self._plane_notes(layout, normalization)
+        items = [] if normalization.is_degenerate else [(z, t) for z in range(layout.n_planes) for t in tiles]
         unit = "tiles" if len(tiles) > 1 else "slices" if layout.is_stack else "images"
         cancelled, capped = yield from self._segment_items(image, layout, items, out, normalization, channels, mode,
                                                            options, len(tiles), unit, preview, cancel)
@@ -175,6 +169,15 @@ class Segmenter:
         return SegmentationResult(**arrays, agreement=agreement, normalization=normalization, store=store,
                                   cancelled=cancelled, untrained=self.untrained, messages=messages, windows=out.windows,
                                   preview=preview)
+
+    def _plane_notes(self, layout: ImageLayout, normalization: Normalization) -> list[str]:
+        """What a plane-by-plane segmentation tells the user before it starts."""
+        messages = []
+        if self.adapters is not None and not layout.is_stack:
+            messages.append("this model's depth adapters need a stack; one plane goes through SAM's plain encoder")
+        if normalization.is_degenerate:
+            messages.append("the image is constant or has no finite values: nothing to segment")
+        return messages
 
     def _checked(self, image, mode, tile, overlap, normalization, channels, instance_options, stack, layout,
                  channel_axis, preview):

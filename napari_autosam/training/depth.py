@@ -35,8 +35,8 @@ from ..progress import CancelToken, Progress, Stopwatch, Task
 from ..sam.adapters import DEFAULT_DEPTH_WINDOW, DEFAULT_KIND, build_adapters, check_adapters, depth_windows
 from .config import TrainConfig
 from .data import TrainingDataError
-from .evaluate import Scores, score
 from .holdout import VAL_KIND_GIVEN, VAL_KIND_IMAGES, VAL_KIND_SELF
+from .scoring import Evaluation, Scores, score
 from .volumes import (  # noqa: F401  (re-exported: the depth mode's data API)
     Volume,
     _as_volumes,
@@ -82,11 +82,10 @@ def validate_volumes(model: AutoSAM, adapters, volumes: Sequence[Volume], device
 
 
 def evaluate_depth(sam, checkpoint: ModelCheckpoint, samples, *, cancel: CancelToken | None = None) -> Task:
-    """What :func:`~.evaluate.evaluate` does for a model with depth adapters: stacks scored per slice."""
+    """What :func:`~.train_kinds.evaluate` does for a model with depth adapters: stacks scored per slice."""
     from ..device import pick_device
     from ..progress import Cancelled
     from ..sam.registry import check_sam_variant
-    from .evaluate import Evaluation
 
     check_sam_variant(checkpoint.sam_variant, sam)
     check_adapters(checkpoint.adapters, sam)
@@ -129,17 +128,23 @@ def _split(volumes: list[Volume], val_volumes):
 
 
 def train_depth(sam, samples, *, config: TrainConfig, init=None, store=None, out=None, val_samples=None,
-                cancel: CancelToken | None = None) -> Task:
+                cache=None, cancel: CancelToken | None = None, distributed=None) -> Task:
     """Train adapters, g and h on stacks; the generator behind ``train(config=TrainConfig(depth_adapters=True))``.
 
     ``samples`` are stack slices (:func:`~.data.samples_from_arrays`; slices of
     one source form a volume) or :class:`Volume` objects.  Yields
     ``Progress(phase="train_g")`` with ``loss``/``val_dice_*``, then ``"save"``;
-    returns a :class:`~.engine.TrainResult` whose model has ``adapters``.
+    returns a :class:`~.start.TrainResult` whose model has ``adapters``.  ``cache`` is not used (embeddings
+    depend on the neighbouring slices); ``distributed`` must be one process.
     """
+    if config.classes:
+        raise ValueError("depth-adapter training makes a binary model; leave out the classes")
+    if distributed is not None and distributed.world_size > 1:
+        raise ValueError("depth-adapter training runs in one process; start it without torchrun "
+                         f"(this run has {distributed.world_size} processes)")
     from ..device import pick_device
-    from .engine import TrainResult, initial_model
     from .output import Destination, TrainingRun, write_model
+    from .start import TrainResult, initial_model
 
     device = pick_device(config.device) if config.device else next(sam.parameters()).device
     sam = sam.to(device)

@@ -23,9 +23,9 @@ from ..models.autosam import AutoSAM
 from ..progress import CancelToken, Stopwatch, Task
 from . import classwise
 from .config import G_TIME_SHARE, TrainConfig
-from .evaluate import Scores, predict_logits, score
 from .fast_step import g_prompt_and_logits
 from .prepared import PreparedSet
+from .scoring import Scores, predict_logits, score
 
 
 class Trainer:
@@ -129,11 +129,7 @@ class Trainer:
         deadline = self._deadline(stage, h_follows)
         modules = self._modules(stage)
         key = "val_dice_autosam" if is_g else "val_dice_h"
-        for p in self.model.prompt_generator.parameters():
-            p.requires_grad_(is_g)
-        params = [p for m in modules for p in m.parameters()]
-        optimizer = torch.optim.Adam(params, lr=cfg.lr if is_g else cfg.h_lr, weight_decay=cfg.weight_decay)
-        scaler = torch.amp.GradScaler("cuda") if cfg.mixed_precision and needs_grad_scaler(self.device) else None
+        optimizer, scaler = self._optimizer(stage, modules)
         clock = Stopwatch(budget)
         best = self.validate(val)[key]
         best_state, self.best_step, self.best_epoch, stale = _snapshot(modules), 0, 0, 0
@@ -143,11 +139,9 @@ class Trainer:
         ended, step, losses = "completed", 0, []
         batches = self._batches(len(train), cfg.batch_size if is_g else cfg.h_batch_size)
         while step < budget:
-            if self.cancelled:
-                ended = "cancelled"
-                break
-            if deadline is not None and step >= min(cfg.min_steps, budget) and self._past(deadline):
-                ended = "time_limit"
+            stop = self._stop(step, budget, deadline)
+            if stop is not None:
+                ended = stop
                 break
             self._train_mode(stage)
             tensors = self._next_batch(train, batches, is_g)
@@ -179,6 +173,24 @@ class Trainer:
         for p in self.model.prompt_generator.parameters():
             p.requires_grad_(True)
         return ended
+
+    def _optimizer(self, stage: str, modules):
+        """The stage's Adam over ``modules`` (g's parameters trainable only in stage g) and a grad scaler or None."""
+        cfg, is_g = self.config, stage == "g"
+        for p in self.model.prompt_generator.parameters():
+            p.requires_grad_(is_g)
+        params = [p for m in modules for p in m.parameters()]
+        optimizer = torch.optim.Adam(params, lr=cfg.lr if is_g else cfg.h_lr, weight_decay=cfg.weight_decay)
+        scaler = torch.amp.GradScaler("cuda") if cfg.mixed_precision and needs_grad_scaler(self.device) else None
+        return optimizer, scaler
+
+    def _stop(self, step: int, budget: int, deadline) -> str | None:
+        """Why the stage stops before this step ("cancelled", "time_limit"), or None to go on."""
+        if self.cancelled:
+            return "cancelled"
+        if deadline is not None and step >= min(self.config.min_steps, budget) and self._past(deadline):
+            return "time_limit"
+        return None
 
     def _batches(self, n: int, batch: int):
         """Endless index batches from running random permutations (each image once per pass)."""
