@@ -15,7 +15,7 @@ import sys
 #: Lowest first: a module may import from its own layer or any layer listed before it.
 LAYERS = (
     ("napari_autosam.progress", "napari_autosam.device", "napari_autosam.paths", "napari_autosam.losses"),
-    ("napari_autosam.io", "napari_autosam.data", "napari_autosam.class_sets", "napari_autosam.classes"),
+    ("napari_autosam.io", "napari_autosam.data", "napari_autosam.class_sets"),
     ("napari_autosam.sam",),
     ("napari_autosam.models",),
     ("napari_autosam.inference", "napari_autosam.annotations", "napari_autosam.slide_regions"),

@@ -10,7 +10,7 @@ from napari_autosam.cli import main
 from napari_autosam.data.synthetic import make_nuclei_image, make_review_slide
 from napari_autosam.inference import Segmenter
 from napari_autosam.inference.outputs import SegmentationResult, WindowInfo
-from napari_autosam.inference.review import heatmap, review, score_regions, uncertainty, write_review_csv
+from napari_autosam.inference.review_scores import heatmap, review, score_regions, uncertainty, write_review_csv
 from napari_autosam.inference.testing import threshold_model
 from napari_autosam.io.geojson import Placement
 from napari_autosam.progress import run

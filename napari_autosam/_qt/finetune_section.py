@@ -15,7 +15,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..classes import per_class_text
+from ..class_sets import per_class_text
 from . import notify
 from .plot import LivePlot
 from .session import Session
@@ -190,7 +190,7 @@ class FinetuneSection(QWidget):
         sam, store, init, annotations = session.sam, session.model_store, session.model, session.annotations
         cache_dir = session.embedding_dir()
 
-        from ..classes import training_classes
+        from ..class_sets import training_classes
 
         classes = training_classes(session.train_settings, init)  # None: the binary model
 

@@ -1,7 +1,7 @@
 """Section 6, Review: where to correct next, regions sorted by how unsure the model is.
 
 "Review" segments the chosen image tile by tile (or its slices) with
-:func:`napari_autosam.inference.review.review`, fills the AutoSAM / h(g(I))
+:func:`napari_autosam.inference.review_scores.review`, fills the AutoSAM / h(g(I))
 layers as Segment does, lists the regions highest score first and shows the
 scores as a coarse heat map over the image.  "Go to next" moves the camera
 onto the next region, marks it in a "review region" layer and selects the
@@ -116,7 +116,7 @@ class ReviewSection(QWidget):
 
     def review(self) -> bool:
         """Score the regions of the image chosen in the Segment section (loads SAM first if needed)."""
-        from ..inference.review import review
+        from ..inference.review_scores import review
 
         target = self.segment_section.target()
         if target is None:
@@ -162,7 +162,7 @@ class ReviewSection(QWidget):
             self.list.addItem(f"{r.score:.2f}  {where}x {x0}–{x1}, y {y0}–{y1}")
 
     def _heatmap(self, target: ImageTarget, regions: list) -> None:
-        from ..inference.review import heatmap
+        from ..inference.review_scores import heatmap
 
         sides = [min(r.region[1] - r.region[0], r.region[3] - r.region[2]) for r in regions]
         cell = max(1, min(sides, default=8) // 8)  # eight cells across the smallest region

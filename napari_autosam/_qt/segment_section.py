@@ -21,8 +21,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..classes import label_colors
-from ..inference.classes import model_classes, with_class_labels
+from ..class_sets import label_colors
+from ..inference.class_labels import model_classes, with_class_labels
 from ..inference.inputs import image_layout
 from ..inference.tiling import AUTO_TILE, AUTO_TILE_ABOVE, DEFAULT_OVERLAP, auto_tile
 from ..io.slides import slide_from_layer

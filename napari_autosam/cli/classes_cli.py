@@ -28,7 +28,7 @@ def add_class_args(parser) -> None:
 
 def train_classes(args):
     """The classes of a ``train`` run: ``--classes``/``--num-classes``, else the ``--init`` model's; None: binary."""
-    from ..classes import classes_from_metadata, resolve_classes
+    from ..class_sets import classes_from_metadata, resolve_classes
 
     classes = resolve_classes(args.classes, args.num_classes)
     if classes is None and args.num_classes is None and args.classes is None and args.init:
@@ -42,7 +42,7 @@ def train_classes(args):
 
 def model_classes(model_path):
     """The classes of a checkpoint file (None: a binary model)."""
-    from ..classes import classes_from_metadata
+    from ..class_sets import classes_from_metadata
     from ..models.checkpoint import read_metadata
 
     return classes_from_metadata(read_metadata(model_path), str(model_path))
@@ -69,7 +69,7 @@ def print_per_class(report: dict) -> None:
 
 
 def _instance_table(instances, labels, classes) -> str:
-    from ..inference.classes import instance_classes
+    from ..inference.class_labels import instance_classes
 
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -82,7 +82,7 @@ def _instance_table(instances, labels, classes) -> str:
 def _class_geojson(path: Path, labels, instances, classes, resolution) -> Path:
     import numpy as np
 
-    from ..inference.classes import instance_classes
+    from ..inference.class_labels import instance_classes
     from ..io.geojson import Placement, labels_to_features, mask_to_features, write_geojson
 
     if labels.ndim != 2:
@@ -103,7 +103,7 @@ def write_class_outputs(segmenter, image, layout, result, out: Path, stem: str, 
     """A class model's outputs of one file (nothing for a binary model); see the module docstring."""
     import numpy as np
 
-    from ..inference.classes import model_classes, segment_classes
+    from ..inference.class_labels import model_classes, segment_classes
     from ..io.atomic import atomic_write_text
     from ..io.images import write_tiff
     from .progressbar import ProgressBar

@@ -1,7 +1,7 @@
 """``napari-autosam review``: where to correct next, as a CSV of regions sorted by how unsure the model is.
 
 Each tile of the image (each slice of a stack) is one row ``x,y,width,height,score``
-in level-0 pixels, highest score first (see :mod:`napari_autosam.inference.review`
+in level-0 pixels, highest score first (see :mod:`napari_autosam.inference.review_scores`
 for what the score is); ``#`` lines above the column names say which image,
 model and resolution were used.
 """
@@ -46,7 +46,7 @@ def register(subparsers) -> None:
 def _run(args) -> int:
     from ..inference import Segmenter
     from ..inference.inputs import image_layout
-    from ..inference.review import review, write_review_csv
+    from ..inference.review_scores import review, write_review_csv
     from ..io.geojson import Placement
     from ..io.working import describe
     from ..sam.cache import EmbeddingCache

@@ -168,7 +168,7 @@ def _train(args, shared=None) -> int:
 
     classes = train_classes(args)  # --classes / --num-classes, or the --init model's; None: binary
     if args.depth_adapters:  # whole stacks, not slices: the depth-adapter mode (docs/depth.md)
-        from ..training.depth import load_volumes
+        from ..training.depth_stage import load_volumes
 
         if classes is not None:
             raise CommandError("--depth-adapters trains a binary model; leave out --classes/--num-classes")

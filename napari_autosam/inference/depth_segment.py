@@ -21,7 +21,7 @@ import torch
 
 from ..io.channel_scaling import channel_normalizations, scale_channels
 from ..io.normalize import Normalization, to_rgb_uint8
-from ..models.depth import depth_forward
+from ..models.depth_forward import depth_forward
 from ..models.logits import to_probabilities
 from ..progress import CancelToken, Stopwatch, Task
 from ..sam.adapters import AdapterMismatchError, depth_windows

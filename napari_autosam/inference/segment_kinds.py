@@ -2,7 +2,7 @@
 
 A kind (:attr:`~napari_autosam.models.checkpoint.ModelCheckpoint.kind`) is
 ``"binary"`` (g and h), ``"classes"`` (a class model: its binary outputs are
-``1 - P(background)``, :mod:`.classes`) or ``"depth"`` (depth adapters in
+``1 - P(background)``, :mod:`.class_labels`) or ``"depth"`` (depth adapters in
 SAM's encoder: a stack goes through windows of neighbouring slices,
 :mod:`.depth_segment`; a single plane or a preview takes the binary path).
 :class:`~.segmenter.Segmenter` looks its model's kind up here instead of
@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .classes import foreground_probabilities
+from .class_labels import foreground_probabilities
 from .depth_segment import segment_stack
 from .window_steps import binary_window_probabilities
 

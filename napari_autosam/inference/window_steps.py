@@ -1,7 +1,7 @@
 """The steps every segmentation path shares: the image and its scaling, reading RGB windows, and the
 probabilities of a binary model's windows.
 
-The segmenter (:mod:`.segmenter`), the class-label path (:mod:`.classes`) and
+The segmenter (:mod:`.segmenter`), the class-label path (:mod:`.class_labels`) and
 the depth-adapter path (:mod:`.depth_segment`) all build on these, so none of
 them imports another's internals.
 """

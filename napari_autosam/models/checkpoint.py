@@ -374,7 +374,7 @@ def _load_adapters(meta: dict[str, Any], tensors: dict[str, torch.Tensor], path:
 
 def _load_class_heads(meta: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path) -> nn.Module | None:
     """The class heads of a checkpoint (tensors ``classes.*``), or None for a binary model."""
-    from ..classes import ClassesError, classes_from_metadata
+    from ..class_sets import ClassesError, classes_from_metadata
     from .multiclass import ClassHeads
 
     try:

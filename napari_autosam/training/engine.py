@@ -23,7 +23,7 @@ from ..losses import summary_gain
 from ..models.autosam import AutoSAM
 from ..models.checkpoint import ModelCheckpoint
 from ..progress import CancelToken, Progress, Stopwatch, Task
-from . import classwise
+from . import class_stage
 from .config import TrainConfig
 from .data import Sample, TrainingDataError, check_samples, split_samples
 from .holdout import STRIP_BELOW, VAL_KIND_GIVEN, VAL_KIND_IMAGES, VAL_KIND_SELF, VAL_KIND_STRIP, strip_split
@@ -90,7 +90,7 @@ def train_images(
     own_train, own_val = (train_set, val_set) if distributed is None else distributed.shares(train_set, val_set, resolved)
     destination = Destination.open(store, out, sam=sam) if distributed is None or distributed.is_main else None
     try:
-        model = classwise.attach(AutoSAM(sam, start.prompt_generator, start.surrogate), start.class_heads)
+        model = class_stage.attach(AutoSAM(sam, start.prompt_generator, start.surrogate), start.class_heads)
         train_data, val_data = yield from _prepare_sets(own_train, own_val, resolved, cache, cancel, classes)
         if distributed is None:
             trainer = Trainer(model, resolved, device, cancel, val_kind, classes=classes)
@@ -126,11 +126,11 @@ def _run_cache(sam, cache):
 
 def _run_classes(config: TrainConfig, start: ModelCheckpoint, samples, val_samples, distributed):
     """The classes this run trains (None: a binary model), checked against the samples."""
-    classes = classwise.run_classes(config, start)
+    classes = class_stage.run_classes(config, start)
     if classes is not None:
-        classwise.check_class_samples(samples, classes)
+        class_stage.check_class_samples(samples, classes)
         if val_samples is not None:
-            classwise.check_class_samples(val_samples, classes)
+            class_stage.check_class_samples(val_samples, classes)
         if distributed is not None and getattr(distributed, "world_size", 2) > 1:
             raise ValueError("class models train in one process for now; run train without torchrun "
                              "(or with one process)")

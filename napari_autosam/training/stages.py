@@ -21,7 +21,7 @@ from ..device import autocast, needs_grad_scaler
 from ..losses import bce_dice_loss, logit_gain
 from ..models.autosam import AutoSAM
 from ..progress import CancelToken, Stopwatch, Task
-from . import classwise
+from . import class_stage
 from .config import G_TIME_SHARE, TrainConfig
 from .fast_step import g_prompt_and_logits
 from .prepared import PreparedSet
@@ -34,7 +34,7 @@ class Trainer:
     def __init__(self, model: AutoSAM, config: TrainConfig, device, cancel: CancelToken | None,
                  val_kind: str = "held-out images", *, classes=None) -> None:
         self.model = model
-        self.classes = classes  # a ClassSet: the model has class heads (training/classwise.py)
+        self.classes = classes  # a ClassSet: the model has class heads (training/class_stage.py)
         self.config = config
         self.device = device
         self.cancel = cancel
@@ -54,7 +54,7 @@ class Trainer:
     def validate(self, val: PreparedSet) -> dict:
         """Mean Dice/IoU of AutoSAM and h on the validation set (original frames, threshold 0.5)."""
         if self.classes is not None:  # mean over classes, and per class
-            self.latest = classwise.validate(self.model, val, self.classes, batch=self.config.batch_size,
+            self.latest = class_stage.validate(self.model, val, self.classes, batch=self.config.batch_size,
                                              device=self.device)
             return self.latest
         self.model.eval()
@@ -76,7 +76,7 @@ class Trainer:
 
     def _g_loss(self, g_input, embedding, target) -> torch.Tensor:
         if self.classes is not None:
-            return classwise.g_loss(self.model, g_input, embedding, target, joint=self.config.joint)
+            return class_stage.g_loss(self.model, g_input, embedding, target, joint=self.config.joint)
         with autocast(self.device):
             prompt, logits = g_prompt_and_logits(self.model, g_input, embedding,
                                                  prompt_generator=self._trained(self.model.prompt_generator))
@@ -93,7 +93,7 @@ class Trainer:
 
     def _h_loss(self, g_input, _embedding, target) -> torch.Tensor:
         if self.classes is not None:
-            return classwise.h_loss(self.model, g_input, _embedding, target)
+            return class_stage.h_loss(self.model, g_input, _embedding, target)
         with torch.no_grad(), autocast(self.device):
             prompt = self.model.prompt_generator(g_input)
         with autocast(self.device):
@@ -110,7 +110,7 @@ class Trainer:
         return self.started + limit * share
 
     def _modules(self, stage: str) -> list[torch.nn.Module]:
-        heads = classwise.heads_of(self.model)
+        heads = class_stage.heads_of(self.model)
         if stage == "h":
             return [self.model.surrogate] + (heads.h_modules() if heads is not None else [])
         extra = heads.g_modules() + (heads.h_modules() if self.config.joint else []) if heads is not None else []

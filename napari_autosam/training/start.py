@@ -15,7 +15,7 @@ import torch
 from ..models.checkpoint import ModelCheckpoint, load_checkpoint
 from ..models.prompt_generator import build_prompt_generator
 from ..models.surrogate import SurrogateDecoder
-from . import classwise
+from . import class_stage
 from .config import TrainConfig
 
 
@@ -58,7 +58,7 @@ def initial_model(
                                        pretrained_backbone=config.pretrained_backbone, imagenet=True)
             h = SurrogateDecoder()
         return ModelCheckpoint(g.to(device), h.to(device), {},
-                               class_heads=classwise.starting_heads(config, None, device))
+                               class_heads=class_stage.starting_heads(config, None, device))
     parent = load_checkpoint(init, device=device) if not isinstance(init, ModelCheckpoint) else init
     g = copy.deepcopy(parent.prompt_generator).to(device)  # never train the caller's live model
     if config.generator not in (None, g.config["name"]) or config.input_size not in (None, g.input_size):
@@ -75,7 +75,7 @@ def initial_model(
     meta = dict(parent.metadata)
     if not isinstance(init, ModelCheckpoint):
         meta["path"] = str(init)
-    return ModelCheckpoint(g, h, meta, class_heads=classwise.starting_heads(config, parent, device))
+    return ModelCheckpoint(g, h, meta, class_heads=class_stage.starting_heads(config, parent, device))
 
 
 def check_start_variant(start: ModelCheckpoint, sam) -> None:

@@ -1,8 +1,8 @@
 """The model kinds training knows, registered: each kind's training stage and its evaluation.
 
 ``"binary"`` and ``"classes"`` share the 2D image loop (:func:`.engine.train_images`;
-a class model adds its heads and per-class scores, :mod:`.classwise`);
-``"depth"`` trains depth adapters on stacks (:mod:`.depth`).  :func:`train`
+a class model adds its heads and per-class scores, :mod:`.class_stage`);
+``"depth"`` trains depth adapters on stacks (:mod:`.depth_stage`).  :func:`train`
 and :func:`evaluate`, the public entry points, look the kind up here
 instead of branching on it.  Segmentation has its own table
 (:mod:`napari_autosam.inference.segment_kinds`).
@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from ..device import pick_device
 from ..models.checkpoint import ModelCheckpoint, load_checkpoint
 from ..progress import CancelToken, Task
-from .classwise import evaluate_classes
+from .class_stage import evaluate_classes
 from .config import TrainConfig
 from .data import Sample
-from .depth import evaluate_depth, train_depth
+from .depth_stage import evaluate_depth, train_depth
 from .engine import train_images
 from .scoring import Evaluation, evaluate_binary
 from .start import TrainResult

@@ -3,7 +3,7 @@
 The cached mode (:mod:`.engine`) encodes every picture once and never runs
 SAM's encoder in a step.  Here the encoder's output depends on adapters that
 are being trained, so each step encodes one window of ``D`` neighbouring
-slices through the adapted encoder (:func:`~napari_autosam.models.depth.depth_forward`)
+slices through the adapted encoder (:func:`~napari_autosam.models.depth_forward.depth_forward`)
 and back-propagates through SAM's frozen blocks into the adapters.  One Adam
 optimiser trains the adapters (and the modality adapter of a multichannel
 stack), g and h together: loss = BCE + Dice of SAM's logits + BCE + Dice of
@@ -30,7 +30,7 @@ import torch
 from ..losses import bce_dice_loss
 from ..models.autosam import AutoSAM
 from ..models.checkpoint import ModelCheckpoint, load_checkpoint
-from ..models.depth import depth_forward
+from ..models.depth_forward import depth_forward
 from ..progress import CancelToken, Progress, Stopwatch, Task
 from ..sam.adapters import DEFAULT_DEPTH_WINDOW, DEFAULT_KIND, build_adapters, check_adapters, depth_windows
 from .config import TrainConfig

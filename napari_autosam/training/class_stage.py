@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..classes import ClassesError, ClassSet, class_ids, classes_from_metadata
+from ..class_sets import ClassesError, ClassSet, class_ids, classes_from_metadata
 from ..device import autocast
 from ..losses import class_loss, per_class_dice_iou
 from ..models.logits import to_probabilities
@@ -39,7 +39,7 @@ def class_targets(mask: np.ndarray, num_classes: int) -> torch.Tensor:
 
 
 def check_class_samples(samples: Sequence, classes: ClassSet) -> None:
-    """Raise :class:`~napari_autosam.classes.ClassesError` for a sample whose mask holds ids above K."""
+    """Raise :class:`~napari_autosam.class_sets.ClassesError` for a sample whose mask holds ids above K."""
     for sample in samples:
         class_ids(sample.mask, classes, sample.source or sample.name)
 

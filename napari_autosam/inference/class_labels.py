@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from ..classes import ClassSet, classes_from_metadata
+from ..class_sets import ClassSet, classes_from_metadata
 from ..device import autocast
 from ..models.logits import to_probabilities
 from ..models.multiclass import class_forward
