@@ -125,7 +125,7 @@ def test_train_finds_vendor_slides_in_the_images_folder(tmp_path, capsys):
 
 
 def test_train_refuses_a_slide_too_big_to_hold_whole_in_one_line(tmp_path, capsys, monkeypatch):
-    from napari_autosam.cli import resolution
+    from napari_autosam.jobs import reading as resolution
 
     images, masks = tmp_path / "images", tmp_path / "masks"
     images.mkdir()

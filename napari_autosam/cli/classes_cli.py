@@ -1,18 +1,9 @@
-"""The command line's class options and outputs: ``train --classes/--num-classes``, ``evaluate`` per class,
-``segment``'s class label image.
+"""The command line's class options: ``train --classes/--num-classes`` and ``evaluate`` per class.
 
-``segment`` with a class model writes ``<stem>_classes.tif`` (uint8 class
-ids from AutoSAM's fused map; h's as ``<stem>_h_classes.tif``), in instance
-mode ``<stem>_instance_classes.csv`` (label, class id, class name), and with
-``--geojson`` ``<stem>_classes.geojson`` (each instance, or each class region,
-classified by its class name and colour, as QuPath reads them).
+``segment``'s class outputs are the job layer's (:mod:`napari_autosam.jobs.class_outputs`).
 """
 
 from __future__ import annotations
-
-import csv
-import io
-from pathlib import Path
 
 
 def add_class_args(parser) -> None:
@@ -66,67 +57,3 @@ def print_per_class(report: dict) -> None:
     for r in rows:
         h = f"{r['dice_h']:>6.3f} {r['iou_h']:>6.3f}" if r["dice_h"] is not None else f"{'-':>6} {'-':>6}"
         print(f"{str(r['id']) + ' ' + r['name']:<{width}}  {r['dice_autosam']:>12.3f} {r['iou_autosam']:>6.3f}  {h}")
-
-
-def _instance_table(instances, labels, classes) -> str:
-    from ..inference.classes import instance_classes
-
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["label", "class_id", "class_name"])
-    for label, class_id in sorted(instance_classes(instances, labels).items()):
-        writer.writerow([label, class_id, classes.name_of(class_id) or "background"])
-    return out.getvalue()
-
-
-def _class_geojson(path: Path, labels, instances, classes, resolution) -> Path:
-    import numpy as np
-
-    from ..inference.classes import instance_classes
-    from ..io.geojson import Placement, labels_to_features, mask_to_features, write_geojson
-
-    if labels.ndim != 2:
-        raise ValueError("GeoJSON holds one plane: --geojson needs a 2D image, not a stack")
-    placement = Placement(resolution.downsample) if resolution is not None else None
-    colors = {c.name: list(c.rgb) for c in classes}
-    if instances is not None:
-        names = {k: classes.name_of(v) for k, v in instance_classes(instances, labels).items() if v}
-        features = labels_to_features(np.asarray(instances), classes=names, colors=colors, placement=placement)
-    else:
-        features = mask_to_features(labels, class_names=classes.names, placement=placement)
-    write_geojson(path, features)
-    return path
-
-
-def write_class_outputs(segmenter, image, layout, result, out: Path, stem: str, tile, args,
-                        resolution=None) -> list[Path]:
-    """A class model's outputs of one file (nothing for a binary model); see the module docstring."""
-    import numpy as np
-
-    from ..inference.classes import model_classes, segment_classes
-    from ..io.atomic import atomic_write_text
-    from ..io.images import write_tiff
-    from .progressbar import ProgressBar
-
-    classes = model_classes(segmenter)
-    if classes is None:
-        return []
-    task = segment_classes(segmenter, image, channel_axis=args.channel_axis, channels=args.channels,
-                           tile=tile or None, overlap=args.overlap, normalization=result.normalization,
-                           stack=layout.is_stack, preview=args.preview)
-    found = ProgressBar(unit="window").run(task)
-    written = []
-    for name, labels in (("classes", found.labels), ("h_classes", found.h_labels)):
-        if labels is not None:
-            written.append(write_tiff(out / f"{stem}_{name}.tif", labels))
-    labels = found.labels if found.labels is not None else found.h_labels
-    instances = None if result.instances is None else np.asarray(result.instances)
-    if instances is not None and labels is not None:
-        path = out / f"{stem}_instance_classes.csv"
-        atomic_write_text(path, _instance_table(instances, labels, classes))
-        written.append(path)
-    if getattr(args, "geojson", False) and labels is not None:
-        written.append(_class_geojson(out / f"{stem}_classes.geojson", labels, instances, classes, resolution))
-    shares = ", ".join(f"{c.name} {f:.1%}" for c, f in zip(classes, found.fractions))
-    print(f"{stem}: classes {shares}")
-    return written

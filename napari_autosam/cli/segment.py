@@ -1,25 +1,23 @@
 """``napari-autosam segment``: automatic masks (and instances) for image files.
 
-For each input ``DIR/<stem>_autosam.tif`` (SAM prompted by g, uint8 0/1) and
-``DIR/<stem>_h.tif`` (the surrogate h(g(I)), uint8 0/1) are written, plus
-``DIR/<stem>_instances.tif`` (int32 labels) with ``--mode instances``.
-``DIR`` is ``--out`` for inputs in one folder; inputs from several folders
-keep their folders below their common parent (see :mod:`.batch`).  A file
-that fails is one line on stderr, the others are still segmented, and a
-summary line ends the run (exit status 1 when some failed).
-TIFFs are read lazily; planes larger than ``--tile`` (by default: larger
-than 2048 pixels on a side, with 1024-pixel tiles) are segmented tile by
-tile into a scratch zarr store beside the outputs and written out as tiled
-TIFFs without ever being loaded whole.
+The options become a :class:`~napari_autosam.jobs.options.SegmentOptions`
+and each file goes through the job layer's
+:func:`~napari_autosam.jobs.segment.segment_file` (its docstring lists the
+outputs).  ``DIR`` is ``--out`` for inputs in one folder; inputs from several
+folders keep their folders below their common parent (see
+:mod:`napari_autosam.jobs.batch`).  A file that fails is one line on stderr,
+the others are still segmented, and a summary line ends the run (exit status
+1 when some failed).  With ``--dask-scheduler``/``--dask-workers`` the files
+are spread over a cluster (:mod:`napari_autosam.distributed`).
 """
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
-from ..inference.tiling import AUTO_TILE, AUTO_TILE_ABOVE, DEFAULT_OVERLAP, auto_tile  # the one tiling rule
+from ..inference.tiling import AUTO_TILE, AUTO_TILE_ABOVE, DEFAULT_OVERLAP  # the one tiling rule
+from ..jobs.options import SegmentOptions
 from .precision import add_precision_argument, apply_precision
 
 
@@ -121,195 +119,77 @@ def _load_sam(args):
         raise CommandError(f"{exc} (try --sam tiny for a test, or a local checkpoint file)") from exc
 
 
+def segment_options(args) -> SegmentOptions:
+    """The job layer's options from the parsed command line."""
+    return SegmentOptions(
+        sam=args.sam, model=args.model, mode=args.mode, instance_source=args.instance_source,
+        refine=not args.no_refine, device=args.device, precision=getattr(args, "precision", None), tile=args.tile,
+        overlap=args.overlap, channels=args.channels, channel_axis=args.channel_axis, stack=args.stack,
+        cache_dir=args.cache_dir, batch_size=args.batch_size, save_prob=args.save_prob, format=args.format,
+        preview=args.preview, geojson=args.geojson, mpp=args.mpp, level=args.level)
+
+
+def run_with_bar(task, unit: str):
+    """Run a job's step with a progress bar on stderr counting ``unit``s."""
+    from .progressbar import ProgressBar
+
+    return ProgressBar(unit=unit).run(task)
+
+
 def _run(args) -> int:
-    from ..distributed.options import run_segment, wants_dask
+    from ..distributed.options import wants_dask
 
+    options = segment_options(args)
     if wants_dask(args):  # the same per-file step on the workers of a dask cluster
-        return run_segment(args)
-    from ..inference import InstanceOptions, Segmenter
-    from ..sam.cache import EmbeddingCache
-
-    if args.tile is not None and args.tile != 0 and not (args.tile >= 64 and 0 <= args.overlap < args.tile):
-        raise ValueError(f"need --tile >= 64 and 0 <= --overlap < --tile, got {args.tile} and {args.overlap}")
+        return run_on_cluster(args.inputs, args.out, options, scheduler=args.dask_scheduler, workers=args.dask_workers)
+    options.check()
+    from ..jobs.batch import plan_jobs, run_jobs
+    from ..jobs.segment import make_segmenter, output_stem, segment_file
     from . import check_output_folder
-    from .batch import plan_jobs, run_jobs
 
-    jobs = plan_jobs(args.inputs, Path(args.out).expanduser(), _output_stem)  # name clashes: refused before any work
+    jobs = plan_jobs(args.inputs, Path(args.out).expanduser(), output_stem)  # name clashes: refused before any work
     check_output_folder(args.out, create=False)
     if args.cache_dir:
         check_output_folder(args.cache_dir, "--cache-dir")
     sam = _load_sam(args)
     apply_precision(sam, args)
-    model = _load_model(args, sam)
-    cache = EmbeddingCache(sam, args.cache_dir) if args.cache_dir else None
-    options = InstanceOptions(source=args.instance_source, refine=not args.no_refine)
-    segmenter = Segmenter(sam, model, cache=cache, batch_size=args.batch_size, instance_options=options)
-    return run_jobs("segment", jobs, lambda job: _segment_file(segmenter, job.path, job.out_dir, args))
+    segmenter = make_segmenter(sam, _load_model(args, sam), options)
+    return run_jobs("segment", jobs, lambda job: segment_file(segmenter, job.path, job.out_dir, options,
+                                                              run_task=run_with_bar))
 
 
-def _output_stem(path: Path) -> str:
-    """The stem a file's outputs are named by (as :func:`_segment_file` names them)."""
-    from ..io.images import image_stem
-    from ..io.slides import is_slide_path, slide_stem
+def run_on_cluster(inputs, out, options: SegmentOptions, *, scheduler: str | None = None,
+                   workers: int | None = None) -> int:
+    """``napari-autosam segment`` on a cluster: same files, one progress bar over the images.
 
-    return slide_stem(path) if is_slide_path(path) else image_stem(path)
-
-
-def _segment_file(segmenter, path: Path, out: Path, args) -> None:
-    from ..inference.inputs import image_layout
-    from ..io.images import image_stem
-    from ..io.slides import slide_stem
-    from .progressbar import ProgressBar
-    from .resolution import open_input, say
-
-    image, resolution, note = open_input(path, args, segmenter.checkpoint.metadata.get("resolution"))
-    say(note)
-    layout = image_layout(image, args.channel_axis, stack=True if args.stack else None)
-    tile = args.tile
-    if tile is None:
-        tile = auto_tile(layout.plane_shape)
-    stem = image_stem(path) if resolution is None else slide_stem(path)
-    out.mkdir(parents=True, exist_ok=True)
-    if _output_format(args, layout) == "ome-zarr":
-        if getattr(segmenter.checkpoint, "class_heads", None) is not None:
-            print(f"note: {path.name}: class labels are written with TIFF outputs only (--format tiff)", file=sys.stderr)
-        return _segment_to_ome_zarr(segmenter, image, layout, path, out, stem, tile, args, resolution)
-    scratch = out / f".{stem}.autosam-scratch"
-    try:
-        task = segmenter.segment(image, channel_axis=args.channel_axis, channels=args.channels, mode=args.mode,
-                                 tile=tile or None, overlap=args.overlap, store=scratch, stack=layout.is_stack,
-                                 preview=args.preview)
-        result = ProgressBar(unit="tile" if tile else "image").run(task)
-        written = _write_outputs(result, out, stem, args.save_prob)
-        from .classes_cli import write_class_outputs  # a class model: <stem>_classes.tif (+ instance classes)
-
-        written += write_class_outputs(segmenter, image, layout, result, out, stem, tile, args, resolution)
-        if args.geojson:
-            from .geojson import write_result_geojson
-
-            written.append(write_result_geojson(result, out, stem, resolution=resolution))
-        _report(path, layout, result, written, resolution)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _output_format(args, layout) -> str:
-    from ..io.labels_zarr import labels_on_disk
-
-    chosen = getattr(args, "format", "auto")
-    if chosen == "auto":
-        chosen = "ome-zarr" if labels_on_disk(layout.plane_shape) else "tiff"
-    if chosen == "ome-zarr" and args.save_prob:
-        raise ValueError("--save-prob writes TIFF probability maps; add --format tiff to get them")
-    return chosen
-
-
-def _segment_to_ome_zarr(segmenter, image, layout, path: Path, out: Path, stem: str, tile, args,
-                         resolution=None) -> None:
-    """Masks (and instances) as OME-Zarr label images, written tile by tile; nothing left on failure."""
-    from ..inference.ondisk import segment_to_labels
-    from ..io.labels_zarr import placement_for
-    from ..slide_regions import resolution_facts
+    ``scheduler``/``workers`` as ``--dask-scheduler``/``--dask-workers``.
+    """
+    from ..distributed.options import connect, dashboard_line
+    from ..jobs.batch import run_jobs
+    from . import check_output_folder
     from .progressbar import ProgressBar
 
-    attributes = {"source": str(path)}
-    if resolution is not None:
-        attributes["resolution"] = resolution_facts(resolution)
-    task = segment_to_labels(segmenter, image, out, stem, channel_axis=args.channel_axis, channels=args.channels,
-                             mode=args.mode, tile=tile or None, overlap=args.overlap, stack=layout.is_stack,
-                             placement=placement_for(resolution), attributes=attributes, preview=args.preview)
-    result = ProgressBar(unit="tile" if tile else "image").run(task)
-    if args.geojson:
-        from .geojson import write_labels_geojson
+    options.check()
+    check_output_folder(out, create=False)
+    if options.cache_dir:
+        check_output_folder(options.cache_dir, "--cache-dir")
+    with connect(scheduler, workers) as client:
+        from ..distributed.dask_segment import segment_many
 
-        write_labels_geojson(result.paths, out, stem, resolution)
-    print(ondisk_report(path, layout.output_shape, result, resolution, args.preview))
+        n = len(client.scheduler_info()["workers"])
+        print(f"dask: {n} worker{'s' if n != 1 else ''} at {client.scheduler.address}; {dashboard_line(client)}",
+              file=sys.stderr)
+        if options.model is None:
+            print("note: no --model given: using the untrained default prompt generator (hardnet_small, fixed "
+                  "seed); its masks are only a starting point.", file=sys.stderr)
+        task = segment_many(inputs, out, client=client, sam=options.sam, model=options.model, options=options)
+        result = ProgressBar(unit="step").run(task)  # an image, or a tile of a spread slide
 
+    def replay(job):  # the command line's own failure lines and summary, in input order
+        if str(job.path) in result.errors:
+            raise result.errors[str(job.path)]
+        for note in result.notes.get(str(job.path), ()):
+            print(note, file=sys.stderr)
+        print(result.reports[str(job.path)])
 
-def ondisk_report(path: Path, shape, result, resolution=None, preview: bool = False) -> str:
-    """The report line of an OME-Zarr result (an :class:`~napari_autosam.inference.ondisk.OnDiskResult`)."""
-    from ..io.working import describe
-
-    shape = "×".join(str(s) for s in shape)
-    where = f" at {describe(resolution)}" if resolution is not None else ""
-    what = "h" if preview else "AutoSAM"
-    parts = [f"{path.name}: {shape}{where}", f"{what} {result.foreground:.1%} foreground"
-             + (" (preview: h only)" if preview else "")]
-    if result.agreement:
-        parts.append(f"agreement (Dice) {sum(result.agreement) / len(result.agreement):.3f}")
-    parts += result.messages + (["cancelled"] if result.cancelled else [])
-    return "; ".join(parts) + " → " + ", ".join(p.name for p in result.paths.values())
-
-
-def _write_outputs(result, out: Path, stem: str, save_prob: bool) -> list[Path]:
-    outputs = {"autosam": result.autosam_mask, "h": result.h_mask, "instances": result.instances}
-    if save_prob:
-        outputs.update({"autosam_prob": result.autosam_prob, "h_prob": result.h_prob})
-    return [write_array(out / f"{stem}_{name}.tif", array) for name, array in outputs.items() if array is not None]
-
-
-def write_array(path: Path, array, *, tile: int = 512) -> Path:
-    """Write a numpy array with :func:`write_tiff`, or a zarr array as a tiled TIFF, one tile at a time."""
-    import numpy as np
-
-    from ..io.images import write_tiff
-
-    if isinstance(array, np.ndarray):
-        return write_tiff(path, array)
-    import tifffile
-
-    from ..io.atomic import atomic_path
-
-    def tiles():
-        planes = [()] if array.ndim == 2 else [(z,) for z in range(array.shape[0])]
-        for z in planes:
-            for y in range(0, array.shape[-2], tile):
-                for x in range(0, array.shape[-1], tile):
-                    yield np.asarray(array[(*z, slice(y, y + tile), slice(x, x + tile))])
-
-    nbytes = int(np.prod(array.shape)) * np.dtype(array.dtype).itemsize
-    with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, tiles(), shape=array.shape, dtype=array.dtype, tile=(tile, tile),
-                         compression="zlib", photometric="minisblack", bigtiff=nbytes > 2**31)
-    return path
-
-
-def _blockwise(array):
-    """The array in memory-sized pieces (numpy arrays come whole)."""
-    import numpy as np
-
-    from ..inference.tiling import blocks
-
-    if isinstance(array, np.ndarray):
-        yield array
-        return
-    planes = [()] if array.ndim == 2 else [(z,) for z in range(array.shape[0])]
-    for z in planes:
-        for window in blocks(array.shape[-2:]):
-            yield np.asarray(array[(*z, *window)])
-
-
-def _report(path: Path, layout, result, written: list[Path], resolution=None) -> None:
-    import numpy as np
-
-    from ..io.working import describe
-
-    def fraction(mask) -> float:
-        return sum(int(np.count_nonzero(b)) for b in _blockwise(mask)) / float(np.prod(mask.shape))
-
-    shape = "×".join(str(s) for s in layout.output_shape)
-    where = f" at {describe(resolution)}" if resolution is not None else ""
-    parts = [f"{path.name}: {shape}{where}"]
-    if result.autosam_mask is not None:
-        parts.append(f"AutoSAM {fraction(result.autosam_mask):.1%} foreground")
-    if result.h_mask is not None:
-        parts.append(f"h {fraction(result.h_mask):.1%}" + (" foreground (preview: h only)" if result.preview else ""))
-    if result.agreement:
-        mean = float(np.mean(result.agreement))
-        parts.append(f"agreement (Dice) {mean:.3f}" + (" mean over slices" if len(result.agreement) > 1 else ""))
-    if result.instances is not None:
-        parts.append(f"{max(int(b.max()) for b in _blockwise(result.instances))} instances")
-    parts += result.messages
-    if result.cancelled:
-        parts.append("cancelled")
-    print("; ".join(parts) + " → " + ", ".join(p.name for p in written))
+    return run_jobs("segment", result.jobs, replay)

@@ -208,6 +208,21 @@ def level_choices(slide) -> list[tuple[str, dict]]:
 # --------------------------------------------------------------------------- coordinates
 
 
+def mask_at(mask, image_shape: tuple[int, int], resolution, name: str):
+    """The mask at the working resolution: as given when it matches, else picked from level 0 by nearest pixel."""
+    if tuple(mask.shape[:2]) == tuple(image_shape):
+        return mask
+    d = resolution.downsample
+    expected = (round(image_shape[0] * d), round(image_shape[1] * d))
+    if any(abs(m - e) > d for m, e in zip(mask.shape[:2], expected)):
+        raise ValueError(f"mask of {name} is {mask.shape[0]}×{mask.shape[1]}; expected the image's size at "
+                         f"level 0 (about {expected[0]}×{expected[1]}) or at the working resolution "
+                         f"({image_shape[0]}×{image_shape[1]})")
+    rows = np.minimum(((np.arange(image_shape[0]) + 0.5) * d).astype(int), mask.shape[0] - 1)
+    cols = np.minimum(((np.arange(image_shape[1]) + 0.5) * d).astype(int), mask.shape[1] - 1)
+    return mask[np.ix_(rows, cols)]
+
+
 def to_working(coords, resolution: Resolution) -> np.ndarray:
     """Level-0 coordinates (any shape, e.g. ``N×2`` as y, x) in working pixels: ``coords / d``."""
     return np.asarray(coords, dtype=float) / resolution.downsample
