@@ -374,8 +374,8 @@ class SegmentSection(QWidget):
 
         def make_task(token):
             if big:
-                return slide_layers.segment_task(self.session, target, region, mode, token, tile=TILE,
-                                                 tile_above=TILE_ABOVE, overlap=OVERLAP, preview=preview)
+                return slide_layers.segment_task(self.session, target, region, mode, token, overlap=OVERLAP,
+                                                 preview=preview)
             data = target.data
             plane_axis = target.layout.plane_channel_axis
             if scope == "slice":

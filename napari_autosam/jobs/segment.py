@@ -25,7 +25,7 @@ from pathlib import Path
 from ..inference.tiling import auto_tile  # the one tiling rule (light: no torch)
 from .options import SegmentOptions, quiet_run
 
-__all__ = ["make_segmenter", "ondisk_report", "output_format", "output_stem", "segment_file"]
+__all__ = ["labels_task", "make_segmenter", "ondisk_report", "output_format", "output_stem", "segment_file"]
 
 
 def output_stem(path: Path) -> str:
@@ -122,23 +122,39 @@ def segment_file(segmenter, path: Path, out: Path, options: SegmentOptions, *, r
 def _segment_to_ome_zarr(segmenter, image, layout, path: Path, out: Path, stem: str, tile, options, resolution,
                          run_task) -> None:
     """Masks (and instances) as OME-Zarr label images, written tile by tile; nothing left on failure."""
-    from ..inference.ondisk import segment_to_labels
-    from ..io.labels_zarr import placement_for
-    from ..slide_regions import resolution_facts
-
-    attributes = {"source": str(path)}
-    if resolution is not None:
-        attributes["resolution"] = resolution_facts(resolution)
-    task = segment_to_labels(segmenter, image, out, stem, channel_axis=options.channel_axis,
-                             channels=options.channels, mode=options.mode, tile=tile or None,
-                             overlap=options.overlap, stack=layout.is_stack, placement=placement_for(resolution),
-                             attributes=attributes, preview=options.preview)
+    task = labels_task(segmenter, image, out, stem, source=str(path), resolution=resolution,
+                       channel_axis=options.channel_axis, channels=options.channels, mode=options.mode,
+                       tile=tile or None, overlap=options.overlap, stack=layout.is_stack, preview=options.preview)
     result = run_task(task, "tile" if tile else "image")
     if options.geojson:
         from .geojson_outputs import write_labels_geojson
 
         write_labels_geojson(result.paths, out, stem, resolution)
     print(ondisk_report(path, layout.output_shape, result, resolution, options.preview))
+
+
+def labels_task(segmenter, image, out: Path, stem: str, *, source: str, resolution=None, placement=None,
+                extra: dict | None = None, **kwargs):
+    """The task that segments ``image`` into OME-Zarr label images ``out/<stem>_<role>.ome.zarr``, tile by tile.
+
+    The labels record their ``source`` and, for a slide, the working
+    ``resolution`` (an :class:`~napari_autosam.io.working.Resolution`), then
+    the ``extra`` facts (e.g. the model).  ``placement``: where a label pixel
+    sits (default: from the resolution).  ``**kwargs`` go to
+    :func:`~napari_autosam.inference.ondisk.segment_to_labels` (``tile``,
+    ``overlap``, ``mode``, ``region``, ``cancel``, …).  The command line's
+    ``segment`` and the widget's big images both write through here.
+    """
+    from ..inference.ondisk import segment_to_labels
+    from ..io.labels_zarr import placement_for
+    from ..slide_regions import resolution_facts
+
+    attributes = {"source": source}
+    if resolution is not None:
+        attributes["resolution"] = resolution_facts(resolution)
+    attributes.update(extra or {})
+    placement = placement_for(resolution) if placement is None else placement
+    return segment_to_labels(segmenter, image, out, stem, placement=placement, attributes=attributes, **kwargs)
 
 
 def ondisk_report(path: Path, shape, result, resolution=None, preview: bool = False) -> str:
