@@ -65,7 +65,7 @@ def default_annotation_dir() -> Path:
 
 
 def default_model_dir(sam=None) -> Path:
-    """The default model store of a SAM: :func:`napari_autosam.paths.model_store_dir`."""
+    """The default model store of a SAM (a variant name, a SamIdentity or None): :func:`napari_autosam.paths.model_store_dir`."""
     return model_store_dir(sam)
 
 

@@ -89,7 +89,7 @@ def run_headless(folder: Path, sam_name: str = "tiny", on_progress=None) -> dict
     from .paths import model_store_dir
     from .progress import run
     from .sam.cache import EmbeddingCache
-    from .sam.registry import load_sam
+    from .sam.registry import identity_of, load_sam
     from .training import TrainConfig, samples_from_arrays, train
 
     # As the GUI's workers do: leave one core free.  Every core is often slower for these small
@@ -106,7 +106,7 @@ def run_headless(folder: Path, sam_name: str = "tiny", on_progress=None) -> dict
     accept_extra_corrections(store)
     images, masks, names = store.arrays()
     result = run(train(sam, samples_from_arrays(images, masks, names), config=TrainConfig(**DEMO_TRAINING),
-                       store=ModelStore(model_store_dir(sam, folder)), cache=cache), on_progress)
+                       store=ModelStore(model_store_dir(identity_of(sam), folder)), cache=cache), on_progress)
     segmenter.set_model(result.model)
     after = run(segmenter.segment(image), on_progress)
     seconds = time.perf_counter() - started

@@ -9,11 +9,9 @@ import sys
 import threading
 from pathlib import Path
 
+from ..jobs.defaults import DEFAULT_TIME_LIMIT  # shared with the widget's fine-tuning
 from . import CommandError, channel_list, non_negative_int, open_sam, positive_int
 from .precision import add_precision_argument, apply_precision
-
-#: The CLI's default training time (seconds, both stages): a few minutes on a 2-core CPU.
-DEFAULT_TIME_LIMIT = 170.0
 
 
 def _augment(args):

@@ -292,7 +292,7 @@ class Resampled:
         return array if dtype is None else array.astype(dtype)
 
     def __getitem__(self, key) -> np.ndarray:
-        from .openslide_levels import full_key
+        from .pyramid import full_key
 
         key = full_key(key, self.ndim)
         picks = tuple(0 if isinstance(k, (int, np.integer)) else slice(None) for k in key[:2])
