@@ -31,10 +31,9 @@ from ..io.working import (
     describe,
     layer_transform,
     level_choices,
+    preferred_request,
     region_to_working,
-    request_of,
     resolution_note,
-    same_resolution,
     working_image,
 )
 from . import notify, slide_layers
@@ -263,17 +262,9 @@ class SegmentSection(QWidget):
     def select_model_resolution(self) -> None:
         """Preselect the model's resolution on a slide (until the user chooses another one)."""
         slide, recorded = self.slide(), self.model_resolution()
-        request = request_of(recorded, slide) if slide is not None and recorded else {}
-        if "mpp" in request:
-            match = [i for i, d in enumerate(slide.downsamples)
-                     if same_resolution({"mpp": float(np.mean(slide.level_mpp(i)))}, request)]
-            if match:
-                self.set_resolution({"level": match[0]})
-            else:
-                self.set_resolution(request)
-        elif "downsample" in request:
-            match = [i for i, d in enumerate(slide.downsamples) if same_resolution({"downsample": d}, request)]
-            self.set_resolution({"level": match[0] if match else 0})
+        request = preferred_request(slide, recorded) if slide is not None else {}
+        if request:
+            self.set_resolution(request)
         self._touched = False
         self._resolution_changed()
 

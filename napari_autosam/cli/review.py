@@ -12,9 +12,10 @@ import shutil
 import sys
 from pathlib import Path
 
-#: Review tiles: the segmentation's tile size (each tile is one region).
-TILE = 1024
-OVERLAP = 128
+from ..inference.tiling import REVIEW_OVERLAP, REVIEW_TILE  # light: no torch
+
+#: Review tiles (each tile is one region): the one default of the engine and the widget.
+TILE, OVERLAP = REVIEW_TILE, REVIEW_OVERLAP
 
 
 def register(subparsers) -> None:

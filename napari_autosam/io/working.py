@@ -256,6 +256,56 @@ def layer_transform(resolution: Resolution, base_scale=(1.0, 1.0), base_translat
     return {"scale": scale, "translate": translate}
 
 
+def box_edges(box, scale, translate) -> np.ndarray:
+    """World coordinates ``[[y0, x0], [y1, x1]]`` of the outer pixel edges of ``box = (y0, y1, x0, x1)``.
+
+    ``scale``/``translate`` (y, x last) map the box's pixels to the world, as
+    napari's layer transform does: pixel centres at integers, so the edges are
+    half a pixel out.
+    """
+    y0, y1, x0, x1 = box
+    scale = np.asarray(scale, dtype=float)[-2:]
+    translate = np.asarray(translate, dtype=float)[-2:]
+    return np.array([[y0 - 0.5, x0 - 0.5], [y1 - 0.5, x1 - 0.5]]) * scale + translate
+
+
+def box_transform(box, scale, translate) -> dict:
+    """``scale``/``translate`` (y, x) of the pixels of ``box = (y0, y1, x0, x1)`` cut out of an image placed by
+    ``scale``/``translate``: the window lands where it was."""
+    y0, _y1, x0, _x1 = box
+    sy, sx = (float(v) for v in scale[-2:])
+    ty, tx = (float(v) for v in translate[-2:])
+    return {"scale": (sy, sx), "translate": (ty + y0 * sy, tx + x0 * sx)}
+
+
+def cell_transform(scale, translate, cell: int) -> dict:
+    """``scale``/``translate`` of a coarse grid whose cells cover ``cell × cell`` pixels of an image placed by
+    ``scale``/``translate`` (the last two axes; others unchanged)."""
+    scale, translate = [float(v) for v in scale], [float(v) for v in translate]
+    for i in (-2, -1):
+        translate[i] += (cell - 1) / 2 * scale[i]
+        scale[i] *= cell
+    return {"scale": scale, "translate": translate}
+
+
+def preferred_request(slide, recorded: dict | None) -> dict:
+    """The resolution to preselect on ``slide`` for a model trained at ``recorded`` (``{}``: keep the choice).
+
+    A pyramid level stored at the model's µm/px (or downsample) is preferred
+    as ``{"level": i}``; else its µm/px as ``{"mpp": x}`` (a model recorded by
+    downsample with no level matching: level 0).
+    """
+    request = request_of(recorded, slide) if recorded else {}
+    if "mpp" in request:
+        match = [i for i in range(len(slide.downsamples))
+                 if same_resolution({"mpp": float(np.mean(slide.level_mpp(i)))}, request)]
+        return {"level": match[0]} if match else request
+    if "downsample" in request:
+        match = [i for i, d in enumerate(slide.downsamples) if same_resolution({"downsample": d}, request)]
+        return {"level": match[0] if match else 0}
+    return {}
+
+
 # --------------------------------------------------------------------------- resampling
 
 
