@@ -4,7 +4,7 @@
 the untrained prompt generator, accept a corrected mask (the sample's true
 mask stands in for the user's correction, with a few synthetic images
 "corrected earlier"), fine-tune, segment again and compare.  The GUI driver
-(:mod:`napari_autosam._qt.demo`) runs these steps through the widget; the
+(:mod:`napari_autosam._qt.demo_driver`) runs these steps through the widget; the
 headless run (:func:`run_headless`) runs them through the engine and writes
 the masks and a captioned overview PNG.  Both take their data and settings
 from here, so the two cannot drift apart.  No napari or Qt here.

@@ -9,8 +9,8 @@ import pytest
 import tifffile
 
 from napari_autosam.cli import main
-from napari_autosam.data.slides import write_ome_tiff, write_svs, write_tiled_tiff
 from napari_autosam.data.synthetic import make_nuclei_image
+from napari_autosam.data.synthetic_slides import write_ome_tiff, write_svs, write_tiled_tiff
 from napari_autosam.models.checkpoint import read_metadata
 
 TINY = ["--sam", "tiny", "--device", "cpu"]

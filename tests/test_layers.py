@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("training", {"training"}),
     ("jobs", {"jobs", "demo_loop"}),
     ("distributed", {"distributed"}),
-    ("napari", {"_qt", "_reader", "_writer", "_geojson", "napari_geojson"}),
+    ("napari", {"_qt", "_reader", "_writer", "_geojson_hooks"}),
     ("cli", {"cli", "__main__"}),
 ]
 

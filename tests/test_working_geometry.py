@@ -27,7 +27,7 @@ def test_a_cut_out_box_lands_where_it_was_and_cells_cover_their_pixels():
 def test_one_review_tile_for_every_front_end():
     import inspect
 
-    from napari_autosam.cli import review as cli_review
+    from napari_autosam.cli import review_command as cli_review
     from napari_autosam.inference.review import review
 
     assert review_tile((REVIEW_TILE, REVIEW_TILE)) is None and review_tile((3, REVIEW_TILE + 1, 9)) == REVIEW_TILE

@@ -17,7 +17,7 @@ from qtpy.QtWidgets import (
 
 from ..classes import per_class_text
 from . import notify
-from .plot import LivePlot
+from .plot_panel import LivePlot
 from .session import Session
 from .workers import ProgressPanel, TaskRunner
 

@@ -1,6 +1,6 @@
 """The ``napari-autosam`` command line: one sub-command per module in this package.
 
-Each sub-command module defines ``register(subparsers)``, which adds its
+Each sub-command module (``<command>_command.py``) defines ``register(subparsers)``, which adds its
 parser and sets ``func`` to a callable taking the parsed arguments and
 returning an exit code.  Heavy imports (torch, napari) happen inside the
 sub-commands, so ``napari-autosam --help`` answers at once.
@@ -101,7 +101,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"napari-autosam {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in (only,) if only in COMMANDS else COMMANDS:
-        importlib.import_module(f"{__name__}.{name}").register(subparsers)
+        importlib.import_module(f"{__name__}.{name}_command").register(subparsers)
     return parser
 
 

@@ -162,7 +162,7 @@ def _train(args, shared=None) -> int:
     if bool(args.val_images) != bool(args.val_masks):
         raise CommandError("--val-images and --val-masks go together")
     channels = args.channels
-    from .classes_cli import train_classes
+    from .class_options import train_classes
 
     classes = train_classes(args)  # --classes / --num-classes, or the --init model's; None: binary
     if args.depth_adapters:  # whole stacks, not slices: the depth-adapter mode (docs/depth.md)
@@ -291,7 +291,7 @@ def register(subparsers) -> None:
     add_precision_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
-    from .classes_cli import add_class_args
+    from .class_options import add_class_args
 
     add_class_args(parser)
     from .resolution import add_resolution_args

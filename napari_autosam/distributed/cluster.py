@@ -1,6 +1,6 @@
 """``--dask-scheduler`` / ``--dask-workers`` for ``napari-autosam segment``; dask is imported only when one is given.
 
-The command's cluster run itself is :func:`napari_autosam.cli.segment.run_on_cluster`.
+The command's cluster run itself is :func:`napari_autosam.cli.segment_command.run_on_cluster`.
 """
 
 from __future__ import annotations

@@ -84,7 +84,7 @@ def register(subparsers) -> None:
     from .resolution import add_resolution_args
 
     add_resolution_args(parser, what="slides")
-    from ..distributed.options import add_dask_args
+    from ..distributed.cluster import add_dask_args
 
     add_dask_args(parser)
     parser.set_defaults(func=_run)
@@ -137,7 +137,7 @@ def run_with_bar(task, unit: str):
 
 
 def _run(args) -> int:
-    from ..distributed.options import wants_dask
+    from ..distributed.cluster import wants_dask
 
     options = segment_options(args)
     if wants_dask(args):  # the same per-file step on the workers of a dask cluster
@@ -164,7 +164,7 @@ def run_on_cluster(inputs, out, options: SegmentOptions, *, scheduler: str | Non
 
     ``scheduler``/``workers`` as ``--dask-scheduler``/``--dask-workers``.
     """
-    from ..distributed.options import connect, dashboard_line
+    from ..distributed.cluster import connect, dashboard_line
     from ..jobs.batch import run_jobs
     from . import check_output_folder
     from .progressbar import ProgressBar

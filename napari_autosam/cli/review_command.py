@@ -53,7 +53,7 @@ def _run(args) -> int:
     from ..sam.cache import EmbeddingCache
     from .progressbar import ProgressBar
     from .resolution import open_input, say
-    from .segment import _channels, _load_model, _load_sam
+    from .segment_command import _channels, _load_model, _load_sam
 
     if not (args.tile >= 64 and 0 <= args.overlap < args.tile):
         raise ValueError(f"need --tile >= 64 and 0 <= --overlap < --tile, got {args.tile} and {args.overlap}")
