@@ -215,29 +215,16 @@ def segment_many(paths, out, *, client, sam: str | None = None, model: str | Non
 
     Parameters
     ----------
-    paths : sequence of str or Path
-        Inputs as ``napari-autosam segment`` takes them, readable at the same
-        path on every worker.
-    out : str or Path
-        The output folder, shared by the client and the workers.
-    client : distributed.Client
-        A client of a running cluster.
-    sam, model : str or None
-        As ``--sam`` and ``--model``: the SAM (default: the one the model was
-        trained for) and a checkpoint or model-store folder (its active
-        version, resolved once here).
-    spread_tiles : bool
-        Spread the tiles of each slide whose labels go to OME-Zarr (over
-        4096² px, or ``format="ome-zarr"``) over the workers (default);
-        False: one task per input whatever its size.
-    tiles_per_task, region_levels : int or None
-        Tiles per task and the pyramid levels each output-region task writes
-        (defaults: :func:`.dask_tiles.tiles_per_task`, :data:`.dask_tiles.REGION_LEVELS`).
-    options : SegmentOptions or None
-        The other ``segment`` settings (default: the command's defaults).
-    **names
-        ``segment`` options by name (``mode``, ``tile``, ``overlap``,
-        ``save_prob``, ``mpp``, ``no_refine``, …) over ``options``, see :func:`segment_options`.
+    paths : inputs as ``napari-autosam segment`` takes them, readable at the same path on every worker
+    out : the output folder, shared by the client and the workers
+    client : a ``distributed.Client`` of a running cluster
+    sam, model : as ``--sam`` and ``--model`` (a model-store folder's active version is resolved once here)
+    spread_tiles : spread the tiles of each slide whose labels go to OME-Zarr (over 4096² px, or
+        ``format="ome-zarr"``) over the workers (default); False: one task per input whatever its size
+    tiles_per_task, region_levels : tiles per task and the pyramid levels each output-region task writes
+        (defaults: :func:`.dask_tiles.tiles_per_task`, :data:`.dask_tiles.REGION_LEVELS`)
+    options : the other ``segment`` settings (a SegmentOptions; default: the command's defaults)
+    **names : ``segment`` options by name (``mode``, ``tile``, ``save_prob``, ``no_refine``, …) over ``options``
 
     Returns
     -------
@@ -258,8 +245,7 @@ def segment_many(paths, out, *, client, sam: str | None = None, model: str | Non
     from ..jobs.batch import plan_jobs
     from ..jobs.segment import output_stem
     from ..models.store import resolve_model_path, sam_for_model
-    from .dask_tiles import REGION_LEVELS, SlideRun
-    from .tile_tasks import SlidePlan
+    from .dask_tiles import REGION_LEVELS
 
     out = Path(out).expanduser().resolve()
     jobs = plan_jobs(paths, out, output_stem)  # output folders and names as the command line plans them
@@ -272,45 +258,63 @@ def segment_many(paths, out, *, client, sam: str | None = None, model: str | Non
                              spread_tiles, key=f"autosam-segment-{i}-{job.path.name}", pure=False): job
                for i, job in enumerate(jobs)}
     yield clock.event("segment", 0, f"{len(jobs)} images on {len(client.scheduler_info()['workers'])} workers")
-    result, done, slides = BatchResult(jobs=jobs), 0, {}  # slides: future of a tile task -> its SlideRun
-    queue = as_completed(futures)
+    result = BatchResult(jobs=jobs)
+    levels = REGION_LEVELS if region_levels is None else region_levels
     try:
-        for future in queue:
-            if future in slides:
-                slide = slides.pop(future)
-                units, message = _slide_step(slide, future, slides, queue, result)
-                done += units
-                if units:
-                    yield clock.event("segment", done, message)
-                continue
-            job = futures.pop(future)
-            key = str(job.path)
-            try:
-                value = future.result()
-            except Exception as exc:  # noqa: BLE001  one bad file does not stop the others
-                result.errors[key] = exc
-            else:
-                future.release()  # taken: a worker lost later must not make the scheduler run it again
-                if isinstance(value, SlidePlan):
-                    slide = SlideRun(client, job, value, options, plugin, f"autosam-tiles-{len(slides)}-{job.path.name}",
-                                     per_task=tiles_per_task, levels=REGION_LEVELS if region_levels is None
-                                     else region_levels)
-                    _add(slide, slide.start(), slides, queue)
-                    clock.total += value.n_tiles
-                    yield clock.event("segment", done, f"{job.path.name}: {value.n_tiles} tiles in "
-                                      f"{len(slide.groups)} tasks")
-                    continue
-                names, report, notes, worker = value
-                result.written[key] = [job.out_dir / n for n in names]
-                result.reports[key], result.workers[key], result.notes[key] = report, worker, notes
-            done += 1
-            yield clock.event("segment", done, f"{job.path.name} done")
+        yield from _gather(client, futures, result, clock, options, plugin, tiles_per_task, levels)
     finally:
-        client.cancel(list(futures) + list(slides))
         for job in jobs:
             _remove_leftovers(job.out_dir, job.stem)
     result.written = {str(j.path): result.written[str(j.path)] for j in jobs if str(j.path) in result.written}
     return result
+
+
+def _gather(client, futures: dict, result: BatchResult, clock, options, plugin: str, per_task, levels: int):
+    """Take in every finished task (files, then a spread slide's tiles) into ``result``; one event per unit done."""
+    from .dask_tiles import SlideRun
+
+    done, slides = 0, {}  # slides: future of a tile task -> its SlideRun
+    queue = as_completed(futures)
+    try:
+        for future in queue:
+            if future in slides:
+                units, message = _slide_step(slides.pop(future), future, slides, queue, result)
+            else:
+                job = futures.pop(future)
+                plan = _take_file(job, future, result)
+                if plan is not None:  # a big slide: its tiles go out to the workers
+                    slide = SlideRun(client, job, plan, options, plugin, f"autosam-tiles-{len(slides)}-{job.path.name}",
+                                     per_task=per_task, levels=levels)
+                    _add(slide, slide.start(), slides, queue)
+                    clock.total += plan.n_tiles
+                    yield clock.event("segment", done, f"{job.path.name}: {plan.n_tiles} tiles in "
+                                      f"{len(slide.groups)} tasks")
+                    continue
+                units, message = 1, f"{job.path.name} done"
+            done += units
+            if units:
+                yield clock.event("segment", done, message)
+    finally:
+        client.cancel(list(futures) + list(slides))
+
+
+def _take_file(job, future, result: BatchResult):
+    """Record a file task's outcome in ``result``; return its :class:`.tile_tasks.SlidePlan` when it planned tiles."""
+    from .tile_tasks import SlidePlan
+
+    key = str(job.path)
+    try:
+        value = future.result()
+    except Exception as exc:  # noqa: BLE001  one bad file does not stop the others
+        result.errors[key] = exc
+        return None
+    future.release()  # taken: a worker lost later must not make the scheduler run it again
+    if isinstance(value, SlidePlan):
+        return value
+    names, report, notes, worker = value
+    result.written[key] = [job.out_dir / n for n in names]
+    result.reports[key], result.workers[key], result.notes[key] = report, worker, notes
+    return None
 
 
 def _add(slide, new, slides: dict, queue) -> None:
