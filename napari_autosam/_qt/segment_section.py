@@ -116,6 +116,29 @@ class SegmentSection(QWidget):
         self.scope_combo.setToolTip(
             "Current slice / whole stack for 3D images; for 2D images the whole image (cut into overlapping "
             f"{TILE}-pixel tiles when it is larger than {TILE_ABOVE} pixels) or only the region the canvas shows")
+        self._make_resolution_controls()
+        self._touched = False
+        self._resolution_image: str | None = None
+        self.instances_check = QCheckBox("Separate instances")
+        self.instances_check.setToolTip("Also split the mask into objects (self-prompted SAM) in an 'instances' layer")
+        self.segment_button = QPushButton("Segment")
+        self.segment_button.setToolTip("Segment the chosen image with AutoSAM and h(g(I)) in the background (Shift+Alt+R)")
+        self.segment_button.clicked.connect(lambda: self.segment())
+        self.preview_button = QPushButton("Preview (h only)")
+        self.preview_button.setToolTip("A fast look with the surrogate h(g(I)) only: SAM's image encoder does not "
+                                       "run, so it takes a fraction of the time (the 'h(g(I))' layer)")
+        self.preview_button.clicked.connect(lambda: self.segment(preview=True))
+        self.note = QLabel("")
+        self.note.setWordWrap(True)
+        self.note.setToolTip("About the last segmentation")
+        self._lay_out(runner)
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
+            event.connect(self.refresh_images)
+        viewer.layers.events.inserted.connect(self._opened)
+        self.refresh_images()
+
+    def _make_resolution_controls(self) -> None:
+        """The pyramid level / µm per pixel choice of slides and the note on the model's own resolution."""
         self.resolution_combo = QComboBox()
         self.resolution_combo.setToolTip(
             "Slides: the pyramid level (µm per pixel) to segment at, or a µm/px of your own. "
@@ -132,20 +155,9 @@ class SegmentSection(QWidget):
         self.resolution_note = QLabel("")
         self.resolution_note.setWordWrap(True)
         self.resolution_note.setToolTip("The model's own resolution, when the one chosen differs")
-        self._touched = False
-        self._resolution_image: str | None = None
-        self.instances_check = QCheckBox("Separate instances")
-        self.instances_check.setToolTip("Also split the mask into objects (self-prompted SAM) in an 'instances' layer")
-        self.segment_button = QPushButton("Segment")
-        self.segment_button.setToolTip("Segment the chosen image with AutoSAM and h(g(I)) in the background (Shift+Alt+R)")
-        self.segment_button.clicked.connect(lambda: self.segment())
-        self.preview_button = QPushButton("Preview (h only)")
-        self.preview_button.setToolTip("A fast look with the surrogate h(g(I)) only: SAM's image encoder does not "
-                                       "run, so it takes a fraction of the time (the 'h(g(I))' layer)")
-        self.preview_button.clicked.connect(lambda: self.segment(preview=True))
-        self.note = QLabel("")
-        self.note.setWordWrap(True)
-        self.note.setToolTip("About the last segmentation")
+
+    def _lay_out(self, runner: TaskRunner) -> None:
+        """Image, scope and resolution as a form, then instances, the buttons, progress and the note."""
         form = QFormLayout()
         form.addRow("Image", self.image_combo)
         form.addRow("Run on", self.scope_combo)
@@ -165,10 +177,6 @@ class SegmentSection(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(ProgressPanel(runner))
         layout.addWidget(self.note)
-        for event in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
-            event.connect(self.refresh_images)
-        viewer.layers.events.inserted.connect(self._opened)
-        self.refresh_images()
 
     def _opened(self, event) -> None:
         """A big image just opened: show the labels an earlier session stored for it (after the event settles)."""
@@ -364,25 +372,7 @@ class SegmentSection(QWidget):
         big = slide_layers.on_disk(target)  # results go to OME-Zarr labels on disk, shown lazily
 
         def make_task(token):
-            if big:
-                return slide_layers.segment_task(self.session, target, region, mode, token, overlap=OVERLAP,
-                                                 preview=preview)
-            data = target.data
-            plane_axis = target.layout.plane_channel_axis
-            if scope == "slice":
-                data = target.layout.read(data, z)
-                task = segmenter.segment(data, channel_axis=plane_axis, mode=mode, cancel=token, preview=preview)
-                return with_class_labels(segmenter, task, data, channel_axis=plane_axis, preview=preview, cancel=token)
-            if scope == "region":
-                task = segmenter.segment_region(data, region, layout=target.layout, mode=mode, cancel=token,
-                                                preview=preview)
-                return with_class_labels(segmenter, task, target.layout.read(data, 0, region), channel_axis=plane_axis,
-                                         preview=preview, cancel=token)
-            tile = auto_tile(target.plane_shape)
-            task = segmenter.segment(data, layout=target.layout, mode=mode, tile=tile, overlap=OVERLAP, cancel=token,
-                                     preview=preview)
-            return with_class_labels(segmenter, task, data, channel_axis=target.layout.channel_axis, tile=tile,
-                                     overlap=OVERLAP, stack=target.is_stack, preview=preview, cancel=token)
+            return self._task(segmenter, target, scope, z, region, mode, preview, big, token)
 
         def done(result) -> None:
             self.last = Request(request.layer_name, scope, request.instances, request.resolution, preview)
@@ -396,6 +386,29 @@ class SegmentSection(QWidget):
             what += f" at {describe(target.resolution)}"
         verb = "Previewing (h only)" if preview else "Segmenting"
         return self.runner.start(f"{verb} {what} of {target.name}", make_task, done)
+
+    def _task(self, segmenter, target: ImageTarget, scope: str, z: int, region, mode: str, preview: bool, big: bool,
+              token):
+        """The segmentation task of one run: on-disk labels for big images, else the slice, region or image."""
+        if big:
+            return slide_layers.segment_task(self.session, target, region, mode, token, overlap=OVERLAP,
+                                             preview=preview)
+        data = target.data
+        plane_axis = target.layout.plane_channel_axis
+        if scope == "slice":
+            data = target.layout.read(data, z)
+            task = segmenter.segment(data, channel_axis=plane_axis, mode=mode, cancel=token, preview=preview)
+            return with_class_labels(segmenter, task, data, channel_axis=plane_axis, preview=preview, cancel=token)
+        if scope == "region":
+            task = segmenter.segment_region(data, region, layout=target.layout, mode=mode, cancel=token,
+                                            preview=preview)
+            return with_class_labels(segmenter, task, target.layout.read(data, 0, region), channel_axis=plane_axis,
+                                     preview=preview, cancel=token)
+        tile = auto_tile(target.plane_shape)
+        task = segmenter.segment(data, layout=target.layout, mode=mode, tile=tile, overlap=OVERLAP, cancel=token,
+                                 preview=preview)
+        return with_class_labels(segmenter, task, data, channel_axis=target.layout.channel_axis, tile=tile,
+                                 overlap=OVERLAP, stack=target.is_stack, preview=preview, cancel=token)
 
     def _at_resolution(self, target: ImageTarget, request: dict | None) -> ImageTarget:
         """The target at the chosen working resolution (slides only; other images stay as they are)."""
