@@ -154,7 +154,7 @@ def _import(args) -> int:
     import json
 
     from ..io.atomic import atomic_write_text
-    from ..io.geojson import read_geojson_labels
+    from ..io.geojson_labels import read_geojson_labels
     from ..io.images import write_array
 
     image, resolution = _like(args)

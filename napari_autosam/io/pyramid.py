@@ -16,7 +16,7 @@ import numpy as np
 
 from .images import ImageReadError
 
-__all__ = ["MICRONS", "Slide", "SlideReadError", "full_key"]
+__all__ = ["MICRONS", "ResolutionError", "Slide", "SlideReadError", "full_key"]
 
 #: µm per unit of length, for OME and NGFF units.
 MICRONS = {"m": 1e6, "meter": 1e6, "mm": 1e3, "millimeter": 1e3, "µm": 1.0, "um": 1.0, "micrometer": 1.0,
@@ -32,6 +32,10 @@ class SlideReadError(ImageReadError):
 
     def __str__(self) -> str:
         return self.args[0]
+
+
+class ResolutionError(ValueError):
+    """A working resolution that cannot be had; the message says why and what to ask instead."""
 
 
 @dataclass

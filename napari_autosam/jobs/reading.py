@@ -80,7 +80,8 @@ def say(note: str | None) -> None:
 
 def geojson_mask_at(path, pixels, resolution):
     """A QuPath GeoJSON file (level-0 pixels) rasterised straight at the working resolution."""
-    from ..io.geojson import Placement, read_geojson_labels
+    from ..io.geojson import Placement
+    from ..io.geojson_labels import read_geojson_labels
 
     placement = Placement(resolution.downsample if resolution is not None else 1.0)
     result = read_geojson_labels(path, pixels.shape[:2], placement=placement)
