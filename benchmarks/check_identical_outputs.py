@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/check_identical_outputs.py [--dir DIR] [--models DIR] [--out hashes.txt] [--skip-big]
+    python benchmarks/check_identical_outputs.py [--dir DIR] [--models DIR] [--results DIR] [--out hashes.txt] [--skip-big]
 
 Writes small test images with tifffile (numpy only, fixed seeds) into
 ``DIR/inputs`` and runs ``segment`` (the tiny SAM, on the CPU) on each of
@@ -141,6 +141,9 @@ def main(argv=None) -> int:
     parser.add_argument("--models", type=Path, default=None,
                         help="folder of the class and depth models (trained there once; default DIR/models)")
     parser.add_argument("--out", type=Path, default=None, help="also write the hash lines to this file")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="where the outputs go (default DIR/outputs; emptied first), e.g. for a second run "
+                        "beside a running one")
     parser.add_argument("--skip-big", action="store_true", help="leave out the 4160×4200 OME-Zarr cases")
     args = parser.parse_args(argv)
     work = args.dir.resolve()
@@ -148,7 +151,7 @@ def main(argv=None) -> int:
                NAPARI_AUTOSAM_CHECKPOINT_URL="http://127.0.0.1:9/unreachable")
     files = write_inputs(work / "inputs", args.skip_big)
     models = train_models((args.models or work / "models").resolve(), work, env)
-    results = work / "outputs"
+    results = (args.results or work / "outputs").resolve()
     shutil.rmtree(results, ignore_errors=True)
     lines = []
     for name, arguments in cases(files, models).items():
