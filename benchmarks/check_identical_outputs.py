@@ -16,7 +16,8 @@ reused afterwards, so a later run compares segmentation only.
 Prints one line per output file, ``sha256  case/relative/path``; an
 OME-Zarr folder is listed file by file (chunks and metadata).  The input
 paths are part of some outputs (OME-Zarr attributes), so compare runs made
-with the same ``--dir``.  Compare two runs with ``diff``.
+with the same ``--dir``.  Compare two runs with ``diff``.  ``--cases`` runs
+some cases only; ``--hash-only`` hashes what a run cut short left complete.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def cases(files: dict[str, Path], models: dict[str, Path]) -> dict[str, list]:
     }
     if "big.tif" in files:
         out["big-ome-zarr"] = [files["big.tif"], "--geojson", *tiny]
-        out["big-ome-zarr-instances"] = [files["big.tif"], "--preview", "--mode", "instances", *tiny]
+        out["big-ome-zarr-preview-instances"] = [files["big.tif"], "--preview", "--mode", "instances", *tiny]
     return out
 
 
@@ -145,6 +146,9 @@ def main(argv=None) -> int:
                         help="where the outputs go (default DIR/outputs; emptied first), e.g. for a second run "
                         "beside a running one")
     parser.add_argument("--skip-big", action="store_true", help="leave out the 4160×4200 OME-Zarr cases")
+    parser.add_argument("--cases", nargs="*", default=None, metavar="NAME", help="run only these cases")
+    parser.add_argument("--hash-only", action="store_true",
+                        help="run nothing: hash the cases already in the results folder (a run cut short)")
     args = parser.parse_args(argv)
     work = args.dir.resolve()
     env = dict(os.environ, NAPARI_AUTOSAM_DEVICE="cpu", NAPARI_AUTOSAM_CACHE=str(work / "cache"),
@@ -152,10 +156,14 @@ def main(argv=None) -> int:
     files = write_inputs(work / "inputs", args.skip_big)
     models = train_models((args.models or work / "models").resolve(), work, env)
     results = (args.results or work / "outputs").resolve()
-    shutil.rmtree(results, ignore_errors=True)
+    chosen = {k: v for k, v in cases(files, models).items() if args.cases is None or k in args.cases}
     lines = []
-    for name, arguments in cases(files, models).items():
-        cli(["segment", *arguments, "--out", results / name], env)
+    for name, arguments in chosen.items():
+        if not args.hash_only:
+            shutil.rmtree(results / name, ignore_errors=True)
+            cli(["segment", *arguments, "--out", results / name], env)
+        elif not (results / name).is_dir():
+            continue
         lines += [f"{line.split('  ', 1)[0]}  {name}/{line.split('  ', 1)[1]}" for line in hashes(results / name)]
     text = "\n".join(lines) + "\n"
     print(text, end="")
