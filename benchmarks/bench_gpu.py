@@ -62,8 +62,7 @@ def build(name: str, device: torch.device):
 
 def end_to_end(seg, path: Path, scratch: Path, tile: int) -> float:
     """Seconds to segment the slide tile by tile and write its two mask TIFFs, as the CLI does."""
-    from napari_autosam.cli.segment import write_array
-    from napari_autosam.io.images import open_lazy
+    from napari_autosam.io.images import open_lazy, write_array
 
     image = open_lazy(path)
     start = time.perf_counter()

@@ -1,75 +1,69 @@
-"""Structure figures of the package, read with ast (nothing imported): import circles, imports that run
-up the layer order, functions over 60 lines and modules over 400 lines; ``--area PREFIX ...`` limits the
-per-module figures to modules under those dotted prefixes (circles count when one of their modules is there).
+"""The restructure's figures, read from the source with ast: import circles, imports up the layers, functions over
+60 lines and modules over 400 lines (for the whole package, and for the parts given with --area).
 
-Run from the project root: ``python benchmarks/house_figures.py [--area napari_autosam.inference ...]``.
+Usage::
+
+    python benchmarks/house_figures.py [--root PATH] [--area cli distributed io jobs _qt ...]
+
+``--root`` is a checkout (default: this one); the layer order is the one
+tests/test_layers.py writes.  Prints the counts and the names behind them.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
-import pathlib
+import importlib.util
 import sys
+from pathlib import Path
 
-#: Lowest first: a module may import from its own layer or any layer listed before it.
-LAYERS = (
-    ("napari_autosam.progress", "napari_autosam.device", "napari_autosam.paths", "napari_autosam.losses"),
-    ("napari_autosam.io", "napari_autosam.data", "napari_autosam.class_sets"),
-    ("napari_autosam.sam",),
-    ("napari_autosam.models",),
-    ("napari_autosam.inference", "napari_autosam.annotations", "napari_autosam.slide_regions"),
-    ("napari_autosam.training",),
-    ("napari_autosam.distributed", "napari_autosam.jobs"),
-    ("napari_autosam.cli", "napari_autosam.demo_loop"),
-    ("napari_autosam._qt", "napari_autosam._reader", "napari_autosam._writer", "napari_autosam._sample_data",
-     "napari_autosam._geojson", "napari_autosam.__main__"),
-)
+HERE = Path(__file__).resolve().parents[1]
 
 
-def layer(module: str) -> int | None:
-    best = None
-    for rank, prefixes in enumerate(LAYERS):
-        for p in prefixes:
-            if module == p or module.startswith(p + "."):
-                if best is None or len(p) > best[1]:
-                    best = (rank, len(p))
-    return None if best is None else best[0]
+def _layers():
+    spec = importlib.util.spec_from_file_location("layer_table", HERE / "tests" / "test_layers.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("napari_autosam", type(sys)("napari_autosam"))  # the table needs no package import
+    sys.modules["napari_autosam"].__file__ = str(HERE / "napari_autosam" / "__init__.py")
+    spec.loader.exec_module(module)
+    return module.LAYERS
 
 
-def modules(root: pathlib.Path) -> dict[str, pathlib.Path]:
-    found = {}
-    for p in root.rglob("*.py"):
-        parts = list(p.with_suffix("").parts)
-        if parts[-1] == "__init__":
+def modules_of(root: Path) -> dict[str, Path]:
+    out = {}
+    for path in (root / "napari_autosam").rglob("*.py"):
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        if parts[-1] == "__init__" and len(parts) > 1:
             parts = parts[:-1]
-        found[".".join(parts)] = p
-    return found
+        out[".".join(parts)] = path
+    return out
 
 
-def imports(mods: dict[str, pathlib.Path]) -> dict[str, set[str]]:
-    edges: dict[str, set[str]] = {}
-    for m, p in mods.items():
-        out = edges.setdefault(m, set())
-        pkg = m.split(".") if p.name == "__init__.py" else m.split(".")[:-1]
-        for n in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
-            targets = []
-            if isinstance(n, ast.ImportFrom):
-                base = ".".join(pkg[: len(pkg) - n.level + 1] + ([n.module] if n.module else [])) if n.level \
-                    else n.module or ""
-                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in n.names]
-            elif isinstance(n, ast.Import):
-                targets = [a.name for a in n.names]
-            for t in targets:
-                while t and t not in mods:
-                    t = t.rpartition(".")[0]
-                if t and t != m and t.startswith("napari_autosam"):
-                    out.add(t)
+def edges_of(modules: dict[str, Path]) -> dict[str, set[str]]:
+    edges = {}
+    for module, path in modules.items():
+        package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                base = package[: len(package) - node.level + 1] if node.level else []
+                t = ".".join(base + ([node.module] if node.module else [])) if node.level else (node.module or "")
+                names = [f"{t}.{a.name}" if f"{t}.{a.name}" in modules else t for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                while name and name not in modules:
+                    name = name.rpartition(".")[0]
+                if name and name != module:
+                    targets.add(name)
+        edges[module] = targets
     return edges
 
 
-def circles(edges: dict[str, set[str]], mods) -> list[list[str]]:
-    index, low, stack, on, comps, counter = {}, {}, [], set(), [], [0]
+def circles(modules, edges) -> list[list[str]]:
+    index, low, stack, on, found, counter = {}, {}, [], set(), [], [0]
     sys.setrecursionlimit(10000)
 
     def visit(v):
@@ -84,67 +78,63 @@ def circles(edges: dict[str, set[str]], mods) -> list[list[str]]:
             elif w in on:
                 low[v] = min(low[v], index[w])
         if low[v] == index[v]:
-            comp = []
+            component = []
             while True:
                 w = stack.pop()
                 on.discard(w)
-                comp.append(w)
+                component.append(w)
                 if w == v:
                     break
-            if len(comp) > 1:
-                comps.append(sorted(comp))
+            if sum(1 for m in component if modules[m].name != "__init__.py") > 1:
+                found.append(sorted(component))
 
     for v in list(edges):
         if v not in index:
             visit(v)
-    return [c for c in comps if sum(1 for x in c if mods[x].name != "__init__.py") > 1]
-
-
-def long_functions(path: pathlib.Path, limit: int = 60) -> list[tuple[str, int]]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    found = []
-
-    def walk(node, prefix=""):
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                n = child.end_lineno - child.lineno + 1
-                if n > limit:
-                    found.append((prefix + child.name, n))
-                walk(child, prefix + child.name + ".")
-            elif isinstance(child, ast.ClassDef):
-                walk(child, prefix + child.name + ".")
-
-    walk(tree)
     return found
 
 
-def main(argv=None) -> None:
+def unit(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--area", nargs="*", default=["napari_autosam"], help="dotted module prefixes")
+    parser.add_argument("--root", type=Path, default=HERE)
+    parser.add_argument("--area", nargs="*", default=None, help="units (sub-packages or top-level modules)")
     args = parser.parse_args(argv)
-    mods = modules(pathlib.Path("napari_autosam"))
-    edges = imports(mods)
+    modules = modules_of(args.root.resolve())
+    edges = edges_of(modules)
+    rank = {u: i for i, (_, units) in enumerate(_layers()) for u in units}
+    area = set(args.area) if args.area else None
 
-    def inside(m):
-        return any(m == a or m.startswith(a + ".") for a in args.area)
+    def mine(module):
+        return area is None or unit(module) in area
 
-    rings = [c for c in circles(edges, mods) if any(inside(m) for m in c)]
-    up = sorted(f"{m} -> {t}" for m, ts in edges.items() if inside(m) for t in ts
-                if layer(m) is not None and layer(t) is not None and layer(t) > layer(m))
-    longs = [(m, name, n) for m, p in sorted(mods.items()) if inside(m) for name, n in long_functions(p)]
-    big = [(m, len(p.read_text(encoding="utf-8").splitlines())) for m, p in sorted(mods.items()) if inside(m)]
-    big = [(m, n) for m, n in big if n > 400]
-    for c in rings:
-        print("circle:", ", ".join(c))
-    for a in up:
-        print("up:", a)
-    for m, name, n in longs:
-        print(f"long: {m}.{name} {n}")
-    for m, n in big:
-        print(f"big: {m} {n}")
-    print(f"{len(rings)} import circles, {len(up)} arrows up, {len(longs)} functions > 60 lines, "
-          f"{len(big)} modules > 400 lines")
+    found_circles = [c for c in circles(modules, edges) if any(mine(m) for m in c)]
+    up = sorted(f"{m} -> {t}" for m, ts in edges.items() for t in ts
+                if mine(m) and rank.get(unit(t), -1) > rank.get(unit(m), 99))
+    long_functions, long_modules = [], []
+    for module, path in sorted(modules.items()):
+        if not mine(module):
+            continue
+        text = path.read_text(encoding="utf-8")
+        if text.count("\n") > 400:
+            long_modules.append(f"{module} {text.count(chr(10))}")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > 60:
+                    long_functions.append(f"{module}:{node.name} {length}")
+    print(f"area: {', '.join(sorted(area)) if area else 'whole package'} ({sum(map(mine, modules))} modules)")
+    for title, rows in (("import circles", [", ".join(c) for c in found_circles]), ("imports up the layers", up),
+                        ("functions over 60 lines", long_functions), ("modules over 400 lines", long_modules)):
+        print(f"{title}: {len(rows)}")
+        for row in rows:
+            print(f"  {row}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

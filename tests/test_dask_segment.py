@@ -56,7 +56,7 @@ def test_local_cluster_two_workers_equals_one_process(images, reference, tmp_pat
 
 @pytest.fixture(scope="module")
 def client():
-    from napari_autosam.distributed.options import connect
+    from napari_autosam.distributed.cluster import connect
 
     with connect(workers=2) as client:
         yield client
@@ -158,7 +158,7 @@ def test_missing_extra_is_one_line(images, tmp_path):
 
 def test_no_scheduler_at_the_address_is_one_line():
     from napari_autosam.cli import CommandError
-    from napari_autosam.distributed.options import connect
+    from napari_autosam.distributed.cluster import connect
 
     with pytest.raises(CommandError, match="no dask scheduler answered there") as caught:
         with connect("tcp://127.0.0.1:9", timeout="2s"):

@@ -33,7 +33,7 @@ def test_the_gain_is_automatic_by_default_fixed_on_request_and_positive():
 def test_the_cli_takes_the_logit_gain():
     import argparse
 
-    from napari_autosam.cli import train as cli_train
+    from napari_autosam.cli import train_command as cli_train
 
     parser = argparse.ArgumentParser()
     cli_train.register(parser.add_subparsers())

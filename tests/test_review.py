@@ -96,7 +96,7 @@ def test_each_slice_of_a_stack_is_one_region(sam, slide):
 
 
 def test_cli_review_of_a_slide_at_a_level_writes_level0_pixels(tmp_path):
-    from napari_autosam.data.slides import pattern, write_svs
+    from napari_autosam.data.synthetic_slides import pattern, write_svs
 
     svs = write_svs(tmp_path / "biopsy.svs", pattern(512, 768, seed=1), downsamples=(4, 16), mpp=0.25)
     out = tmp_path / "review.csv"

@@ -250,7 +250,7 @@ def _geojson_mask(path, image: np.ndarray, classes=None) -> np.ndarray:
     With ``classes``: the class-id image, ids by the classes' names.
     """
     from ..inference.inputs import image_layout
-    from ..io.geojson import read_geojson_labels
+    from ..io.geojson_labels import read_geojson_labels
 
     layout = image_layout(image)
     if layout.is_stack:

@@ -50,8 +50,9 @@ class Destination:
             store = ModelStore(out)
         if store is None:
             from ..paths import model_store_dir
+            from ..sam.registry import identity_of
 
-            store = ModelStore(model_store_dir(sam))
+            store = ModelStore(model_store_dir(identity_of(sam)))
         version, path = store.reserve()
         return cls(path, store, version)
 

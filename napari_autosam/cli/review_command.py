@@ -12,9 +12,10 @@ import shutil
 import sys
 from pathlib import Path
 
-#: Review tiles: the segmentation's tile size (each tile is one region).
-TILE = 1024
-OVERLAP = 128
+from ..inference.tiling import REVIEW_OVERLAP, REVIEW_TILE  # light: no torch
+
+#: Review tiles (each tile is one region): the one default of the engine and the widget.
+TILE, OVERLAP = REVIEW_TILE, REVIEW_OVERLAP
 
 
 def register(subparsers) -> None:
@@ -52,7 +53,7 @@ def _run(args) -> int:
     from ..sam.cache import EmbeddingCache
     from .progressbar import ProgressBar
     from .resolution import open_input, say
-    from .segment import _channels, _load_model, _load_sam
+    from .segment_command import _channels, _load_model, _load_sam
 
     if not (args.tile >= 64 and 0 <= args.overlap < args.tile):
         raise ValueError(f"need --tile >= 64 and 0 <= --overlap < --tile, got {args.tile} and {args.overlap}")
