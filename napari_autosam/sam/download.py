@@ -312,8 +312,7 @@ def _check_announced(url: str, dest: Path, announced: int | None, size: int | No
         )
 
 
-def _check_received(url: str, dest: Path, done: int, expected: int | None, digest: str, md5: str | None,
-                    hint: str) -> None:
+def _check_received(url: str, dest: Path, done: int, expected: int | None, digest: str, md5, hint: str) -> None:
     """DownloadError when the bytes received are cut off, too many, or fail the MD5 check."""
     if expected is not None and done != expected:
         what = "cut off" if done < expected else "longer than expected"
