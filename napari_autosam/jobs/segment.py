@@ -50,9 +50,12 @@ def output_format(options: SegmentOptions, layout) -> str:
 
 def make_segmenter(sam, checkpoint, options: SegmentOptions, kind=None):
     """A :class:`~napari_autosam.inference.Segmenter` (or subclass ``kind``) set up as ``options`` say."""
+    from ..device import set_precision
     from ..inference import InstanceOptions, Segmenter
     from ..sam.cache import EmbeddingCache
 
+    if options.precision is not None:  # here, so that the dask workers' SAMs get it too, not only the CLI's
+        set_precision(sam, options.precision)
     cache = EmbeddingCache(sam, options.cache_dir) if options.cache_dir else None
     instances = InstanceOptions(source=options.instance_source, refine=options.refine)
     return (kind or Segmenter)(sam, checkpoint, cache=cache, batch_size=options.batch_size, instance_options=instances)
