@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from napari_autosam.cli import main
-from napari_autosam.data.slides import pattern, write_svs
+from napari_autosam.data.synthetic_slides import pattern, write_svs
 from napari_autosam.io.labels_zarr import LabelImage, labels_path
 from napari_autosam.io.slides import open_slide
 from napari_autosam.io.working import Resolution

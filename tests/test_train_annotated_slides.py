@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from napari_autosam.cli import main
-from napari_autosam.data.slides import write_big_svs
+from napari_autosam.data.synthetic_slides import write_big_svs
 from napari_autosam.io import slides as slides_module
 from napari_autosam.io.geojson import read_features
 from napari_autosam.models.checkpoint import read_metadata

@@ -382,7 +382,7 @@ class Project:
 
     def keep_review(self, key: str | os.PathLike, regions, downsample: float = 1.0) -> Path:
         """Write a slide's review scores (``RegionScore`` list, working pixels at ``downsample``) into its folder."""
-        from ..inference.review import write_review_csv
+        from ..inference.review_scores import write_review_csv
         from ..io.geojson import Placement
 
         path = self.output_path(key, "review")

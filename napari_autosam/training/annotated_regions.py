@@ -98,7 +98,8 @@ def _labels_in(objects, box, downsample: float, classes):
     """The objects rasterised into one box (working pixels), as instances or (with ``classes``) class ids."""
     import shapely
 
-    from ..io.geojson import Placement, objects_to_labels
+    from ..io.geojson import Placement
+    from ..io.geojson_labels import objects_to_labels
 
     y0, y1, x0, x1 = box
     frame = shapely.box(x0 * downsample, y0 * downsample, x1 * downsample, y1 * downsample)

@@ -11,7 +11,7 @@ import pytest
 from napari.utils.notifications import notification_manager
 from qtpy.QtCore import Qt
 
-from napari_autosam.data.slides import pattern, write_svs
+from napari_autosam.data.synthetic_slides import pattern, write_svs
 from napari_autosam.io import labels_zarr
 from napari_autosam.io.labels_zarr import LabelImage
 from napari_autosam.models.checkpoint import save_checkpoint
