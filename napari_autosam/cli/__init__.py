@@ -17,7 +17,7 @@ import sys
 from .. import __version__
 
 #: Sub-command modules, in the order ``--help`` lists them.
-COMMANDS = ("info", "download", "segment", "train", "evaluate", "review", "geojson", "demo")
+COMMANDS = ("info", "download", "segment", "train", "evaluate", "review", "geojson", "measure", "demo")
 
 
 class CommandError(Exception):

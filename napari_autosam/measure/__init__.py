@@ -43,6 +43,7 @@ class Measurement:
     calibration : µm/px and level-0 placement of the labels
     shape : ``(H, W)`` of the labels
     thumbnails : ``"labels"`` and ``"image"`` every ``step``-th pixel, for the report
+    sources : what was measured (the labels measured: a class mask's components)
     """
 
     table: object
@@ -52,6 +53,7 @@ class Measurement:
     thumbnails: dict = field(default_factory=dict)
     step: int = 1
     name: str = ""
+    sources: Sources | None = None
 
     @property
     def summary_text(self) -> str:
@@ -77,7 +79,8 @@ def measure(opened: Opened, *, regions: str | os.PathLike | None = None, tile: i
     if mask is not None and mask.any():
         found.append(Region("tissue", mask=mask, step=result.step * calibration.downsample))
     summary = summarise(table, found + region_list, calibration)
-    return Measurement(table, summary, calibration, shape, result.thumbnails, result.step, opened.name)
+    return Measurement(table, summary, calibration, shape, result.thumbnails, result.step, opened.name,
+                       opened.sources)
 
 
 def measure_files(labels, image=None, *, regions=None, tile: int = DEFAULT_TILE, workers: int = 1,
