@@ -80,6 +80,18 @@ def group_pixels(block: np.ndarray) -> Groups:
     return Groups(ids[starts], starts, counts, y, x, flat)
 
 
+def _neighbour(block: np.ndarray, flat: np.ndarray, y: np.ndarray, x: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """The labels at ``(y + dy, x + dx)`` of the pixels ``flat`` (0 outside the block)."""
+    height, width = block.shape
+    inside = (y + dy >= 0) & (y + dy < height) & (x + dx >= 0) & (x + dx < width)
+    values = block.ravel().take(np.clip(flat + dy * width + dx, 0, block.size - 1))
+    return np.where(inside, values, 0)
+
+
+_FOUR = ((0, -1), (0, 1), (-1, 0), (1, 0))
+_DIAGONAL = ((-1, -1), (-1, 1), (1, -1), (1, 1))
+
+
 def _boundary(block: np.ndarray, groups: Groups) -> tuple[np.ndarray, np.ndarray]:
     """Which pixels lie on their object's boundary, and scikit-image's perimeter code of each.
 
@@ -87,44 +99,47 @@ def _boundary(block: np.ndarray, groups: Groups) -> tuple[np.ndarray, np.ndarray
     block); its code counts the boundary pixels of the same object among its
     4-neighbours (×2) and diagonal neighbours (×10), plus 1.
     """
-    height, width = block.shape
-    padded = np.pad(block, 1)
-    wide = width + 2
-    at = (groups.y + 1) * wide + groups.x + 1
-    own = padded.ravel()[at]
-    four = (-1, 1, -wide, wide)
-    is_boundary = np.zeros(len(at), bool)
-    for step in four:
-        is_boundary |= padded.ravel()[at + step] != own
-    boundary_map = np.zeros(padded.size, bool)
-    boundary_map[at[is_boundary]] = True
-    on = at[is_boundary]
-    own_on = own[is_boundary]
-    code = np.ones(len(on), np.int64)
-    for step, weight in ((s, 2) for s in four):
-        code += weight * ((padded.ravel()[on + step] == own_on) & boundary_map[on + step])
-    for step in (-wide - 1, -wide + 1, wide - 1, wide + 1):
-        code += 10 * ((padded.ravel()[on + step] == own_on) & boundary_map[on + step])
+    own = block.ravel()[groups.flat]
+    is_boundary = np.zeros(len(own), bool)
+    for dy, dx in _FOUR:
+        is_boundary |= _neighbour(block, groups.flat, groups.y, groups.x, dy, dx) != own
+    boundary_map = np.zeros(block.size, bool)
+    boundary_map[groups.flat[is_boundary]] = True
+    flat, y, x, own = (a[is_boundary] for a in (groups.flat, groups.y, groups.x, own))
+    code = np.ones(len(flat), np.int64)
+    width = block.shape[1]
+    for weight, steps in ((2, _FOUR), (10, _DIAGONAL)):
+        for dy, dx in steps:
+            same = _neighbour(block, flat, y, x, dy, dx) == own
+            code += weight * (same & boundary_map.take(np.clip(flat + dy * width + dx, 0, block.size - 1)))
     return is_boundary, code
 
 
-def _convex_pixels(groups: Groups, is_boundary: np.ndarray) -> np.ndarray:
+def _convex_pixels(groups: Groups) -> np.ndarray:
     """Pixels whose centres lie in the convex hull of each object's pixel centres (Pick's theorem on the hull).
 
-    The hull of the boundary pixels' centres is the hull of all of them.  A
-    hull with lattice vertices, area ``A`` and ``B`` lattice points on its
-    boundary holds ``A + B/2 + 1`` lattice points; a hull without area (a
-    straight line of pixels) counts as the object itself.
+    The hull of an object is the hull of the first and last pixel of each of
+    its rows.  A hull with lattice vertices, area ``A`` and ``B`` lattice
+    points on its boundary holds ``A + B/2 + 1`` lattice points; a hull
+    without area (a straight line of pixels) counts as the object itself.
     """
-    index = np.repeat(np.arange(len(groups.labels)), groups.counts)[is_boundary]
-    points = np.column_stack((groups.x[is_boundary], groups.y[is_boundary])).astype(float)
-    hulls = shapely.convex_hull(shapely.multipoints(points, indices=index))
+    n = len(groups.labels)
+    index = np.repeat(np.arange(n), groups.counts)
+    new_row = np.ones(len(index), bool)
+    new_row[1:] = (index[1:] != index[:-1]) | (groups.y[1:] != groups.y[:-1])
+    ends = np.flatnonzero(new_row)
+    last = np.concatenate((ends[1:], [len(index)])) - 1
+    pick = np.sort(np.unique(np.concatenate((ends, last))))
+    points = np.column_stack((groups.x[pick], groups.y[pick])).astype(float)
+    offsets = np.searchsorted(pick, groups.starts)
+    hulls = shapely.convex_hull(shapely.from_ragged_array(
+        shapely.GeometryType.MULTIPOINT, points, (np.append(offsets, len(pick)),)))
     area = shapely.area(hulls)
     rings = shapely.get_exterior_ring(hulls)
     coords, owner = shapely.get_coordinates(rings, return_index=True)
     same = owner[1:] == owner[:-1]
     steps = np.gcd(np.abs(np.diff(coords[:, 0])).astype(np.int64), np.abs(np.diff(coords[:, 1])).astype(np.int64))
-    lattice_on_boundary = np.bincount(owner[1:][same], weights=steps[same], minlength=len(groups.labels))
+    lattice_on_boundary = np.bincount(owner[1:][same], weights=steps[same], minlength=n)
     convex = area + lattice_on_boundary / 2 + 1
     return np.where(area > 0, convex, groups.counts.astype(float))
 
@@ -179,7 +194,7 @@ def measure_block(block: np.ndarray, *, offset: tuple[int, int] = (0, 0)) -> tup
     is_boundary, code = _boundary(block, groups)
     index = np.repeat(np.arange(len(groups.labels)), groups.counts)[is_boundary]
     columns["perimeter"] = np.bincount(index, weights=_PERIMETER_WEIGHTS[code], minlength=len(groups.labels))
-    columns["solidity"] = np.minimum(columns["area"] / _convex_pixels(groups, is_boundary), 1.0)
+    columns["solidity"] = np.minimum(columns["area"] / _convex_pixels(groups), 1.0)
     oy, ox = offset
     for name, shift in (("centroid_y", oy), ("bbox_y0", oy), ("bbox_y1", oy),
                         ("centroid_x", ox), ("bbox_x0", ox), ("bbox_x1", ox)):
