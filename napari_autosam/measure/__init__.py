@@ -29,7 +29,7 @@ from .table import Calibration, object_table
 from .tiled import DEFAULT_TILE, Sources, measure_tiled
 
 __all__ = ["Calibration", "MeasureInputError", "Measurement", "Sources", "measure", "measure_files",
-           "measure_labels", "measure_outputs", "write_outputs"]
+           "measure_labels", "measure_outputs", "measure_sources", "write_outputs"]
 
 
 @dataclass
@@ -90,20 +90,28 @@ def measure_files(labels, image=None, *, regions=None, tile: int = DEFAULT_TILE,
     return (yield from measure(opened, regions=regions, tile=tile, workers=workers))
 
 
-def measure_labels(labels: np.ndarray, image: np.ndarray | None = None, *, mpp: float | None = None,
-                   stain: str = "auto", probability=None, classes=None, class_names=None,
-                   label_classes: dict[int, str] | None = None, tile: int = DEFAULT_TILE) -> Measurement:
-    """Measure in-memory arrays at once (the widget's path); ``image`` ``Y×X`` or ``Y×X×C`` like the labels."""
+def measure_sources(labels, image=None, *, mpp: float | None = None, downsample: float = 1.0, stain: str = "auto",
+                    probability=None, classes=None, class_names=None, label_classes: dict[int, str] | None = None,
+                    tile: int = DEFAULT_TILE, workers: int = 1) -> Task[Measurement]:
+    """Measure arrays (numpy or lazy, ``labels`` ``Y×X``, ``image`` ``Y×X`` or ``Y×X×C``); a generator of progress.
+
+    ``mpp``: µm per pixel of the labels; ``downsample``: level-0 pixels per label pixel.
+    """
     from .intensity import stain_for
 
-    labels = np.asarray(labels)
-    if image is not None and tuple(np.shape(image)[:2]) != labels.shape:
-        raise MeasureInputError(f"the labels are {labels.shape[0]}×{labels.shape[1]} but the image is "
-                                f"{'×'.join(str(s) for s in np.shape(image))}")
-    mode = stain_for(np.shape(image), np.asarray(image).dtype, stain) if image is not None else "channels"
+    shape = tuple(labels.shape)
+    if image is not None and tuple(image.shape[:2]) != shape:
+        raise MeasureInputError(f"the labels are {shape[0]}×{shape[1]} but the image is "
+                                f"{'×'.join(str(s) for s in image.shape)}")
+    mode = stain_for(tuple(image.shape), image.dtype, stain) if image is not None else "channels"
     sources = Sources(labels, image, mode, probability, None, classes)
-    opened = Opened(sources, Calibration(mpp), dict(label_classes or {}), class_names)
-    return run(measure(opened, tile=tile))
+    opened = Opened(sources, Calibration(mpp, downsample), dict(label_classes or {}), class_names)
+    return (yield from measure(opened, tile=tile, workers=workers))
+
+
+def measure_labels(labels, image=None, **options) -> Measurement:
+    """:func:`measure_sources` run at once (tests, scripts, small images)."""
+    return run(measure_sources(np.asarray(labels) if not hasattr(labels, "shape") else labels, image, **options))
 
 
 def write_outputs(result: Measurement, folder: str | os.PathLike, stem: str) -> list[Path]:

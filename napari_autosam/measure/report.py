@@ -21,6 +21,36 @@ _RAMP = np.array([[13, 8, 135], [84, 2, 163], [139, 10, 165], [185, 50, 137], [2
                   [254, 188, 43], [240, 249, 33]], float)
 
 
+def ramp_colours(values: np.ndarray) -> np.ndarray:
+    """``(N, 4)`` RGBA in 0..1 for ``values`` scaled from their 2nd to 98th percentile onto the heat-map ramp."""
+    values = np.asarray(values, float)
+    finite = values[np.isfinite(values)]
+    low, high = (np.percentile(finite, (2, 98)) if len(finite) else (0.0, 1.0))
+    scaled = np.clip((values - low) / (high - low if high > low else 1.0), 0, 1)
+    scaled = np.where(np.isfinite(scaled), scaled, 0.0)
+    position = scaled * (len(_RAMP) - 1)
+    low_i = np.floor(position).astype(int).clip(0, len(_RAMP) - 2)
+    t = (position - low_i)[:, None]
+    rgb = ((1 - t) * _RAMP[low_i] + t * _RAMP[low_i + 1]) / 255
+    return np.column_stack((rgb, np.ones(len(values))))
+
+
+def histogram_picture(values: np.ndarray, *, bins: int = 40, size: tuple[int, int] = (120, 320)) -> np.ndarray:
+    """An ``H×W×3`` uint8 bar chart of the finite ``values`` (white background, one bar per bin)."""
+    height, width = size
+    values = np.asarray(values, float)
+    values = values[np.isfinite(values)]
+    picture = np.full((height, width, 3), 255, np.uint8)
+    if not len(values):
+        return picture
+    counts, _ = np.histogram(values, bins=bins)
+    tops = (counts / max(counts.max(), 1) * (height - 2)).astype(int)
+    edges = np.linspace(0, width, bins + 1).astype(int)
+    for k in range(bins):
+        picture[height - tops[k] :, edges[k] : max(edges[k] + 1, edges[k + 1] - 1)] = (48, 110, 200)
+    return picture
+
+
 def _png(array: np.ndarray) -> str:
     from PIL import Image
 
