@@ -12,7 +12,7 @@ chosen column.  The table is measured again after a correction is accepted.
 from __future__ import annotations
 
 import numpy as np
-from qtpy.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal
+from qtpy.QtCore import QAbstractTableModel, Qt, Signal
 from qtpy.QtGui import QImage, QPixmap
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -46,11 +46,11 @@ class FrameModel(QAbstractTableModel):
         self.frame = frame.reset_index(drop=True) if frame is not None else None
         self.endResetModel()
 
-    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802 (Qt's name)
-        return 0 if self.frame is None or parent.isValid() else len(self.frame)
+    def rowCount(self, parent=None) -> int:  # noqa: N802 (Qt's name)
+        return 0 if self.frame is None or (parent is not None and parent.isValid()) else len(self.frame)
 
-    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802 (Qt's name)
-        return 0 if self.frame is None or parent.isValid() else len(self.frame.columns)
+    def columnCount(self, parent=None) -> int:  # noqa: N802 (Qt's name)
+        return 0 if self.frame is None or (parent is not None and parent.isValid()) else len(self.frame.columns)
 
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
         if role != Qt.ItemDataRole.DisplayRole or self.frame is None:
