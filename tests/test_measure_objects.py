@@ -124,3 +124,14 @@ def test_no_objects_and_no_calibration():
     assert {"area_px2", "perimeter_px"} <= set(result.table.columns)
     assert not any(c.endswith("_um") or c.endswith("_um2") for c in result.table.columns)
     assert "no µm/px" in result.summary_text
+
+
+def test_label_thumbnail_keeps_every_object_of_its_cells():
+    """The report's labels thumbnail holds the largest label of each step×step cell, across window edges."""
+    rng = np.random.default_rng(0)
+    labels = (rng.integers(1, 50, (1000, 900)) * (rng.random((1000, 900)) < 0.01)).astype(np.int32)
+    result = run(measure_tiled(Sources(labels), tile=256, thumbnail_side=100))
+    step = result.step
+    assert step == 10
+    expected = labels.reshape(100, step, 90, step).max(axis=(1, 3))
+    np.testing.assert_array_equal(result.thumbnails["labels"], expected)

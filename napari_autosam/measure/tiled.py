@@ -13,6 +13,7 @@ is re-read from the labels over the union of its boxes.  No napari or Qt here.
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -120,12 +121,23 @@ def _select(columns: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.nd
 
 
 class _Thumbnails:
-    """Every ``step``-th pixel of the labels and the image, gathered from the windows as they are read."""
+    """Thumbnails gathered from the windows as they are read, ``step`` pixels to one.
+
+    The image is sampled (every ``step``-th pixel); the labels keep the
+    largest label of each ``step × step`` cell, so small objects stay visible.
+    """
 
     def __init__(self, shape: tuple[int, int], step: int) -> None:
         self.step = step
         self.shape = (-(-shape[0] // step), -(-shape[1] // step))
         self.images: dict[str, np.ndarray] = {}
+        self.lock = threading.Lock()  # windows are measured on several threads
+
+    def _canvas(self, name: str, block: np.ndarray) -> np.ndarray:
+        with self.lock:
+            if name not in self.images:
+                self.images[name] = np.zeros(self.shape + block.shape[2:], block.dtype)
+            return self.images[name]
 
     def add(self, name: str, box, block: np.ndarray | None) -> None:
         if block is None:
@@ -133,16 +145,26 @@ class _Thumbnails:
         y0, _, x0, _ = box
         sy, sx = (-y0) % self.step, (-x0) % self.step
         part = block[sy :: self.step, sx :: self.step]
-        if name not in self.images:
-            self.images[name] = np.zeros(self.shape + part.shape[2:], part.dtype)
         ty, tx = (y0 + sy) // self.step, (x0 + sx) // self.step
-        self.images[name][ty : ty + part.shape[0], tx : tx + part.shape[1]] = part
+        self._canvas(name, block)[ty : ty + part.shape[0], tx : tx + part.shape[1]] = part
+
+    def add_labels(self, box, block: np.ndarray) -> None:
+        y0, y1, x0, x1 = box
+        rows = np.arange(y0 - y0 % self.step, y1, self.step)
+        cols = np.arange(x0 - x0 % self.step, x1, self.step)
+        cells = np.maximum.reduceat(np.maximum.reduceat(block, np.maximum(rows - y0, 0), axis=0),
+                                    np.maximum(cols - x0, 0), axis=1)
+        where = (slice(rows[0] // self.step, rows[0] // self.step + len(rows)),
+                 slice(cols[0] // self.step, cols[0] // self.step + len(cols)))
+        canvas = self._canvas("labels", block)
+        with self.lock:  # a cell cut by a window edge gets the labels of both windows
+            canvas[where] = np.maximum(canvas[where], cells)
 
 
 def _measure_window(sources: Sources, box, thumbnails: _Thumbnails | None):
     arrays = sources.read(box)
     if thumbnails is not None:
-        thumbnails.add("labels", box, arrays["labels"])
+        thumbnails.add_labels(box, arrays["labels"])
         thumbnails.add("image", box, arrays["image"])
     columns = measure_arrays(arrays, sources.stain, offset=(box[0], box[2]))
     cut = _inner_edge_labels(arrays["labels"], box, sources.shape)
