@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import re
@@ -129,7 +130,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--side", type=int, default=50_000, help="slide side in px (default 50,000)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--folder", default=None, help="where the labels go (kept and reused when given)")
+    parser.add_argument("--folder", default=None, help="where the labels go (kept, and reused by the next run)")
+    parser.add_argument("--skip-segment", action="store_true", help="leave out the segmentation estimate")
     parser.add_argument("--quick", action="store_true", help="tiny SAM for the segmentation estimate")
     args = parser.parse_args()
     import pandas as pd
@@ -138,9 +140,16 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     labels = folder / f"slide{args.side}_instances.ome.zarr"
     print(f"load before: {os.getloadavg()[0]:.1f}")
-    start = time.perf_counter()
-    objects, pixels = write_slide(labels, args.side)
-    print(f"wrote {args.side}² labels, {objects:,} objects, {pixels:,} labelled px in {time.perf_counter() - start:.0f} s")
+    facts = folder / f"slide{args.side}.json"
+    if args.folder and facts.exists() and labels.exists():  # labels of an earlier run: measured again
+        objects, pixels = json.loads(facts.read_text())
+        print(f"reusing {labels}: {objects:,} objects, {pixels:,} labelled px")
+    else:
+        start = time.perf_counter()
+        objects, pixels = write_slide(labels, args.side)
+        facts.write_text(json.dumps([objects, pixels]))
+        print(f"wrote {args.side}² labels, {objects:,} objects, {pixels:,} labelled px in "
+              f"{time.perf_counter() - start:.0f} s")
     wall, rss, cpu, line = measure_process(labels, folder / "objects.csv", args.workers)
     load = os.getloadavg()[0]
     table = pd.read_csv(folder / "objects.csv", usecols=["object_id", "area_um2"])
@@ -148,6 +157,8 @@ def main() -> None:
     print(line)
     print(f"measure: {wall:.1f} s wall, {cpu:.1f} s CPU, peak RSS {rss:.0f} MB ({args.workers} workers, load {load:.1f}); "
           f"rows {len(table):,} (expected {objects:,}, unique {table['object_id'].is_unique}), total area matches: {area_ok}")
+    if args.skip_segment:
+        return
     variant = "tiny" if args.quick else "vit_b"
     per_tile = encoder_seconds_per_tile(variant)
     tiles = math.ceil(args.side / 1024) ** 2
