@@ -179,7 +179,7 @@ class MeasureTable(QWidget):
     def _show(self, result) -> None:
         self.result = result
         table = result.table
-        if self.layer is not None and self.layer in self.viewer.layers and not self.layer.multiscale:
+        if self.layer is not None and self.layer in self.viewer.layers:
             self.layer.features = table.assign(index=table["object_id"])
         ordered = [*_FIRST, *[c for c in table.columns if c not in _FIRST]]
         self.model.set_frame(table[ordered])
