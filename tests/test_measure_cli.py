@@ -106,3 +106,15 @@ def test_class_mask_components_and_size_mismatch(slide, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1
     assert "labels are 300×800 but the image slide.tif is 600×800" in err
+
+
+def test_parquet_needs_pyarrow_or_is_written(slide, capsys):
+    from napari_autosam.measure.outputs import parquet_available
+
+    folder, _ = slide
+    code = main(["measure", str(folder / "slide_instances.tif"), "--out", str(folder / "t.parquet")])
+    if parquet_available():
+        assert code == 0 and len(pd.read_parquet(folder / "t.parquet")) == 100
+    else:
+        assert code == 1 and "needs pyarrow" in capsys.readouterr().err
+        assert not (folder / "t.parquet").exists()
