@@ -10,6 +10,8 @@ def _names(text: str) -> list[str]:
 
 
 def register(subparsers) -> None:
+    from . import positive_int
+
     parser = subparsers.add_parser(
         "measure", help="measure every object of a label image: a table, region summaries and a report",
         description="One row per object (area, perimeter, shape, centroid, stain or channel intensities, "
@@ -37,8 +39,8 @@ def register(subparsers) -> None:
     parser.add_argument("--classes", default=None, metavar="TIFF", help="class ids of the pixels (an object's class "
                         "is the most frequent id under it)")
     parser.add_argument("--class-names", type=_names, default=None, metavar="A,B,…", help="names of class ids 1, 2, …")
-    parser.add_argument("--tile", type=int, default=None, metavar="PX", help="window side (default 2048)")
-    parser.add_argument("--workers", type=int, default=2, metavar="N", help="windows measured at once (default 2)")
+    parser.add_argument("--tile", type=positive_int, default=None, metavar="PX", help="window side (default 2048)")
+    parser.add_argument("--workers", type=positive_int, default=2, metavar="N", help="windows measured at once (default 2)")
     parser.set_defaults(func=_measure)
 
 
@@ -53,7 +55,7 @@ def _measure(args) -> int:
     out = Path(args.out).expanduser()
     check_output_folder(out.parent, "--out")
     task = measure_files(args.labels, args.image, regions=args.regions, tile=args.tile or DEFAULT_TILE,
-                         workers=max(1, args.workers), probability=args.prob, h_probability=args.h_prob,
+                         workers=args.workers, probability=args.prob, h_probability=args.h_prob,
                          classes=args.classes, class_names=args.class_names, mpp=args.mpp, stain=args.stain,
                          objects=args.objects)
     result = ProgressBar(unit="window").run(task)
