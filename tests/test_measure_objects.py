@@ -135,3 +135,35 @@ def test_label_thumbnail_keeps_every_object_of_its_cells():
     assert step == 10
     expected = labels.reshape(100, step, 90, step).max(axis=(1, 3))
     np.testing.assert_array_equal(result.thumbnails["labels"], expected)
+
+
+def test_convex_pixels_equal_the_hull_of_every_pixel_centre():
+    """Solidity's hull from the row ends (after dropping non-vertices) equals shapely's hull of all pixel centres."""
+    import shapely
+    from skimage.draw import polygon
+
+    from napari_autosam.measure.objects import _convex_pixels, group_pixels
+
+    rng = np.random.default_rng(5)
+    labels = np.zeros((600, 600), np.int32)
+    for k in range(1, 120):
+        if k % 3:
+            rr, cc = ellipse(*rng.integers(0, 600, 2), rng.uniform(1, 25), rng.uniform(1, 25), shape=labels.shape,
+                             rotation=rng.uniform(0, np.pi))
+        else:  # concave and self-crossing polygons
+            corners = rng.integers(0, 60, (6, 2)) + rng.integers(0, 540, 2)
+            rr, cc = polygon(corners[:, 0], corners[:, 1], labels.shape)
+        labels[rr, cc] = k
+    labels[300:302, 10:60], labels[400:440, 500], labels[5, 5] = 999, 998, 997  # bars, a line, one pixel
+    groups = group_pixels(labels)
+    expected = []
+    for start, count in zip(groups.starts, groups.counts):
+        points = np.column_stack((groups.x[start : start + count], groups.y[start : start + count])).astype(float)
+        hull = shapely.MultiPoint(points).convex_hull
+        if hull.area == 0:
+            expected.append(count)
+            continue
+        ring = np.asarray(hull.exterior.coords)
+        on_boundary = np.gcd(*np.abs(np.diff(ring, axis=0)).astype(int).T).sum()
+        expected.append(hull.area + on_boundary / 2 + 1)
+    np.testing.assert_allclose(_convex_pixels(groups), expected, rtol=0, atol=1e-9)
