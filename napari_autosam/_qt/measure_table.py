@@ -134,6 +134,7 @@ class MeasureTable(QWidget):
         """Measure the shown plane of the current image's objects in the background."""
         from ..measure import measure_sources
         from ..measure.inputs import components
+        from ..progress import cancellable
 
         target = self.segment_section.target()
         if target is None:
@@ -158,7 +159,7 @@ class MeasureTable(QWidget):
         self.layer, self._z = layer, z
 
         def make_task(token):
-            return measure_sources(labels, image, mpp=mpp, downsample=downsample, classes=classes)
+            return cancellable(measure_sources(labels, image, mpp=mpp, downsample=downsample, classes=classes), token)
 
         return self.runner.start(f"Measuring the objects of {target.name}", make_task, self._show)
 
