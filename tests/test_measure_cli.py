@@ -118,3 +118,13 @@ def test_parquet_needs_pyarrow_or_is_written(slide, capsys):
     else:
         assert code == 1 and "needs pyarrow" in capsys.readouterr().err
         assert not (folder / "t.parquet").exists()
+
+
+def test_measure_outputs_writes_the_three_files_segment_measure_writes(slide):
+    from napari_autosam.measure import measure_outputs
+
+    folder, _ = slide
+    written, line = run(measure_outputs(folder / "slide_instances.tif", folder / "slide.tif", folder / "out", "slide"))
+    names = sorted(p.name for p in written)
+    assert {"slide_objects.csv", "slide_summary.csv", "slide_report.html"} <= set(names)
+    assert line.startswith("100 objects, ") and "per mm²" in line
