@@ -128,3 +128,19 @@ def test_measure_outputs_writes_the_three_files_segment_measure_writes(slide):
     names = sorted(p.name for p in written)
     assert {"slide_objects.csv", "slide_summary.csv", "slide_report.html"} <= set(names)
     assert line.startswith("100 objects, ") and "per mm²" in line
+
+
+def test_segment_measure_picks_the_instances_and_takes_a_working_image(slide):
+    from napari_autosam.measure import labels_to_measure, measure_segmented
+
+    folder, labels = slide
+    assert labels_to_measure([folder / "a_h.tif", folder / "a_autosam.tif", folder / "a_instances.tif"]).name == \
+        "a_instances.tif"
+    assert labels_to_measure([folder / "a_h.tif", folder / "a_autosam.ome.zarr"]).name == "a_autosam.ome.zarr"
+    image = tifffile.imread(folder / "slide.tif")
+    written, line = run(measure_segmented([folder / "slide_instances.tif"], image, folder / "seg", "slide", mpp=1.0,
+                                          downsample=2.0))
+    table = pd.read_csv(folder / "seg" / "slide_objects.csv")
+    assert len(table) == 100 and table["area_um2"].eq(64).all()  # 1 µm per label pixel
+    assert table["centroid_x_px"].min() == pytest.approx(2 * (20 + 3.5 + 0.5))  # level 0 = 2 × working
+    assert line.startswith("100 objects")

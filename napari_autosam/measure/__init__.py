@@ -29,7 +29,8 @@ from .table import Calibration, object_table
 from .tiled import DEFAULT_TILE, Sources, measure_tiled
 
 __all__ = ["Calibration", "MeasureInputError", "Measurement", "Sources", "measure", "measure_files",
-           "measure_labels", "measure_outputs", "measure_sources", "write_outputs"]
+           "labels_to_measure", "measure_labels", "measure_outputs", "measure_segmented",
+           "measure_sources", "write_outputs"]
 
 
 @dataclass
@@ -137,3 +138,28 @@ def measure_outputs(labels, image, folder: str | os.PathLike, stem: str, *, regi
     """
     result = yield from measure_files(labels, image, regions=regions, workers=workers, **open_options)
     return write_outputs(result, folder, stem), result.summary_text
+
+
+def labels_to_measure(written) -> Path | None:
+    """Of the files ``segment`` wrote for one input, the labels to measure: the instances, else the AutoSAM mask."""
+    paths = [Path(p) for p in written]
+    for role in ("_instances", "_autosam"):
+        found = [p for p in paths if p.name.split(".")[0].endswith(role)]
+        if found:
+            return found[0]
+    return None
+
+
+def measure_segmented(written, image, folder: str | os.PathLike, stem: str, *, mpp: float | None = None,
+                      downsample: float | None = None, workers: int = 1) -> Task[tuple[list[Path], str]]:
+    """``segment --measure`` for one input: measure the labels it wrote (see :func:`labels_to_measure`).
+
+    ``image``: the input file, or the working image array ``segment`` read
+    (a slide at ``--mpp``/``--level``), whose ``mpp`` and ``downsample`` then
+    place the labels.  Returns the paths written and the one-line summary.
+    """
+    labels = labels_to_measure(written)
+    if labels is None:
+        raise MeasureInputError(f"{stem}: no instance labels or AutoSAM mask was written to measure")
+    return (yield from measure_outputs(labels, image, folder, stem, workers=workers, mpp=mpp,
+                                       downsample=downsample))

@@ -157,15 +157,28 @@ def components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def open_inputs(labels_path, image_path=None, *, probability=None, h_probability=None, classes=None,
-                class_names=None, mpp: float | None = None, stain: str = "auto", objects: str = "auto") -> Opened:
-    """Open everything for :func:`napari_autosam.measure.measure`; checks sizes, raises MeasureInputError."""
+                class_names=None, mpp: float | None = None, downsample: float | None = None, stain: str = "auto",
+                objects: str = "auto") -> Opened:
+    """Open everything for :func:`napari_autosam.measure.measure`; checks sizes, raises MeasureInputError.
+
+    ``image_path`` is a file or slide, or an array already at the labels' size
+    (``Y×X`` or ``Y×X×C``, e.g. the working image ``segment`` read);
+    ``mpp`` (µm per label pixel) and ``downsample`` (level-0 pixels per label
+    pixel) override what the files record.
+    """
     labels_path = Path(labels_path)
-    labels, label_mpp, downsample = open_labels(labels_path)
+    labels, label_mpp, label_downsample = open_labels(labels_path)
     shape = tuple(int(s) for s in labels.shape)
-    image, image_mpp = None, None
-    if image_path is not None:
+    image, image_mpp, image_downsample = None, None, 1.0
+    if image_path is not None and hasattr(image_path, "shape"):
+        if plane_shape(image_path) != shape:
+            raise MeasureInputError(f"the labels are {shape[0]}×{shape[1]} but the image is "
+                                    f"{'×'.join(str(s) for s in image_path.shape)}")
+        image = _channels_last(image_path)
+    elif image_path is not None:
         image, image_mpp, image_downsample = open_image(image_path, shape)
-        downsample = image_downsample if downsample == 1.0 else downsample
+    if downsample is None:
+        downsample = image_downsample if label_downsample == 1.0 else label_downsample
     class_ids = None if classes is None else _open_aligned(classes, shape, "class mask")
     if _is_mask(labels_path, objects):
         if shape[0] * shape[1] > COMPONENTS_MAX_PIXELS:
