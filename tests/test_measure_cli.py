@@ -144,3 +144,23 @@ def test_segment_measure_picks_the_instances_and_takes_a_working_image(slide):
     assert len(table) == 100 and table["area_um2"].eq(64).all()  # 1 µm per label pixel
     assert table["centroid_x_px"].min() == pytest.approx(2 * (20 + 3.5 + 0.5))  # level 0 = 2 × working
     assert line.startswith("100 objects")
+
+
+def test_a_big_class_mask_is_measured_at_a_pyramid_level(tmp_path, capsys, monkeypatch):
+    """A class mask over the in-memory limit is split into regions at the first pyramid level under it, said once."""
+    from napari_autosam.measure import inputs
+
+    monkeypatch.setattr(inputs, "COMPONENTS_MAX_PIXELS", 600 * 600)
+    mask = np.zeros((1000, 1000), np.uint8)
+    mask[100:300, 100:300] = 1  # 200² px at level 0 → 100² at level 1 (500², under the limit)
+    mask[600:700, 500:900] = 2
+    image = LabelImage.create(tmp_path / "s_autosam.ome.zarr", mask.shape, np.uint8,
+                              Placement((0.5, 0.5), (0.0, 0.0), "micrometer"))
+    run(image.write_array(mask))
+    assert main(["measure", str(tmp_path / "s_autosam.ome.zarr"), "--out", str(tmp_path / "m.csv"),
+                 "--class-names", "tumour,stroma"]) == 0
+    assert "measured at pyramid level 1" in capsys.readouterr().err
+    table = pd.read_csv(tmp_path / "m.csv").set_index("class")
+    assert table.loc["tumour", "area_um2"] == pytest.approx(200 * 200 * 0.25)
+    assert table.loc["stroma", "area_um2"] == pytest.approx(100 * 400 * 0.25)
+    assert table.loc["tumour", "centroid_x_px"] == pytest.approx(200, abs=2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 
@@ -68,6 +69,8 @@ def _measure(args) -> int:
                                 shape=result.shape, thumbnails=result.thumbnails, summary_text=result.summary_text))
     if args.geojson:
         written.append(_write_geojson(args, result))
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
     print(f"{Path(args.labels).name}: {result.summary_text} → " + ", ".join(Path(p).name for p in written))
     return 0
 

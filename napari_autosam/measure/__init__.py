@@ -45,6 +45,7 @@ class Measurement:
     shape : ``(H, W)`` of the labels
     thumbnails : ``"labels"`` and ``"image"`` every ``step``-th pixel, for the report
     sources : what was measured (the labels measured: a class mask's components)
+    notes : what the user should know (a class mask measured at a lower level, an image left out)
     """
 
     table: object
@@ -55,6 +56,7 @@ class Measurement:
     step: int = 1
     name: str = ""
     sources: Sources | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def summary_text(self) -> str:
@@ -81,7 +83,7 @@ def measure(opened: Opened, *, regions: str | os.PathLike | None = None, tile: i
         found.append(Region("tissue", mask=mask, step=result.step * calibration.downsample))
     summary = summarise(table, found + region_list, calibration)
     return Measurement(table, summary, calibration, shape, result.thumbnails, result.step, opened.name,
-                       opened.sources)
+                       opened.sources, list(opened.notes))
 
 
 def measure_files(labels, image=None, *, regions=None, tile: int = DEFAULT_TILE, workers: int = 1,
@@ -137,7 +139,7 @@ def measure_outputs(labels, image, folder: str | os.PathLike, stem: str, *, regi
     Returns the paths written and the one-line summary.
     """
     result = yield from measure_files(labels, image, regions=regions, workers=workers, **open_options)
-    return write_outputs(result, folder, stem), result.summary_text
+    return write_outputs(result, folder, stem), "; ".join([result.summary_text, *result.notes])
 
 
 def labels_to_measure(written) -> Path | None:

@@ -38,6 +38,7 @@ class Opened:
     label_classes: dict[int, str] = field(default_factory=dict)
     class_names: list[str] | None = None
     name: str = ""
+    notes: list[str] = field(default_factory=list)
 
 
 class _ChannelsLast:
@@ -69,8 +70,12 @@ def _channels_last(array):
     return array
 
 
-def open_labels(path: str | os.PathLike):
-    """``(labels, mpp, downsample)``: a lazy ``Y×X`` integer array and the calibration the file records."""
+def open_labels(path: str | os.PathLike, *, max_pixels: int | None = None):
+    """``(labels, mpp, downsample, level)``: a lazy ``Y×X`` integer array and the calibration the file records.
+
+    With ``max_pixels``, an OME-Zarr pyramid gives its first level of at most
+    that many pixels (``level`` > 0; ``mpp`` and ``downsample`` are that level's).
+    """
     from ..io.images import open_lazy, read_mask
     from ..io.labels_zarr import LabelImage
     from ..io.slides import is_slide_path
@@ -78,17 +83,19 @@ def open_labels(path: str | os.PathLike):
     path = Path(path)
     if not path.exists():
         raise MeasureInputError(f"{path}: no such file or folder")
-    mpp, downsample = None, 1.0
+    mpp, downsample, level = None, 1.0, 0
     if path.is_dir():
         if not is_slide_path(path):
             raise MeasureInputError(f"{path}: a folder that is not an OME-Zarr label image")
         image = LabelImage.open(path)
-        labels = image.levels[0]
+        level = next((k for k, a in enumerate(image.levels) if max_pixels is None or a.shape[-1] * a.shape[-2]
+                      <= max_pixels), len(image.levels) - 1)
+        labels = image.levels[level]
         placement = image.placement
         resolution = image.attributes.get("resolution") or {}
-        downsample = float(resolution.get("downsample", 1.0))
+        downsample = float(resolution.get("downsample", 1.0)) * 2**level
         if placement.unit == "micrometer":
-            mpp = float(placement.scale[0])
+            mpp = float(placement.scale[0]) * 2**level
     elif path.suffix.lower() in (".tif", ".tiff"):
         labels = open_lazy(path)
     else:
@@ -97,7 +104,7 @@ def open_labels(path: str | os.PathLike):
         raise MeasureInputError(f"{path}: measuring needs 2D labels (Y×X), got shape {tuple(labels.shape)}")
     if np.dtype(labels.dtype).kind not in "iub":
         raise MeasureInputError(f"{path}: labels must be whole numbers, got {np.dtype(labels.dtype)}")
-    return labels, mpp, downsample
+    return labels, mpp, downsample, level
 
 
 def open_image(path: str | os.PathLike, shape: tuple[int, int]):
@@ -167,23 +174,22 @@ def open_inputs(labels_path, image_path=None, *, probability=None, h_probability
     pixel) override what the files record.
     """
     labels_path = Path(labels_path)
-    labels, label_mpp, label_downsample = open_labels(labels_path)
+    is_mask = _is_mask(labels_path, objects)
+    labels, label_mpp, label_downsample, level = open_labels(labels_path,
+                                                            max_pixels=COMPONENTS_MAX_PIXELS if is_mask else None)
     shape = tuple(int(s) for s in labels.shape)
-    image, image_mpp, image_downsample = None, None, 1.0
-    if image_path is not None and hasattr(image_path, "shape"):
-        if plane_shape(image_path) != shape:
-            raise MeasureInputError(f"the labels are {shape[0]}×{shape[1]} but the image is "
-                                    f"{'×'.join(str(s) for s in image_path.shape)}")
-        image = _channels_last(image_path)
-    elif image_path is not None:
-        image, image_mpp, image_downsample = open_image(image_path, shape)
+    notes = []
+    if level:
+        notes.append(f"{labels_path.name}: the class mask is measured at pyramid level {level} "
+                     f"({2**level}× fewer pixels per side), small enough to split into connected regions")
+    if is_mask and shape[0] * shape[1] > COMPONENTS_MAX_PIXELS:
+        raise MeasureInputError(f"{labels_path.name} is a {shape[0]}×{shape[1]} class mask, too big to split "
+                                "into connected components in memory; measure the instances output instead")
+    image, image_mpp, image_downsample = _open_any_image(image_path, shape, notes if level else None)
     if downsample is None:
         downsample = image_downsample if label_downsample == 1.0 else label_downsample
-    class_ids = None if classes is None else _open_aligned(classes, shape, "class mask")
-    if _is_mask(labels_path, objects):
-        if shape[0] * shape[1] > COMPONENTS_MAX_PIXELS:
-            raise MeasureInputError(f"{labels_path.name} is a {shape[0]}×{shape[1]} class mask, too big to split "
-                                    "into connected components in memory; measure the instances output instead")
+    class_ids = None if classes is None or level else _open_aligned(classes, shape, "class mask")
+    if is_mask:
         labels, mask_classes = components(np.asarray(labels))
         class_ids = mask_classes if class_ids is None else class_ids
     if mpp is not None and not (mpp > 0 and np.isfinite(mpp)):
@@ -194,4 +200,27 @@ def open_inputs(labels_path, image_path=None, *, probability=None, h_probability
                       None if probability is None else _open_aligned(probability, shape, "probability map"),
                       None if h_probability is None else _open_aligned(h_probability, shape, "h probability map"),
                       class_ids)
-    return Opened(sources, Calibration(chosen, downsample), class_names=class_names, name=labels_path.name)
+    return Opened(sources, Calibration(chosen, downsample), class_names=class_names, name=labels_path.name,
+                  notes=notes)
+
+
+def _open_any_image(image, shape, notes: list[str] | None):
+    """``(image, mpp, downsample)`` of a path or an array at the labels' size (``(None, None, 1.0)`` without).
+
+    With ``notes`` (labels read at a lower level), an image without a level of
+    that size is left out with a note instead of an error.
+    """
+    if image is None:
+        return None, None, 1.0
+    if hasattr(image, "shape"):
+        if plane_shape(image) != tuple(shape):
+            raise MeasureInputError(f"the labels are {shape[0]}×{shape[1]} but the image is "
+                                    f"{'×'.join(str(s) for s in image.shape)}")
+        return _channels_last(image), None, 1.0
+    try:
+        return open_image(image, shape)
+    except MeasureInputError as exc:
+        if notes is None:
+            raise
+        notes.append(f"no intensities: {exc}")
+        return None, None, 1.0
