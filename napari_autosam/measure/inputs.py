@@ -151,16 +151,15 @@ def _is_mask(path: Path, objects: str) -> bool:
 
 
 def components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Instance labels of a class mask (each 8-connected region of each value) and the mask as class ids."""
+    """Instance labels of a class mask (each 8-connected region of one value, numbered in raster order), and the mask.
+
+    The mask itself (its values are the class ids) is returned as the regions' classes.
+    """
     from skimage.measure import label
 
     mask = np.asarray(mask)
-    labels = np.zeros(mask.shape, np.int32)
-    for value in np.unique(mask[mask > 0]):
-        parts = label(mask == value, connectivity=2)
-        start = int(labels.max())
-        labels[parts > 0] = parts[parts > 0] + start
-    return labels, mask.astype(np.int32)
+    regions = label(mask, background=0, connectivity=2)
+    return regions.astype(np.int32, copy=False), mask
 
 
 def open_inputs(labels_path, image_path=None, *, probability=None, h_probability=None, classes=None,
