@@ -143,9 +143,10 @@ def measure_outputs(labels, image, folder: str | os.PathLike, stem: str, *, regi
 
 
 def labels_to_measure(written) -> Path | None:
-    """Of the files ``segment`` wrote for one input, the labels to measure: the instances, else the AutoSAM mask."""
+    """Of the files ``segment`` wrote for one input, the labels to measure: the instances, else the AutoSAM mask
+    (else h's mask, all a preview writes)."""
     paths = [Path(p) for p in written]
-    for role in ("_instances", "_autosam"):
+    for role in ("_instances", "_autosam", "_h"):
         found = [p for p in paths if p.name.split(".")[0].endswith(role)]
         if found:
             return found[0]
@@ -162,6 +163,6 @@ def measure_segmented(written, image, folder: str | os.PathLike, stem: str, *, m
     """
     labels = labels_to_measure(written)
     if labels is None:
-        raise MeasureInputError(f"{stem}: no instance labels or AutoSAM mask was written to measure")
+        raise MeasureInputError(f"{stem}: no instance labels or mask was written to measure")
     return (yield from measure_outputs(labels, image, folder, stem, workers=workers, mpp=mpp,
                                        downsample=downsample))
