@@ -211,13 +211,13 @@ def _open_any_image(image, shape, notes: list[str] | None):
     """
     if image is None:
         return None, None, 1.0
-    if hasattr(image, "shape"):
+    try:
+        if not hasattr(image, "shape"):
+            return open_image(image, shape)
         if plane_shape(image) != tuple(shape):
             raise MeasureInputError(f"the labels are {shape[0]}×{shape[1]} but the image is "
                                     f"{'×'.join(str(s) for s in image.shape)}")
         return _channels_last(image), None, 1.0
-    try:
-        return open_image(image, shape)
     except MeasureInputError as exc:
         if notes is None:
             raise
