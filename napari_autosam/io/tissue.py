@@ -134,9 +134,9 @@ def detect_tissue(thumbnail: np.ndarray, downsample: tuple[float, float] = (1.0,
     downsample : ``(y, x)`` level-0 pixels per thumbnail pixel
     mpp : level-0 µm/px, or None (sizes then assume a 16 µm/px thumbnail)
     """
+    from scipy.ndimage import distance_transform_edt
     from skimage.color import rgb2hsv
     from skimage.filters import gaussian
-    from scipy.ndimage import distance_transform_edt
     from skimage.morphology import remove_small_holes, remove_small_objects
 
     thumbnail = np.asarray(thumbnail)
