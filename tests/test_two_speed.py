@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_autosam.data.tissue_slides import tissue_image
+from napari_autosam.data.slides import pattern
+from napari_autosam.data.tissue_slides import glass
 from napari_autosam.inference import Segmenter
 from napari_autosam.inference.two_speed import ArraySink, LabelImageSink, SamPlan, plan_tiles, two_speed
 from napari_autosam.io.labels_zarr import LabelImage
@@ -29,11 +30,10 @@ class CountingImage:
 
 @pytest.fixture(scope="module")
 def slide():
-    """A 512² brightfield image: tissue in the middle only (a rectangle), glass elsewhere."""
-    image, _ = tissue_image(512, 512, 0.4, seed=7)
-    truth = np.zeros((512, 512), bool)
-    truth[160:352, 96:320] = True
-    image = np.where(truth[..., None], image, np.uint8(242))
+    """A 320² brightfield image (3×3 tiles of 128): tissue over the top 180 rows, glass below."""
+    truth = np.zeros((320, 320), bool)
+    truth[:180] = True
+    image = np.where(truth[..., None], np.tile(pattern(64, 64, seed=7), (5, 5, 1)), glass(320, 320))
     return image, truth
 
 
@@ -80,7 +80,7 @@ def test_skipped_chunks_are_not_materialised(segmenter, tmp_path):
     from napari_autosam.io import labels_zarr
 
     image = np.full((2048, 2048, 3), 242, np.uint8)
-    image[:900, :900] = tissue_image(900, 900, 1.0, seed=1)[0]
+    image[:900, :900] = np.tile(pattern(100, 100, seed=1), (9, 9, 1))
     truth = np.zeros((2048, 2048), bool)
     truth[:900, :900] = True
     tissue = TissueMask(truth[::64, ::64].copy(), (64.0, 64.0), "given")
@@ -124,7 +124,7 @@ def test_sam_budget_stops_cleanly(segmenter, slide):
     ticks = iter(np.arange(0.0, 1000.0, 1.0))  # every clock reading is one second later
 
     result = run(two_speed(segmenter, image, ArraySink(truth.shape), tissue=tissue, tile=TILE, overlap=OVERLAP,
-                           plan=SamPlan("all", seconds=4.5), clock=lambda: float(next(ticks))))
+                           plan=SamPlan("all", seconds=2.5), clock=lambda: float(next(ticks))))
     n_tissue = result.count("h") + result.count("sam")
     assert result.stopped == "budget" and 0 < result.count("sam") < n_tissue
     assert any("budget" in m for m in result.messages)
@@ -160,6 +160,7 @@ def test_plan_checks_its_words():
 def test_detected_tissue_drives_the_plan(slide):
     image, truth = slide
     tissue = detect_tissue(image[::4, ::4], (4.0, 4.0), (2.0, 2.0))
+    assert tissue.kind == "brightfield" and 0.5 < tissue.fraction < 0.7
     tiles, shares = plan_tiles(truth.shape, tissue, tile=TILE, overlap=OVERLAP)
     for t, share in zip(tiles, shares):
         y0, y1, x0, x1 = t.core
