@@ -83,6 +83,9 @@ def register(subparsers) -> None:
     parser.add_argument("--geojson", action="store_true",
                         help="also write the objects as QuPath GeoJSON: <stem>_instances.geojson (instances) or "
                         "<stem>_autosam.geojson (regions of the mask), in level-0 pixels")
+    from .slide_args import add_slide_args
+
+    add_slide_args(parser)
     from .resolution import add_resolution_args
 
     add_resolution_args(parser, what="slides")
@@ -170,6 +173,10 @@ def _segment_file(segmenter, path: Path, out: Path, args) -> None:
         tile = auto_tile(layout.plane_shape)
     stem = image_stem(path) if resolution is None else slide_stem(path)
     out.mkdir(parents=True, exist_ok=True)
+    from .slide_args import segment_two_speed, two_speed_applies
+
+    if two_speed_applies(args, segmenter, layout, resolution):  # whole slides: skip the glass, h first, then SAM
+        return segment_two_speed(segmenter, image, path, out, stem, tile, args, resolution)
     if _output_format(args, layout) == "ome-zarr":
         if getattr(segmenter.checkpoint, "class_heads", None) is not None:
             print(f"note: {path.name}: class labels are written with TIFF outputs only (--format tiff)", file=sys.stderr)

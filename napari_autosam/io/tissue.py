@@ -137,7 +137,7 @@ def detect_tissue(thumbnail: np.ndarray, downsample: tuple[float, float] = (1.0,
     from scipy.ndimage import distance_transform_edt
     from skimage.color import rgb2hsv
     from skimage.filters import gaussian
-    from skimage.morphology import remove_small_holes, remove_small_objects
+    from skimage.morphology import remove_small_objects
 
     thumbnail = np.asarray(thumbnail)
     kind = image_kind(thumbnail)
@@ -149,12 +149,24 @@ def detect_tissue(thumbnail: np.ndarray, downsample: tuple[float, float] = (1.0,
     tissue = (saturation > _clamped_otsu(saturation, *SATURATION_RANGE)) | (
         density > _clamped_otsu(density, *DENSITY_RANGE))
     pixel_um = (_FALLBACK_MPP if mpp is None else math.sqrt(mpp[0] * downsample[0] * mpp[1] * downsample[1]))
-    tissue = remove_small_holes(tissue, max_size=int(HOLE_UM2 / pixel_um**2))
+    tissue = _fill_holes(tissue, int(HOLE_UM2 / pixel_um**2))
     tissue = remove_small_objects(tissue, max_size=int(SPECK_UM2 / pixel_um**2))
     margin = int(math.ceil(MARGIN_UM / pixel_um))
     if margin and tissue.any():
         tissue = distance_transform_edt(~tissue) <= margin
     return TissueMask(tissue, (float(downsample[0]), float(downsample[1])), kind)
+
+
+def _fill_holes(tissue: np.ndarray, max_size: int) -> np.ndarray:
+    """Fill the enclosed background regions of up to ``max_size`` pixels (glass reaching the edge is never a hole)."""
+    from skimage.measure import label
+
+    background = label(~tissue, connectivity=1)
+    edge = np.unique(np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]]))
+    sizes = np.bincount(background.ravel())
+    small = (sizes <= max_size) & ~np.isin(np.arange(len(sizes)), edge)
+    small[0] = False
+    return tissue | small[background]
 
 
 def slide_thumbnail(slide, side: int = THUMBNAIL_SIDE) -> tuple[np.ndarray, tuple[float, float]]:
