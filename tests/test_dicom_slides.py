@@ -55,3 +55,24 @@ def test_broken_dicom_is_one_clear_line(tmp_path):
     with pytest.raises(SlideReadError, match="none of its .dcm files"):
         open_slide(tmp_path)
     assert napari_get_reader(str(broken)) is None
+
+
+def test_cli_segments_a_dicom_folder(dicom_slide, tmp_path, capsys):
+    from napari_autosam.cli import main
+
+    folder, _, _ = dicom_slide
+    code = main(["segment", str(folder), "--out", str(tmp_path / "out"), "--sam", "tiny", "--level", "1", "--preview"])
+    assert code == 0, capsys.readouterr().err
+    assert (tmp_path / "out" / "case-7_h.tif").is_file()
+
+
+def test_unsupported_file_lists_the_readers_own_suffixes(tmp_path, capsys):
+    from napari_autosam.cli import main
+    from napari_autosam.io.formats import READABLE_SUFFIXES
+
+    (tmp_path / "notes.txt").write_text("hello")
+    assert main(["segment", str(tmp_path / "notes.txt"), "--out", str(tmp_path / "o"), "--sam", "tiny"]) != 0
+    err = capsys.readouterr().err
+    assert "unsupported file type" in err
+    for suffix in READABLE_SUFFIXES:  # .svs, .ndpi, .dcm … as well as the plain images
+        assert suffix in err

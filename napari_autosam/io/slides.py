@@ -37,6 +37,7 @@ from xml.etree import ElementTree
 import numpy as np
 
 from .dicom import DICOM_SUFFIX, dicom_instance, is_dicom_folder
+from .formats import OPENSLIDE_SUFFIXES, SLIDE_SUFFIXES, TIFFFILE_SUFFIXES, ZARR_SUFFIXES, accepted_inputs  # noqa: F401
 from .images import ImageReadError
 
 __all__ = [
@@ -50,13 +51,6 @@ __all__ = [
     "slide_stem",
 ]
 
-#: Formats only OpenSlide reads here (``.dcm``: one file of a DICOM whole-slide series).
-OPENSLIDE_SUFFIXES = (".ndpi", ".scn", ".mrxs", ".vms", ".bif", ".svslide", ".dcm")
-#: TIFF-based files whose pixels tifffile reads (with OpenSlide's metadata where it knows the file).
-TIFFFILE_SUFFIXES = (".ome.tiff", ".ome.tif", ".svs", ".tiff", ".tif")
-#: Every file ending :func:`open_slide` takes (lower case), plus OME-Zarr folders (``.zarr``).
-SLIDE_SUFFIXES = OPENSLIDE_SUFFIXES + TIFFFILE_SUFFIXES
-ZARR_SUFFIXES = (".ome.zarr", ".zarr")
 
 #: µm per unit of length, for OME and NGFF units.
 _MICRONS = {"m": 1e6, "meter": 1e6, "mm": 1e3, "millimeter": 1e3, "µm": 1.0, "um": 1.0, "micrometer": 1.0,
@@ -205,8 +199,7 @@ def open_slide(path: str | os.PathLike) -> Slide:
         return open_ngff(path)
     name = path.name.lower()
     if not name.endswith(SLIDE_SUFFIXES):
-        raise SlideReadError(path, f"unsupported file type; expected one of {', '.join(SLIDE_SUFFIXES)}, "
-                             "an OME-Zarr folder or a folder of DICOM .dcm files")
+        raise SlideReadError(path, f"unsupported file type; expected {accepted_inputs()}")
     if name.endswith(OPENSLIDE_SUFFIXES):
         from .openslide_levels import open_openslide
 
