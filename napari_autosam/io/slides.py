@@ -192,8 +192,8 @@ def open_slide(path: str | os.PathLike) -> Slide:
         return open_openslide(instance)
     if path.is_dir():
         if not _is_zarr_dir(path):
-            raise SlideReadError(path, "a folder that is neither OME-Zarr (no .zattrs, .zgroup or zarr.json) "
-                                 "nor a DICOM slide (no .dcm files)")
+            raise SlideReadError(path, "a folder that is not OME-Zarr (no .zattrs, .zgroup or zarr.json) "
+                                 "and holds no DICOM .dcm files")
         from .ngff import open_ngff
 
         return open_ngff(path)
