@@ -34,7 +34,6 @@ import numpy as np
 from ..io.normalize import Normalization
 from ..progress import CancelToken, Stopwatch, Task
 from .inputs import image_layout
-from .review import uncertainty
 from .tiling import DEFAULT_OVERLAP, Tile, segmentation_tiles
 
 __all__ = ["SAM_ON", "ArraySink", "LabelImageSink", "SamPlan", "TileRecord", "TwoSpeedResult", "plan_tiles",
@@ -217,6 +216,7 @@ def two_speed(segmenter, image, sink, *, tissue=None, downsample: float = 1.0, t
 
     Events: phase "h" (fast pass), then "sam".  Returns a :class:`TwoSpeedResult`.
     """
+    from .review import uncertainty
     from .segmenter import whole_image_normalization
 
     plan = plan or SamPlan()
