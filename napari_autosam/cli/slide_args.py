@@ -76,7 +76,7 @@ def segment_two_speed(segmenter, image, path: Path, out: Path, stem: str, tile, 
         write_labels_geojson({"autosam": done.paths["autosam"]}, out, stem, resolution)
     shape = "×".join(str(s) for s in image.shape[:2])
     parts = [f"{path.name}: {shape} at {describe(resolution)}",
-             f"tissue {result.tissue_fraction:.1%} ({tissue.kind})",
+             f"tissue {tissue.fraction:.1%} ({tissue.kind})",
              f"h on {result.count('h') + result.count('sam')} tiles, SAM on {result.count('sam')}, "
              f"{result.count('skipped')} glass tiles skipped",
              f"h {result.h_seconds:.0f} s, SAM {result.sam_seconds:.0f} s"]
