@@ -9,7 +9,7 @@ pytest.importorskip("pydicom", reason="the DICOM writer of these tests needs the
 
 from napari_autosam._reader import napari_get_reader  # noqa: E402
 from napari_autosam.data.dicom_slides import write_dicom_wsi  # noqa: E402
-from napari_autosam.data.slides import pattern  # noqa: E402
+from napari_autosam.data.synthetic_slides import pattern  # noqa: E402
 from napari_autosam.io.slides import SlideReadError, is_slide_path, open_slide, slide_stem  # noqa: E402
 
 

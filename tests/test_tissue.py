@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_autosam.data.slides import pattern, write_svs, write_tiled_tiff
+from napari_autosam.data.synthetic_slides import pattern, write_svs, write_tiled_tiff
 from napari_autosam.data.tissue_slides import glass, tissue_image, write_tissue_svs
 from napari_autosam.io.slides import open_slide
 from napari_autosam.io.tissue import TissueFileError, detect_tissue, image_kind, read_tissue_file, slide_thumbnail, slide_tissue

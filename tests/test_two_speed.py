@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_autosam.data.slides import pattern
+from napari_autosam.data.synthetic_slides import pattern
 from napari_autosam.data.tissue_slides import glass
 from napari_autosam.inference import Segmenter
 from napari_autosam.inference.two_speed import ArraySink, LabelImageSink, SamPlan, plan_tiles, two_speed

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .slides import pyramid
+from .synthetic_slides import pyramid
 
 __all__ = ["write_dicom_wsi"]
 

@@ -3,7 +3,7 @@
 * :func:`tissue_shape`: a realistic section outline — a few irregular lobes
   covering a chosen share of the slide, smooth edges, a few holes;
 * :func:`tissue_image`: a small brightfield image with that shape filled with
-  :func:`~napari_autosam.data.slides.pattern` on near-white, slightly noisy glass;
+  :func:`~napari_autosam.data.synthetic_slides.pattern` on near-white, slightly noisy glass;
 * :func:`write_tissue_svs`: an Aperio-style ``.svs`` of any size (50,000² in
   minutes) written tile by tile, never held whole.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .slides import _aperio_description, pattern
+from .synthetic_slides import _aperio_description, pattern
 
 __all__ = ["GLASS", "glass", "tissue_image", "tissue_shape", "write_tissue_svs"]
 

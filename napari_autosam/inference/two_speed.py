@@ -216,7 +216,7 @@ def two_speed(segmenter, image, sink, *, tissue=None, downsample: float = 1.0, t
 
     Events: phase "h" (fast pass), then "sam".  Returns a :class:`TwoSpeedResult`.
     """
-    from .review import uncertainty
+    from .review_scores import uncertainty
     from .segmenter import whole_image_normalization
 
     plan = plan or SamPlan()
