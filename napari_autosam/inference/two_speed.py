@@ -174,23 +174,18 @@ class LabelImageSink:
 
 
 def _window_rgb(segmenter, image, layout, t: Tile, normalization, channels) -> np.ndarray:
-    read = getattr(segmenter, "read_batch", None) or segmenter._read_batch
-    return read(image, layout, [(0, t)], normalization, channels)[0]
+    return segmenter.read_batch(image, layout, [(0, t)], normalization, channels)[0]
 
 
 def _h_probability(segmenter, rgb: np.ndarray) -> np.ndarray:
     """h(g(I)) probability of one window (no SAM)."""
-    if hasattr(segmenter, "window_probabilities"):
-        return segmenter.window_probabilities([rgb], None)[0][0][1]
-    return segmenter._h_probabilities([rgb])[0][1]
+    return segmenter.window_probabilities([rgb], None)[0][0][1]
 
 
 def _sam_probability(segmenter, rgb: np.ndarray) -> Task[np.ndarray]:
-    """AutoSAM's probability of one window (SAM's encoder and decoder, g's prompt)."""
-    embed = getattr(segmenter, "embed_windows", None) or segmenter._embeddings
-    embeddings = yield from embed([rgb], False)
-    probabilities = getattr(segmenter, "window_probabilities", None) or segmenter._probabilities
-    return probabilities([rgb], embeddings)[0][0][0]
+    """AutoSAM's probability of one window (SAM's encoder and decoder, g's prompt, the model's logit gain)."""
+    embeddings = yield from segmenter.embed_windows([rgb], False)
+    return segmenter.window_probabilities([rgb], embeddings)[0][0][0]
 
 
 def _core(values: np.ndarray, t: Tile) -> np.ndarray:
