@@ -33,7 +33,7 @@ LayerData = tuple[Any, dict[str, Any], str]
 
 
 def _is_ngff(path: Path) -> bool:
-    """A folder with OME-Zarr ``multiscales`` metadata (other folders are left to other readers)."""
+    """A folder open_slide reads (OME-Zarr with ``multiscales`` metadata, or DICOM ``.dcm`` files); others are left to other readers."""
     try:
         open_slide(path).close()
     except SlideReadError:

@@ -138,6 +138,10 @@ def plan_slide(segmenter, path: Path, out: Path, stem: str, args: SegmentOptions
     image, layout, resolution, note = _open(str(path), args, segmenter)
     if layout.is_stack or output_format(args, layout) != "ome-zarr":
         return None
+    from ..jobs.slide_two_speed import two_speed_applies
+
+    if two_speed_applies(args, segmenter, layout, resolution):  # a whole slide in two speeds: one worker runs it
+        return None
     tile = args.tile if args.tile is not None else auto_tile(layout.plane_shape)
     n_tiles = len(segmentation_tiles(layout.plane_shape, tile or None, args.overlap))
     if n_tiles < 2:

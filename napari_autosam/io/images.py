@@ -30,9 +30,7 @@ __all__ = [
     "write_tiff",
 ]
 
-TIFF_SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif")
-IMAGE_SUFFIXES = TIFF_SUFFIXES + (".png", ".jpg", ".jpeg", ".bmp")
-"""File name endings this module reads (matched case-insensitively, longest first)."""
+from .formats import IMAGE_SUFFIXES, TIFF_SUFFIXES, accepted_inputs  # noqa: F401  (TIFF_SUFFIXES: re-exported)
 
 MASK_STEM_SUFFIXES = ("_masks", "_mask", "_labels", "_label", "_seg", "-masks", "-mask", "-labels", "-label", "-seg")
 """Endings a mask's stem may carry beyond its image's stem (``img_001_mask.png`` pairs with ``img_001.tif``)."""
@@ -69,7 +67,7 @@ def _check_readable(path: str | os.PathLike) -> Path:
     if not path.is_file():
         raise ImageReadError(path, "no such file" if not path.exists() else "not a file")
     if _suffix(path) is None:
-        raise ImageReadError(path, f"unsupported file type; expected one of {', '.join(IMAGE_SUFFIXES)}")
+        raise ImageReadError(path, f"unsupported file type; expected {accepted_inputs()}")
     return path
 
 

@@ -20,6 +20,8 @@ Which library reads what:
   OpenSlide (openslide-python with the openslide-bin wheel).
 * OME-Zarr (NGFF) image folders: zarr, µm/px from the ``scale`` of the
   first dataset's ``coordinateTransformations``.
+* DICOM whole-slide images (a folder of ``.dcm`` files, or one of them):
+  OpenSlide, levels and µm/px from the DICOM metadata (:mod:`.dicom`).
 
 Every failure is a :class:`SlideReadError` naming the file.
 """
@@ -32,6 +34,8 @@ from xml.etree import ElementTree
 
 import numpy as np
 
+from .dicom import DICOM_SUFFIX, dicom_instance, is_dicom_folder
+from .formats import OPENSLIDE_SUFFIXES, SLIDE_SUFFIXES, TIFFFILE_SUFFIXES, ZARR_SUFFIXES, accepted_inputs  # noqa: F401
 from .pyramid import MICRONS as _MICRONS
 from .pyramid import Slide, SlideReadError
 
@@ -46,13 +50,6 @@ __all__ = [
     "slide_stem",
 ]
 
-#: Formats only OpenSlide reads here.
-OPENSLIDE_SUFFIXES = (".ndpi", ".scn", ".mrxs", ".vms", ".bif", ".svslide")
-#: TIFF-based files whose pixels tifffile reads (with OpenSlide's metadata where it knows the file).
-TIFFFILE_SUFFIXES = (".ome.tiff", ".ome.tif", ".svs", ".tiff", ".tif")
-#: Every file ending :func:`open_slide` takes (lower case), plus OME-Zarr folders (``.zarr``).
-SLIDE_SUFFIXES = OPENSLIDE_SUFFIXES + TIFFFILE_SUFFIXES
-ZARR_SUFFIXES = (".ome.zarr", ".zarr")
 
 def slide_from_layer(levels, metadata: dict | None) -> Slide | None:
     """A :class:`Slide` over an image layer's levels, from the metadata :meth:`Slide.metadata` wrote; else None.
@@ -73,6 +70,8 @@ def slide_stem(path: str | os.PathLike) -> str:
     """File or folder name without its slide suffix (``a.ome.zarr`` → ``a``)."""
     name = Path(path).name
     lowered = name.lower()
+    if lowered.endswith(DICOM_SUFFIX):  # one instance of a series: the slide is its folder
+        return Path(path).resolve().parent.name
     suffix = next((s for s in SLIDE_SUFFIXES + ZARR_SUFFIXES if lowered.endswith(s)), None)
     return name[: len(name) - len(suffix)] if suffix else Path(path).stem
 
@@ -81,7 +80,7 @@ def is_slide_path(path: str | os.PathLike) -> bool:
     """True for files with a slide ending and for folders that look like OME-Zarr."""
     path = Path(path)
     if path.is_dir():
-        return _is_zarr_dir(path)
+        return _is_zarr_dir(path) or is_dicom_folder(path)
     return path.name.lower().endswith(SLIDE_SUFFIXES)
 
 
@@ -95,7 +94,7 @@ def open_slide(path: str | os.PathLike) -> Slide:
 
     Parameters
     ----------
-    path : a slide file (see :data:`SLIDE_SUFFIXES`) or an OME-Zarr image folder
+    path : a slide file (see :data:`SLIDE_SUFFIXES`), an OME-Zarr image folder or a folder of DICOM ``.dcm`` files
 
     Raises
     ------
@@ -106,16 +105,23 @@ def open_slide(path: str | os.PathLike) -> Slide:
     path = Path(path)
     if not path.exists():
         raise SlideReadError(path, "no such file or folder")
+    if path.is_dir() and is_dicom_folder(path) and not _is_zarr_dir(path):
+        instance = dicom_instance(path)
+        if instance is None:
+            raise SlideReadError(path, "none of its .dcm files is a DICOM whole-slide image OpenSlide can read")
+        from .openslide_levels import open_openslide
+
+        return open_openslide(instance)
     if path.is_dir():
         if not _is_zarr_dir(path):
-            raise SlideReadError(path, "a folder that is not OME-Zarr (no .zattrs, .zgroup or zarr.json)")
+            raise SlideReadError(path, "a folder that is not OME-Zarr (no .zattrs, .zgroup or zarr.json) "
+                                 "and holds no DICOM .dcm files")
         from .ngff import open_ngff
 
         return open_ngff(path)
     name = path.name.lower()
     if not name.endswith(SLIDE_SUFFIXES):
-        raise SlideReadError(path, f"unsupported file type; expected one of {', '.join(SLIDE_SUFFIXES)} "
-                             "or an OME-Zarr folder")
+        raise SlideReadError(path, f"unsupported file type; expected {accepted_inputs()}")
     if name.endswith(OPENSLIDE_SUFFIXES):
         from .openslide_levels import open_openslide
 

@@ -44,6 +44,8 @@ class SegmentOptions:
     measure : bool
         Also measure the objects: ``<stem>_objects.csv``, ``<stem>_summary.csv``, ``<stem>_report.html``
         (:func:`napari_autosam.measure.measure_segmented`) and a summary line.
+    tissue, sam_on, sam_share, sam_budget, sam_tiles : whole slides in two speeds (docs/slides.md):
+        ``--tissue``, ``--sam-on``, the SAM share, the SAM pass's minutes and tile count
     mpp, level : float or None, int or None
         The working resolution of slides (at most one of them).
     """
@@ -69,6 +71,11 @@ class SegmentOptions:
     measure: bool = False
     mpp: float | None = None
     level: int | None = None
+    tissue: str | None = None
+    sam_on: str | None = None
+    sam_share: float = 0.2
+    sam_budget: float | None = None
+    sam_tiles: int | None = None
 
     @classmethod
     def from_names(cls, **names) -> SegmentOptions:

@@ -98,6 +98,10 @@ def segment_file(segmenter, path: Path, out: Path, options: SegmentOptions, *, r
         tile = auto_tile(layout.plane_shape)
     stem = image_stem(path) if resolution is None else slide_stem(path)
     out.mkdir(parents=True, exist_ok=True)
+    from .slide_two_speed import segment_two_speed, two_speed_applies
+
+    if two_speed_applies(options, segmenter, layout, resolution):  # whole slides: skip the glass, h first, then SAM
+        return segment_two_speed(segmenter, image, path, out, stem, tile, options, resolution, run_task)
     if output_format(options, layout) == "ome-zarr":
         if getattr(segmenter.checkpoint, "class_heads", None) is not None:
             print(f"note: {path.name}: class labels are written with TIFF outputs only (--format tiff)", file=sys.stderr)

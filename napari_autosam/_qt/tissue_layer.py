@@ -1,0 +1,54 @@
+"""The ``tissue`` layer: the detected tissue of a slide, shown over it and editable before segmenting.
+
+The mask comes from :func:`napari_autosam.io.tissue.slide_tissue` (a low-resolution
+view of the slide); the layer is an ordinary Labels layer (1 = tissue) at the mask's
+own coarse grid, scaled to lie over the slide, so the user paints or erases with
+napari's tools.  :func:`tissue_of` reads the edited layer back as the TissueMask the
+two-speed segmentation takes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..io.slides import slide_from_layer
+from ..io.tissue import TissueMask, slide_tissue
+
+LAYER_NAME = "tissue"
+META_KEY = "autosam_tissue"
+
+
+def add_tissue_layer(viewer, image_layer):
+    """Detect the tissue of a slide image layer and add (or refresh) the editable ``tissue`` layer; returns it.
+
+    Raises
+    ------
+    ValueError
+        The layer is not a slide opened by this plugin (no pyramid metadata).
+    """
+    levels = image_layer.data if image_layer.multiscale else [image_layer.data]
+    slide = slide_from_layer(levels, image_layer.metadata)
+    if slide is None:
+        raise ValueError(f"{image_layer.name} is not a slide opened by AutoSAM: no tissue detection for it")
+    tissue = slide_tissue(slide)
+    base_scale = np.asarray(image_layer.scale[-2:], float)
+    scale = base_scale * np.asarray(tissue.downsample)
+    translate = np.asarray(image_layer.translate[-2:], float) + (np.asarray(tissue.downsample) - 1) / 2 * base_scale
+    metadata = {META_KEY: {"downsample": list(tissue.downsample), "kind": tissue.kind, "source": image_layer.name}}
+    data = tissue.mask.astype(np.uint8)
+    if LAYER_NAME in viewer.layers:
+        layer = viewer.layers[LAYER_NAME]
+        layer.data, layer.scale, layer.translate, layer.metadata = data, scale, translate, metadata
+        return layer
+    layer = viewer.add_labels(data, name=LAYER_NAME, scale=scale, translate=translate, opacity=0.3,
+                              metadata=metadata)
+    return layer
+
+
+def tissue_of(layer) -> TissueMask | None:
+    """The TissueMask a (possibly edited) ``tissue`` layer holds, or None for another layer."""
+    info = layer.metadata.get(META_KEY) if isinstance(layer.metadata, dict) else None
+    if not isinstance(info, dict):
+        return None
+    downsample = tuple(float(v) for v in info["downsample"])
+    return TissueMask(np.asarray(layer.data) > 0, downsample, str(info["kind"]))
