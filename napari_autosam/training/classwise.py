@@ -20,7 +20,7 @@ import torch
 from ..classes import ClassesError, ClassSet, class_ids, classes_from_metadata
 from ..device import autocast
 from ..losses import class_loss, per_class_dice_iou
-from ..models.multiclass import ClassHeads, class_forward
+from ..models.multiclass import ClassHeads, class_forward, class_prompts, decode_classes
 from ..sam.embedding import LOGIT_SIZE, Geometry, frame_to_original, mask_to_padded_frame
 
 
@@ -49,11 +49,18 @@ def heads_of(model) -> ClassHeads | None:
 
 
 def g_loss(model, g_input, embedding, target, *, joint: bool = False) -> torch.Tensor:
-    """Stage 1: the class loss of SAM's K binary maps and the fused map (and h's with ``joint``)."""
+    """Stage 1: the class loss of SAM's K binary maps and the fused map (and h's with ``joint``).
+
+    SAM's binary maps enter the loss times the adapter's fixed gain, as the
+    binary model's do (masks do not depend on it).
+    """
     heads = heads_of(model)
+    if not heads.adapter.calibrated:  # new heads: the decoder's logit scale, once (see MultiClassAdapter.gain)
+        with torch.no_grad(), autocast(g_input.device):
+            heads.adapter.calibrate(decode_classes(model, embedding, class_prompts(model, heads, g_input)).float())
     with autocast(g_input.device):
         out = class_forward(model, heads, g_input, embedding, with_surrogate=joint)
-    loss = class_loss(out.sam_logits.float(), out.fused.float(), target)
+    loss = class_loss(heads.adapter.gain * out.sam_logits.float(), out.fused.float(), target)
     if joint:
         loss = loss + class_loss(out.h_logits.float(), out.h_fused.float(), target)
     return loss

@@ -110,6 +110,7 @@ def write_model(destination: Destination, model, info: dict) -> tuple[ModelCheck
     meta = {
         "sam_fingerprint": sam_fingerprint(sam),
         "sam_checkpoint": str(identity.checkpoint_path) if identity.checkpoint_path else None,
+        "sam_name": identity.name,  # a domain SAM's name (vit_b_histopathology): what later runs load by default
         "trained_on": [{"name": s.name, "sha1": s.key} for s in info["train"]],
         "trained_on_count": len(info["train"]),
         "validated_on": [{"name": s.name, "sha1": s.key} for s in info["val"]],
