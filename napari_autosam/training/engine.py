@@ -237,7 +237,8 @@ def train(
                     "val_kind": val_kind, "ended": ended, "best": best, "history": trainer.history,
                     "seconds": round(time.perf_counter() - trainer.started, 2),
                     "parent": start.metadata, "sam": sam, "cancelled": cancelled, "classes": classes,
-                    "probability_gain": summary_gain(trainer.gains, probability_gain(start.metadata))}
+                    "probability_gain": summary_gain(trainer.gains, probability_gain(start.metadata),
+                                                     upto=best.get("g", (0, len(trainer.gains)))[1])}
         write = write_model if distributed is None else distributed.write_model
         checkpoint, path, version = write(destination, model, run_info)
         yield Progress("save", 1, 1, f"saved {path}")
