@@ -77,7 +77,8 @@ def register(subparsers) -> None:
     add_precision_argument(parser)
     parser.add_argument("--json", action="store_true",
                         help='one JSON object on stdout: {"autosam": {"dice", "iou", "per_image"}, "h": {...}, '
-                        '"per_class": [{"id", "name", "dice_autosam", "iou_autosam", "dice_h", "iou_h"}]}')
+                        '"per_class": [{"id", "name", "dice_autosam", "iou_autosam", "dice_h", "iou_h", "absent"}]}; '
+                        "a class in no mask is absent: no scores, left out of the means")
     from .resolution import add_resolution_args
 
     add_resolution_args(parser, what="the images (default: the model's resolution)")
