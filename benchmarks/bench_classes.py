@@ -106,6 +106,9 @@ def main(argv=None) -> None:
     print(f"{'class':<10} {'AutoSAM Dice (test)':>22} {'h Dice (test)':>22}")
     print(f"{'':<10} {'untrained → trained':>22} {'untrained → trained':>22}")
     for b, a in zip(before["per_class"], after["per_class"]):
+        if a.get("absent"):
+            print(f"{a['name']:<10} absent from the test masks (left out of the mean)")
+            continue
         print(f"{a['name']:<10} {b['dice_autosam']:>10.3f} → {a['dice_autosam']:<9.3f} "
               f"{b['dice_h']:>10.3f} → {a['dice_h']:<9.3f}")
     print(f"{'mean':<10} {before['autosam']['dice']:>10.3f} → {after['autosam']['dice']:<9.3f} "
