@@ -69,7 +69,7 @@ def main(argv=None) -> None:
 
     import torch
 
-    from napari_autosam.classes import make_classes
+    from napari_autosam.class_sets import make_classes
     from napari_autosam.progress import run
     from napari_autosam.sam.registry import load_sam
     from napari_autosam.training import evaluate, samples_from_arrays, train

@@ -19,7 +19,7 @@ MARGIN = 0.1
 
 @pytest.mark.heavy  # minutes on 2 shared cores
 def test_class_training_beats_its_untrained_start(tiny_sam, tmp_path):
-    from napari_autosam.classes import make_classes
+    from napari_autosam.class_sets import make_classes
     from napari_autosam.data.synthetic_classes import make_class_dataset
 
     images, masks = make_class_dataset(2, (64, 64), num_classes=2, size_range=(6, 9), seed=5)

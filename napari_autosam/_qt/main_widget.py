@@ -21,12 +21,13 @@ from . import avoid_triton_llvm_clash
 
 avoid_triton_llvm_clash()  # before any section pulls in torch (see napari_autosam._qt)
 
-from .compare import CompareSection  # noqa: E402
-from .correct import CorrectSection
+from .compare_section import CompareSection  # noqa: E402
+from .correct_section import CorrectSection
 from .finetune_section import FinetuneSection
+from .measure_table import MeasureTable
 from .model_section import ModelSection
-from .region import RegionEditor
-from .review import ReviewSection
+from .region_panel import RegionEditor
+from .review_section import ReviewSection
 from .segment_section import SegmentSection
 from .session import Session
 from .workers import TaskRunner
@@ -103,7 +104,7 @@ class AutoSAMWidget(QWidget):
         self.correct_section.start_points_negative = lambda: self.correct_section.start_points(False)
         self.region_editor = RegionEditor(napari_viewer, self.session, self.segment_section, self.correct_section)
         self.correct_section.layout().addWidget(self.region_editor)  # "Edit region" for big images
-        from .classes import ClassPicker
+        from .class_panel import ClassPicker
 
         self.class_picker = ClassPicker(napari_viewer, self.session)  # the class to paint; classes for fine-tuning
         self.correct_section.layout().addWidget(self.class_picker)
@@ -111,6 +112,8 @@ class AutoSAMWidget(QWidget):
         self.segment_section.view_locked = lambda: self.compare_section.active
         self.correct_section.before_editing = self.compare_section.leave
         self.review_section = ReviewSection(napari_viewer, self.session, self.segment_section, self.correct_section)
+        self.measure_runner = TaskRunner(self)
+        self.measure_section = MeasureTable(napari_viewer, self.session, self.segment_section, self.measure_runner)
 
         content = _Column()
         column = QVBoxLayout(content)
@@ -121,6 +124,7 @@ class AutoSAMWidget(QWidget):
             ("4  Correct", self.correct_section),
             ("5  Fine-tune", self.finetune_section),
             ("6  Review", self.review_section),
+            ("7  Measure", self.measure_section),
         ):
             box = QGroupBox(title)
             inner = QVBoxLayout(box)
@@ -168,7 +172,8 @@ class AutoSAMWidget(QWidget):
 
     @property
     def runners(self) -> list[TaskRunner]:
-        return [self.model_runner, self.segment_runner, self.train_runner, self.correct_section.prompt_runner]
+        return [self.model_runner, self.segment_runner, self.train_runner, self.correct_section.prompt_runner,
+                self.measure_runner]
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
         return QSize(420, 900)

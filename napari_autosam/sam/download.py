@@ -245,22 +245,14 @@ def download(
 
     Parameters
     ----------
-    url : str
-        ``http(s)://`` or ``file://`` URL.
-    dest : path
-        Final location; its directory is created if needed.
-    md5 : str, optional
-        Expected MD5 (hex); checked before the file is moved into place.
-    size : int, optional
-        Expected size in bytes; fewer or more bytes is an error.
-    timeout : float
-        Seconds to wait for the connection and for each read.
-    cancel : CancelToken, optional
-        Checked between chunks; when set, :class:`Cancelled` is raised.
-    chunk_size : int
-        Bytes per read (and per progress event).
-    xxh128 : str, optional
-        Expected XXH128 (hex), checked instead of ``md5`` (micro-sam publishes these).
+    url : ``http(s)://`` or ``file://`` URL
+    dest : the final location; its directory is created if needed
+    md5 : the expected MD5 (hex), optional; checked before the file is moved into place
+    size : the expected size in bytes, optional; fewer or more bytes is an error
+    timeout : seconds to wait for the connection and for each read
+    cancel : a CancelToken, optional, checked between chunks; when set, :class:`Cancelled` is raised
+    chunk_size : bytes per read (and per progress event)
+    xxh128 : the expected XXH128 (hex), optional; checked instead of ``md5`` (micro-sam publishes these)
 
     Raises
     ------
@@ -283,28 +275,39 @@ def download(
     try:
         with atomic_path(dest, owned=True) as tmp, urllib.request.urlopen(request, timeout=timeout) as response:
             announced = _content_length(response)
-            if size is not None and announced is not None and announced != size:
-                raise DownloadError(
-                    f"{url} is {announced:,} bytes but {dest.name} should be {size:,} bytes; "
-                    f"the server (or mirror) holds a different file.\n{hint}"
-                )
+            _check_announced(url, dest, announced, size, hint)
             expected = size if size is not None else announced
             done, digest = yield from _stream(response, tmp, expected, dest.name, chunk_size, cancel, kind)
-            if expected is not None and done != expected:
-                what = "cut off" if done < expected else "longer than expected"
-                raise DownloadError(
-                    f"the download of {dest.name} from {url} was {what}: got {done:,} of {expected:,} bytes. "
-                    f"Nothing was saved; try again.\n{hint}"
-                )
-            if expected_digest is not None and digest != expected_digest:
-                raise DownloadError(
-                    f"checksum mismatch for {dest.name} from {url}: {kind.upper()} is {digest}, "
-                    f"expected {expected_digest}. "
-                    f"The file was discarded; try again or use another mirror.\n{hint}"
-                )
+            _check_received(url, dest, done, expected, digest, (kind, expected_digest), hint)
     except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
         raise DownloadError(f"could not download {dest.name} from {url}: {_reason(err)}.\n{hint}") from err
     return dest
+
+
+def _check_announced(url: str, dest: Path, announced: int | None, size: int | None, hint: str) -> None:
+    """DownloadError when the server announces another size than the file should have."""
+    if size is not None and announced is not None and announced != size:
+        raise DownloadError(
+            f"{url} is {announced:,} bytes but {dest.name} should be {size:,} bytes; "
+            f"the server (or mirror) holds a different file.\n{hint}"
+        )
+
+
+def _check_received(url: str, dest: Path, done: int, expected: int | None, digest: str,
+                    checksum: tuple[str, str | None], hint: str) -> None:
+    """DownloadError when the bytes received are cut off, too many, or fail the checksum ``(kind, hex)``."""
+    if expected is not None and done != expected:
+        what = "cut off" if done < expected else "longer than expected"
+        raise DownloadError(
+            f"the download of {dest.name} from {url} was {what}: got {done:,} of {expected:,} bytes. "
+            f"Nothing was saved; try again.\n{hint}"
+        )
+    kind, wanted = checksum
+    if wanted is not None and digest != wanted:
+        raise DownloadError(
+            f"checksum mismatch for {dest.name} from {url}: {kind.upper()} is {digest}, expected {wanted}. "
+            f"The file was discarded; try again or use another mirror.\n{hint}"
+        )
 
 
 # ----------------------------------------------------------------------------- cache
