@@ -129,7 +129,7 @@ def test_a_domain_sam_downloads_checks_caches_and_loads_in_each_layout(server, t
 
 def test_models_of_different_sams_live_apart(server, tmp_path, monkeypatch, tiny_state):
     _serve(server, tmp_path, monkeypatch, tiny_state)
-    domain, official = run(load_sam(NAME)), run(load_sam("tiny"))
+    domain, official = sam_identity(run(load_sam(NAME))), sam_identity(run(load_sam("tiny")))
     assert model_store_dir(domain) != model_store_dir(official)
     assert model_store_dir(domain).name == NAME and model_store_dir(official).name == "tiny"
 
