@@ -298,4 +298,5 @@ def per_class_text(meta: Mapping) -> str | None:
     scores = ((meta.get("metrics") or {}).get("val_per_class") or {}).get("autosam")
     if classes is None or not scores or len(scores) != len(classes):
         return None
-    return "AutoSAM per class: " + ", ".join(f"{c.name} {d:.2f}" for c, d in zip(classes, scores))
+    return "AutoSAM per class: " + ", ".join(f"{c.name} {d:.2f}" if d is not None else f"{c.name} absent"
+                                             for c, d in zip(classes, scores))

@@ -106,8 +106,15 @@ def logit_gain(logits: torch.Tensor, target_rms: float = GAIN_TARGET_RMS, max_ga
     return (target_rms / rms).clamp(1.0, max_gain)
 
 
-def summary_gain(gains: list[float], fallback: float = 1.0) -> float:
-    """The gain recorded for a run: the median of its last (up to 50) g steps, else ``fallback``."""
+def summary_gain(gains: list[float], fallback: float = 1.0, *, upto: int | None = None) -> float:
+    """The gain recorded for a run: the median of its last (up to 50) g steps, else ``fallback``.
+
+    ``upto``: the g step of the state the run keeps (its best; 0 is the
+    starting state, whose own gain ``fallback`` is then); the steps after it
+    trained a state that was thrown away and do not count.
+    """
+    if upto is not None:
+        gains = gains[:upto]
     recent = sorted(gains[-50:])
     return float(recent[len(recent) // 2]) if recent else float(fallback)
 

@@ -432,6 +432,21 @@ def test_train_bad_masks(tmp_path, capfd, dataset, spoil):
     assert_nothing_changed(before, snapshot(tmp_path))
 
 
+def test_train_images_below_the_smallest_size_are_one_line_naming_them(tmp_path, capfd):
+    from napari_autosam.training.data import MIN_TRAIN_SIDE
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir(), masks.mkdir()
+    for i in range(3):  # 1×1 pixels: numpy flips of such an array once reached torch as a negative stride
+        tifffile.imwrite(images / f"dot_{i}.tif", np.full((1, 1), 100, np.uint8))
+        tifffile.imwrite(masks / f"dot_{i}.tif", np.ones((1, 1), np.uint8))
+    before = snapshot(tmp_path)
+    code, text = cli(capfd, "train", "--images", images, "--masks", masks, "--out", tmp_path / "m", *FAST)
+    assert_error(code, text, "dot_0.tif", "dot_1.tif", "dot_2.tif", f"{MIN_TRAIN_SIDE}×{MIN_TRAIN_SIDE}", "1×1")
+    assert "stride" not in text and len(text.strip().splitlines()) == 1
+    assert_nothing_changed(before, snapshot(tmp_path))
+
+
 @pytest.mark.parametrize("content, expected", [("code", "refused for safety"), ("random", "not a file of HarDNet")],
                          ids=["code-pickle", "random"])
 def test_train_pretrained_backbone_that_is_not_weights(tmp_path, capfd, dataset, content, expected):

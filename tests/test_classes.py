@@ -304,3 +304,23 @@ def test_per_class_dice_in_words_for_the_gui():
     assert per_class_text(meta) == "AutoSAM per class: Tumor 0.81, Stroma 0.64"
     assert per_class_text({"metrics": {"val_dice_autosam": 0.9}}) is None  # a binary model
     assert per_class_text({**meta, "metrics": {}}) is None  # no per-class figures (yet)
+
+
+def test_an_absent_class_is_said_left_out_of_the_mean_and_scored_alike_for_autosam_and_h():
+    from napari_autosam.training.class_stage import ClassEvaluation, ClassScores, score_classes
+
+    truth = np.zeros((32, 32), np.uint8)
+    truth[4:12, 4:12] = 1  # class 2 is in no mask
+    wrong = torch.full((3, 256, 256), -5.0)
+    wrong[1], wrong[2, 128:, :] = 5.0, 6.0  # predicts class 1 on the top half, class 2 (absent) below
+    empty_guess = torch.full((3, 256, 256), -5.0)
+    empty_guess[1] = 5.0  # predicts class 1 everywhere, never class 2
+    classes = default_classes(2)
+    autosam, h = ClassScores(classes), ClassScores(classes)
+    autosam.add("a", score_classes(wrong, truth, 2))
+    h.add("a", score_classes(empty_guess, truth, 2))
+    assert autosam.rows[0][1][1] is None and h.rows[0][1][1] is None  # not 0.0 for one and 1.0 for the other
+    report = ClassEvaluation(autosam, h).to_dict()
+    assert report["per_class"][1]["absent"] and report["per_class"][1]["dice_autosam"] is None
+    assert report["autosam"]["absent"] == ["Class 2"] and report["h"]["absent"] == ["Class 2"]
+    assert report["autosam"]["dice"] == report["per_class"][0]["dice_autosam"]  # the mean of the present class only

@@ -247,7 +247,7 @@ def test_checkpoint_url_mirror_override(monkeypatch):
 
 
 def test_unknown_name_lists_valid_names():
-    with pytest.raises(ValueError, match="vit_b, vit_h, vit_l"):
+    with pytest.raises(ValueError, match="vit_b, vit_l, vit_h, vit_b_histopathology"):
         _drain(dl.ensure_checkpoint("vit_xl"))
 
 

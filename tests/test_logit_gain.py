@@ -75,3 +75,53 @@ def test_a_free_prompt_fits_a_mask_through_the_tiny_decoder_better_with_the_gain
             optimizer.step()
         fits[use_gain] = score(logits.detach()[0], mask)[0]
     assert fits[True] >= 0.97 and fits[True] > fits[False]
+
+
+def test_the_recorded_gain_is_that_of_the_kept_state():
+    from napari_autosam.losses import summary_gain
+
+    gains = [2.0] * 5 + [8.0] * 5  # the later steps trained a state that was thrown away
+    assert summary_gain(gains, 1.0, upto=5) == 2.0
+    assert summary_gain(gains, 1.5, upto=0) == 1.5  # the starting state was kept: its own gain
+    assert summary_gain(gains, 1.0) == 8.0
+
+
+def _realistic(tiny_sam, rms: float = 10.0):
+    """The tiny SAM with its mask decoder's output scaled so that its logits have SAM's own scale (RMS ~10)."""
+    import copy
+
+    from napari_autosam.models.autosam import AutoSAM
+    from napari_autosam.sam.embedding import image_embedding
+
+    sam = copy.deepcopy(tiny_sam)
+    embedding = image_embedding(sam, torch.full((64, 64, 3), 128, dtype=torch.uint8).numpy())
+    prompt = torch.tanh(torch.randn(1, 256, 64, 64, generator=torch.Generator().manual_seed(0)))
+    with torch.no_grad():
+        before = AutoSAM(sam, torch.nn.Identity()).decode(embedding, prompt).pow(2).mean().sqrt()
+        for mlp in sam.mask_decoder.output_hypernetworks_mlps:
+            mlp.layers[-1].weight.mul_(rms / before)
+            mlp.layers[-1].bias.mul_(rms / before)
+        after = AutoSAM(sam, torch.nn.Identity()).decode(embedding, prompt)
+    assert float(after.pow(2).mean().sqrt()) == pytest.approx(rms, rel=0.05)
+    return sam
+
+
+def test_a_sam_whose_logits_have_a_realistic_scale_keeps_the_paper_loss(tiny_sam, tmp_path):
+    from napari_autosam.data.synthetic import make_nuclei_image
+    from napari_autosam.progress import run
+    from napari_autosam.training import samples_from_arrays, train
+
+    sam = _realistic(tiny_sam)
+    images, masks = zip(*(make_nuclei_image((64, 64), seed=s)[:2] for s in range(3)))
+    config = TrainConfig(generator="hardnet_small", input_size=64, steps=3, h_steps=0, min_steps=0, batch_size=2,
+                         variants=("identity",), val_every=1, device="cpu")
+    result = run(train(sam, samples_from_arrays(images, masks), config=config, out=tmp_path / "m.safetensors"))
+    assert result.model.metadata["probability_gain"] == 1.0  # k = 1: the paper's loss, probabilities unchanged
+    from napari_autosam.models.autosam import AutoSAM
+    from napari_autosam.sam.embedding import image_embedding, prepare_image
+
+    trained = AutoSAM(sam, result.model.prompt_generator).eval()
+    image = samples_from_arrays(images, masks)[0].image
+    with torch.no_grad():  # the trained g still drives this decoder at SAM's scale: no gain at any step
+        logits = trained(prepare_image(image, 64)[0], image_embedding(sam, image)).sam_logits
+    assert float(logit_gain(logits)) == 1.0

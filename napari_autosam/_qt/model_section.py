@@ -18,6 +18,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..progress import cancellable, single_step
+from ..sam.checkpoints import DOMAIN_CHECKPOINTS
 from . import notify
 from .session import Session
 from .workers import ProgressPanel, TaskRunner
@@ -28,6 +29,10 @@ SAM_CHOICES = [
     ("ViT-B (375 MB)", "vit_b", "The official SAM ViT-B: the fastest, downloaded once (375 MB)"),
     ("ViT-L (1.2 GB)", "vit_l", "The official SAM ViT-L, downloaded once (1.2 GB)"),
     ("ViT-H (2.6 GB)", "vit_h", "The official SAM ViT-H: the most accurate, downloaded once (2.6 GB)"),
+    *[(text, name, f"{DOMAIN_CHECKPOINTS[name].description}; downloaded once from its publisher and checked")
+      for text, name in (("PathoSAM ViT-B", "vit_b_histopathology"), ("PathoSAM ViT-L", "vit_l_histopathology"),
+                         ("PathoSAM ViT-H", "vit_h_histopathology"), ("micro-sam LM ViT-B", "vit_b_lm"),
+                         ("MedicoSAM ViT-B", "vit_b_medical_imaging"), ("MedSAM ViT-B", "medsam_vit_b"))],
     ("tiny (tests, demo)", "tiny", "A small built-in SAM with random, fixed weights: for tests and the offline demo "
      "only, its masks mean nothing until g is trained"),
     ("Checkpoint file…", "file", "A SAM checkpoint (.pth) you already have"),

@@ -55,5 +55,9 @@ def print_per_class(report: dict) -> None:
     width = max(len("class"), *(len(f"{r['id']} {r['name']}") for r in rows))
     print(f"\n{'class':<{width}}  {'AutoSAM Dice':>12} {'IoU':>6}  {'h Dice':>6} {'IoU':>6}")
     for r in rows:
+        name = f"{str(r['id']) + ' ' + r['name']:<{width}}"
+        if r.get("absent"):
+            print(f"{name}  absent: in no mask, left out of the means")
+            continue
         h = f"{r['dice_h']:>6.3f} {r['iou_h']:>6.3f}" if r["dice_h"] is not None else f"{'-':>6} {'-':>6}"
-        print(f"{str(r['id']) + ' ' + r['name']:<{width}}  {r['dice_autosam']:>12.3f} {r['iou_autosam']:>6.3f}  {h}")
+        print(f"{name}  {r['dice_autosam']:>12.3f} {r['iou_autosam']:>6.3f}  {h}")

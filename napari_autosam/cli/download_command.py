@@ -1,4 +1,4 @@
-"""``napari-autosam download``: fetch and verify official SAM checkpoints into the cache."""
+"""``napari-autosam download``: fetch and verify SAM checkpoints (official and domain SAMs) into the cache."""
 
 from __future__ import annotations
 
@@ -18,14 +18,16 @@ def _run(args) -> int:
 
 
 def register(subparsers) -> None:
-    from ..sam.download import OFFICIAL_CHECKPOINTS
+    from ..sam.checkpoints import DOMAIN_CHECKPOINTS, checkpoint_names
 
+    domain = "; ".join(f"{name}: {info.description}" for name, info in DOMAIN_CHECKPOINTS.items())
     parser = subparsers.add_parser(
         "download",
-        help="download official SAM checkpoints (checked by MD5) into the cache",
-        description="Download official SAM checkpoints into the cache directory "
-        "(NAPARI_AUTOSAM_CACHE overrides it) and verify their MD5 checksums.",
+        help="download SAM checkpoints (official, or fine-tuned for histology and microscopy) into the cache",
+        description="Download SAM checkpoints into the cache directory (NAPARI_AUTOSAM_CACHE overrides it) and "
+        "verify them: Meta's official ones by size and MD5, the domain SAMs by the XXH128 checksum their "
+        f"publishers give. Domain SAMs: {domain}.",
     )
-    parser.add_argument("names", nargs="+", choices=sorted(OFFICIAL_CHECKPOINTS), metavar="NAME",
-                        help=f"checkpoint name: {', '.join(sorted(OFFICIAL_CHECKPOINTS))}")
+    parser.add_argument("names", nargs="+", choices=checkpoint_names(), metavar="NAME",
+                        help=f"checkpoint name: {', '.join(checkpoint_names())}")
     parser.set_defaults(func=_run)

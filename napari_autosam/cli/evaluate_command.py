@@ -68,7 +68,8 @@ def register(subparsers) -> None:
     parser.add_argument("--masks", required=True, help="folder of masks or label images (foreground > 0)")
     parser.add_argument("--model", required=True, help="model checkpoint, or a model-store folder (its active version)")
     parser.add_argument("--sam", default=None,
-                        help="SAM variant (vit_b, vit_l, vit_h, tiny) or checkpoint file (default: the one the model was trained for)")
+                        help="SAM name (vit_b, vit_l, vit_h, a domain SAM such as vit_b_histopathology, tiny) or checkpoint "
+                        "file (default: the one the model was trained for)")
     parser.add_argument("--channels", type=channel_list, default=None,
                         help="comma-separated channels to use (1 gray, or 2-3 as R,G,B)")
     parser.add_argument("--cache-dir", help="SAM embeddings on disk (reused, and filled for later runs)")
@@ -76,7 +77,8 @@ def register(subparsers) -> None:
     add_precision_argument(parser)
     parser.add_argument("--json", action="store_true",
                         help='one JSON object on stdout: {"autosam": {"dice", "iou", "per_image"}, "h": {...}, '
-                        '"per_class": [{"id", "name", "dice_autosam", "iou_autosam", "dice_h", "iou_h"}]}')
+                        '"per_class": [{"id", "name", "dice_autosam", "iou_autosam", "dice_h", "iou_h", "absent"}]}; '
+                        "a class in no mask is absent: no scores, left out of the means")
     from .resolution import add_resolution_args
 
     add_resolution_args(parser, what="the images (default: the model's resolution)")

@@ -13,12 +13,13 @@ def collect() -> dict:
 
     from .. import __version__, paths
     from ..device import available_devices, pick_device
-    from ..sam.download import OFFICIAL_CHECKPOINTS
+    from ..sam.checkpoints import checkpoint_info, checkpoint_names
     from ..sam.registry import TINY_REVISION
 
     folder = paths.checkpoint_dir(create=False)
     cached = {}
-    for name, info in OFFICIAL_CHECKPOINTS.items():
+    for name in checkpoint_names():
+        info = checkpoint_info(name)
         path = folder / info.filename
         cached[name] = str(path) if path.is_file() else None
     tiny = folder / f"sam_tiny_r{TINY_REVISION}.pth"
@@ -39,14 +40,20 @@ def _run(args) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    width = max(map(len, info))
+    width = max(max(map(len, info)), *(len(f"sam {name}") for name in info["checkpoints"]))
     for key, value in info.items():
         if key == "checkpoints":
             continue
         print(f"{key:<{width}}  {', '.join(value) if isinstance(value, list) else value}")
+    from ..sam.checkpoints import checkpoint_info
+
     for name, path in info["checkpoints"].items():
-        missing = ("made on first use (built in: random weights, for tests and the demo)" if name == "tiny"
-                   else f"not downloaded (napari-autosam download {name})")
+        known = checkpoint_info(name) if name != "tiny" else None
+        missing = ("made on first use (built in: random weights, for tests and the demo)" if known is None
+                   else f"not downloaded (napari-autosam download {name})" if known.url
+                   else f"not in the cache: download it by hand from {known.page}")
+        if known is not None and not known.official:
+            missing += f"; {known.description}"
         print(f"{'sam ' + name:<{width}}  {path or missing}")
     return 0
 

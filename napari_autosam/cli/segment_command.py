@@ -51,7 +51,8 @@ def register(subparsers) -> None:
     parser.add_argument("--model", metavar="PATH", help="a trained g/h checkpoint (.safetensors) or a model-store "
                         "folder (its active version); default: the untrained prompt generator")
     parser.add_argument("--sam", default=None, metavar="NAME|PATH",
-                        help="SAM variant (vit_b, vit_l, vit_h, tiny) or checkpoint file (default: the one the "
+                        help="SAM name (vit_b, vit_l, vit_h, a domain SAM such as vit_b_histopathology: see `download --help`; "
+                        "tiny) or checkpoint file (default: the one the "
                         "--model was trained for, else vit_b)")
     parser.add_argument("--mode", choices=("semantic", "instances"), default="semantic",
                         help="semantic: masks only; instances: also self-prompted instance labels")

@@ -247,7 +247,8 @@ def register(subparsers) -> None:
                         help="model-store folder (a new version vNNNN.safetensors is written inside) "
                         "or a new .safetensors file (default with --project: the project's model store)")
     parser.add_argument("--sam", default=None,
-                        help="SAM variant (vit_b, vit_l, vit_h, tiny) or checkpoint file (default: --init's SAM, else vit_b)")
+                        help="SAM name (vit_b, vit_l, vit_h, a domain SAM such as vit_b_histopathology: see `download --help`; "
+                        "tiny) or checkpoint file (default: --init's SAM, else vit_b)")
     parser.add_argument("--init", help="checkpoint to fine-tune from (warm start)")
     _add_budget_args(parser)
     _add_model_args(parser)

@@ -8,6 +8,10 @@ form to tell them apart:
 * class 2, "ring": hollow rings (the same outer size as the disks);
 * class 3, "rod": long thin ellipses at random angles, with stripes along them.
 
+:func:`make_shape_image` draws a harder, shape-only set: flat "round" disks
+and flat "elongated" ellipses of the same area, stain and brightness, so
+nothing but the outline tells the two classes apart.
+
 The background is a low-contrast texture with noise.  Everything is seeded.
 """
 
@@ -20,6 +24,10 @@ from scipy import ndimage as ndi
 
 #: The names of the synthetic classes, in id order.
 CLASS_NAMES = ("round", "ring", "rod")
+#: The names of the shape-only classes of :func:`make_shape_image`.
+SHAPE_CLASS_NAMES = ("round", "elongated")
+#: Axis ratio of an elongated object (its area is that of a disk of the same size).
+ELONGATION = 3.0
 
 
 def _shape_mask(kind: int, dy: np.ndarray, dx: np.ndarray, size: float, angle: float) -> np.ndarray:
@@ -28,6 +36,11 @@ def _shape_mask(kind: int, dy: np.ndarray, dx: np.ndarray, size: float, angle: f
         return r <= size
     if kind == 2:
         return (r <= size) & (r >= size * 0.55)
+    if kind == 4:  # elongated, the area of a disk of radius ``size``
+        c, s = np.cos(angle), np.sin(angle)
+        u, v = c * dx + s * dy, -s * dx + c * dy
+        half = np.sqrt(ELONGATION)
+        return (u / (size * half)) ** 2 + (v / (size / half)) ** 2 <= 1
     c, s = np.cos(angle), np.sin(angle)
     u, v = c * dx + s * dy, -s * dx + c * dy
     return (u / (size * 1.8)) ** 2 + (v / (size * 0.38)) ** 2 <= 1
@@ -41,6 +54,7 @@ def make_class_image(
     size_range: tuple[float, float] = (9, 13),
     noise: float = 1.0,
     seed: int = 0,
+    shape_only: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One RGB image with objects of ``num_classes`` (2 or 3) classes, their class ids and instances.
 
@@ -52,6 +66,8 @@ def make_class_image(
     size_range : object radius (rods: 1.8× long, 0.38× wide) in pixels
     noise : noise level relative to the default
     seed : random seed
+    shape_only : flat disks (class 1) and flat elongated ellipses of the same area (class 2), no texture
+        (``num_classes`` must be 2); see :func:`make_shape_image`
 
     Returns
     -------
@@ -61,6 +77,8 @@ def make_class_image(
     """
     if num_classes not in (2, 3):
         raise ValueError(f"num_classes must be 2 or 3, got {num_classes!r}")
+    if shape_only and num_classes != 2:
+        raise ValueError("the shape-only set has 2 classes (round, elongated)")
     rng = np.random.default_rng(seed)
     height, width = int(shape[0]), int(shape[1])
     mean_area = np.pi * np.mean(size_range) ** 2 * 0.8
@@ -81,7 +99,7 @@ def make_class_image(
         reach = int(np.ceil(size * 1.9)) + 1
         y0, y1 = max(0, int(cy) - reach), min(height, int(cy) + reach + 1)
         x0, x1 = max(0, int(cx) - reach), min(width, int(cx) + reach + 1)
-        obj = _shape_mask(kind, yy[y0:y1, x0:x1] - cy, xx[y0:y1, x0:x1] - cx, size, rng.uniform(0, np.pi))
+        obj = _shape_mask(4 if shape_only and kind == 2 else kind, yy[y0:y1, x0:x1] - cy, xx[y0:y1, x0:x1] - cx, size, rng.uniform(0, np.pi))
         grown = ndi.binary_dilation(obj, iterations=2)
         if not obj.any() or (instances[y0:y1, x0:x1][grown] > 0).any():
             continue
@@ -90,6 +108,8 @@ def make_class_image(
         instances[y0:y1, x0:x1][obj] = placed
         texture = {1: 0.8 + 0.4 * speckle[y0:y1, x0:x1], 2: np.ones_like(obj, np.float32),
                    3: 0.6 + 0.8 * stripes[y0:y1, x0:x1]}[kind]
+        if shape_only:
+            texture = np.ones_like(obj, np.float32)
         signal[y0:y1, x0:x1][obj] = np.clip(texture[obj], 0, 2)
     return _stained(signal, rng, noise), classes, instances
 
@@ -103,6 +123,17 @@ def _stained(signal: np.ndarray, rng, noise: float) -> np.ndarray:
     stain = np.array([0.35, 0.55, 0.25], np.float32)  # the absorbance of a haematoxylin-like purple
     rgb = 255 * np.exp(-value[..., None] * stain * 2.2)
     return rgb.round().clip(0, 255).astype(np.uint8)
+
+
+def make_shape_image(shape: tuple[int, int] = (256, 256), *, seed: int = 0,
+                     **kwargs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image of the shape-only set: flat round disks (class 1) and flat elongated ellipses (class 2).
+
+    Both classes have the same stain, brightness, flat texture and area (an
+    ellipse's axes are ``ELONGATION`` times apart); only the outline differs.
+    Returns ``(image, classes, instances)`` like :func:`make_class_image`.
+    """
+    return make_class_image(shape, num_classes=2, seed=seed, shape_only=True, **kwargs)
 
 
 def make_class_dataset(n: int, shape: tuple[int, int] = (192, 192), *, seed: int = 0,
@@ -119,3 +150,8 @@ def make_class_dataset(n: int, shape: tuple[int, int] = (192, 192), *, seed: int
 def class_names(num_classes: int = 3) -> Sequence[str]:
     """The names of the first ``num_classes`` synthetic classes."""
     return CLASS_NAMES[:num_classes]
+
+
+def shape_class_names() -> Sequence[str]:
+    """The names of the shape-only classes (``shape_only=True``)."""
+    return SHAPE_CLASS_NAMES

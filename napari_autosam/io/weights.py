@@ -31,7 +31,7 @@ def _why(path: Path, error: BaseException, what: str) -> str:
 
 
 def read_state_dict(path: str | os.PathLike, what: str = "PyTorch weights file", *,
-                    mmap: bool = False) -> dict[str, torch.Tensor]:
+                    mmap: bool = False, unwrap=None) -> dict[str, torch.Tensor]:
     """The ``{name: tensor}`` dict saved in ``path``, checked to hold tensors only.
 
     Parameters
@@ -40,6 +40,8 @@ def read_state_dict(path: str | os.PathLike, what: str = "PyTorch weights file",
     what : how the file is named in errors, e.g. ``"SAM checkpoint"``.
     mmap : memory-map the tensors (paged in as used, not copied) when the file is in
         torch's zip format; other files are read as usual.
+    unwrap : callable, optional
+        Picks the state dict out of a loaded dict of another layout (e.g. SAM's ``model_state``).
 
     Raises
     ------
@@ -69,6 +71,8 @@ def read_state_dict(path: str | os.PathLike, what: str = "PyTorch weights file",
     for key in ("model", "state_dict"):
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
             state = state[key]
+    if unwrap is not None and isinstance(state, Mapping):
+        state = unwrap(dict(state))
     if not isinstance(state, Mapping) or not state:
         raise WeightsFileError(f"{path} is not a {what}: it holds a {type(state).__name__}, "
                                "not a dict of named tensors")

@@ -128,6 +128,7 @@ class RunRecord:
     resolution: dict | None
     probability_gain: float = 1.0
     classes: list | None = None
+    sam_name: str | None = None  # a domain SAM's name (vit_b_histopathology): what later runs load by default
 
     def to_metadata(self) -> dict[str, Any]:
         """The metadata keys, in the order checkpoints have always had them."""
@@ -152,6 +153,8 @@ class RunRecord:
         }
         if self.classes is not None:
             meta["classes"] = self.classes
+        if self.sam_name is not None:
+            meta["sam_name"] = self.sam_name
         return meta
 
 
@@ -375,7 +378,7 @@ def _load_adapters(meta: dict[str, Any], tensors: dict[str, torch.Tensor], path:
 def _load_class_heads(meta: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path) -> nn.Module | None:
     """The class heads of a checkpoint (tensors ``classes.*``), or None for a binary model."""
     from ..class_sets import ClassesError, classes_from_metadata
-    from .multiclass import ClassHeads
+    from .multiclass import ClassHeads, adapter_defaults
 
     try:
         classes = classes_from_metadata(meta, str(path))
@@ -387,5 +390,7 @@ def _load_class_heads(meta: dict[str, Any], tensors: dict[str, torch.Tensor], pa
         heads = ClassHeads(len(classes))
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
-    _fill(heads, {k[8:]: v for k, v in tensors.items() if k.startswith("classes.")}, "class heads", path)
+    state = {k[8:]: v for k, v in tensors.items() if k.startswith("classes.")}
+    _fill(heads, {**adapter_defaults(heads), **state}, "class heads", path)  # older files: no context, gain 1
+    heads.adapter.calibrated = heads.h_adapter.calibrated = True
     return heads.eval()

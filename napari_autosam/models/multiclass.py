@@ -30,6 +30,8 @@ from torch import nn
 EMBED_DIM = 256
 #: Width of the adapter's hidden layer.
 ADAPTER_HIDDEN = 16
+#: Dilations of the adapter's context convolutions (receptive field 1 + 2·(1 + 2 + 4 + 8 + 16 + 1) = 65 px).
+CONTEXT_DILATIONS = (2, 4, 8, 16)
 
 
 class ClassPromptHead(nn.Module):
@@ -57,10 +59,21 @@ class ClassPromptHead(nn.Module):
 class MultiClassAdapter(nn.Module):
     """K binary logit maps ``B×K×H×W`` → ``B×(K+1)×H×W`` label logits (channel 0 background).
 
-    The input is the K logits after a background channel of zeros; two 3×3
-    convolutions (GELU between) add a correction to it.  The second starts
-    at zero, so an untrained adapter gives "the class with the largest
-    positive logit, else background".
+    The input is the K logits, times a fixed ``gain``, after a background
+    channel of zeros; a 3×3 convolution, :data:`CONTEXT_DILATIONS` dilated
+    3×3 convolutions (each a residual step) and a last 3×3 convolution add a
+    correction to it.  The dilated ones see about 60 logit pixels across, so
+    the adapter can tell objects apart by the shape of their mask (a disk is
+    wider than an elongated object of the same area) where the prompts alone
+    do not.  Every residual branch and the last convolution start at zero,
+    so an untrained adapter gives "the class with the largest positive
+    logit, else background".
+
+    ``gain`` brings a decoder whose logits stay near zero (the test-sized
+    SAM's) to a usable scale; it is measured once, when training of new
+    heads starts (:func:`napari_autosam.losses.logit_gain`, 1 for SAM's
+    trained decoders), saved with the weights and applied by every forward
+    pass, so training and inference see the same numbers.
     """
 
     def __init__(self, num_classes: int, hidden: int = ADAPTER_HIDDEN) -> None:
@@ -68,15 +81,38 @@ class MultiClassAdapter(nn.Module):
         self.num_classes = int(num_classes)
         k1 = self.num_classes + 1
         self.conv1 = nn.Conv2d(k1, hidden, 3, padding=1)
+        self.context = nn.ModuleList(nn.Conv2d(hidden, hidden, 3, padding=d, dilation=d) for d in CONTEXT_DILATIONS)
         self.conv2 = nn.Conv2d(hidden, k1, 3, padding=1)
-        nn.init.zeros_(self.conv2.weight)
-        nn.init.zeros_(self.conv2.bias)
+        for conv in (*self.context, self.conv2):
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
+        self.register_buffer("gain", torch.ones(()))
+        self.calibrated = False  # True once ``gain`` is measured (or loaded)
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
         if logits.ndim != 4 or logits.shape[1] != self.num_classes:
             raise ValueError(f"MultiClassAdapter expects B×{self.num_classes}×H×W logits, got {tuple(logits.shape)}")
-        x = torch.cat([logits.new_zeros(logits[:, :1].shape), logits], dim=1)
-        return x + self.conv2(F.gelu(self.conv1(x)))
+        x = self.gain * torch.cat([logits.new_zeros(logits[:, :1].shape), logits], dim=1)
+        h = self.conv1(x)
+        for conv in self.context:
+            h = h + conv(F.gelu(h))
+        return x + self.conv2(F.gelu(h))
+
+    def calibrate(self, logits: torch.Tensor) -> None:
+        """Set ``gain`` from a first batch of the decoder's logits (once; later calls do nothing)."""
+        if not self.calibrated:
+            from ..losses import logit_gain
+
+            self.gain.fill_(float(logit_gain(logits)))
+            self.calibrated = True
+
+
+def adapter_defaults(heads: ClassHeads) -> dict[str, torch.Tensor]:
+    """Weights a class-heads file from before the shape context and the gain lacks: the values that
+    leave such a model's output as it was (zero context, gain 1)."""
+    own = heads.state_dict()
+    return {k: torch.zeros_like(v) if ".context." in k else torch.ones_like(v)
+            for k, v in own.items() if ".context." in k or k.endswith(".gain")}
 
 
 class ClassHeads(nn.Module):

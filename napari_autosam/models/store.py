@@ -200,5 +200,6 @@ def sam_for_model(requested: str | os.PathLike | None, model: str | os.PathLike 
     """
     from ..sam.registry import choose_sam
 
-    trained_for = read_metadata(resolve_model_path(model)).get("sam_variant") if model and not requested else None
+    meta = read_metadata(resolve_model_path(model)) if model and not requested else {}
+    trained_for = meta.get("sam_name") or meta.get("sam_variant")  # a domain SAM by its name
     return choose_sam(requested, trained_for)

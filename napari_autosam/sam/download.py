@@ -1,4 +1,4 @@
-"""Download the official SAM checkpoints once, check them, and cache them.
+"""Download the known SAM checkpoints (official and domain SAMs) once, check them, and cache them.
 
 Checkpoints live in :func:`napari_autosam.paths.checkpoint_dir`: the platform's
 user cache directory (``platformdirs.user_cache_dir("napari-autosam")``)
@@ -22,7 +22,6 @@ import hashlib
 import os
 import socket
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +29,16 @@ from napari_autosam.io.atomic import atomic_path, atomic_write_text, remove_stal
 from napari_autosam.paths import CACHE_ENV, cache_dir, checkpoint_dir  # noqa: F401  (the locations' one home)
 from napari_autosam.progress import Cancelled, CancelToken, Progress, Stopwatch
 
+from .checkpoints import (  # noqa: F401  (the names' one home; re-exported for older imports)
+    DEFAULT_BASE_URL,
+    DOMAIN_CHECKPOINTS,
+    OFFICIAL_CHECKPOINTS,
+    CheckpointInfo,
+    checkpoint_info,
+)
+
 #: Environment variable naming a mirror base URL for the checkpoint files.
 URL_ENV = "NAPARI_AUTOSAM_CHECKPOINT_URL"
-#: Where Meta serves the official SAM checkpoints.
-DEFAULT_BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
-
 _CHUNK = 1 << 20  # 1 MiB: one progress event per MiB is plenty and cheap
 _MARKER_SUFFIX = ".md5ok"
 
@@ -43,58 +47,11 @@ class DownloadError(Exception):
     """A checkpoint could not be downloaded, or a cached one is not the expected file."""
 
 
-@dataclass(frozen=True)
-class CheckpointInfo:
-    """One official SAM checkpoint.
+def checkpoint_url(info: CheckpointInfo) -> str | None:
+    """Where to fetch ``info``: its publisher's URL, or the same file under ``$NAPARI_AUTOSAM_CHECKPOINT_URL``.
 
-    Attributes
-    ----------
-    name : str
-        The variant, e.g. ``"vit_b"``.
-    filename : str
-        The file name, both on the server and in the cache.
-    url : str
-        The official download URL (a mirror set by ``NAPARI_AUTOSAM_CHECKPOINT_URL``
-        replaces its base, see :func:`checkpoint_url`).
-    size : int
-        Exact file size in bytes.
-    md5 : str
-        MD5 checksum, 32 lower-case hex digits.
+    None for a checkpoint that is only published on a web page (no mirror set).
     """
-
-    name: str
-    filename: str
-    url: str
-    size: int
-    md5: str
-
-
-def _official(name: str, filename: str, size: int, md5: str) -> CheckpointInfo:
-    return CheckpointInfo(name=name, filename=filename, url=DEFAULT_BASE_URL + filename, size=size, md5=md5)
-
-
-#: The official SAM checkpoints by variant name (figures from docs/checkpoints.md).
-OFFICIAL_CHECKPOINTS: dict[str, CheckpointInfo] = {
-    info.name: info
-    for info in (
-        _official("vit_b", "sam_vit_b_01ec64.pth", 375_042_383, "01ec64d29a2fca3f0661936605ae66f8"),
-        _official("vit_l", "sam_vit_l_0b3195.pth", 1_249_524_607, "0b3195507c641ddb6910d2bb5adee89c"),
-        _official("vit_h", "sam_vit_h_4b8939.pth", 2_564_550_879, "4b8939a88964f0f4ff5f5b2642c598a6"),
-    )
-}
-
-
-def checkpoint_info(name: str) -> CheckpointInfo:
-    """The :class:`CheckpointInfo` for a variant name; ValueError naming the valid ones otherwise."""
-    try:
-        return OFFICIAL_CHECKPOINTS[name]
-    except KeyError:
-        valid = ", ".join(sorted(OFFICIAL_CHECKPOINTS))
-        raise ValueError(f"unknown SAM checkpoint {name!r}; valid names are: {valid}") from None
-
-
-def checkpoint_url(info: CheckpointInfo) -> str:
-    """Where to fetch ``info``: its official URL, or the same file under ``$NAPARI_AUTOSAM_CHECKPOINT_URL``."""
     base = os.environ.get(URL_ENV, "").strip()
     if not base:
         return info.url
@@ -119,6 +76,21 @@ def _hash_chunks(path: Path, digest: Any, chunk: int) -> Iterator[int]:
             digest.update(block)
             done += len(block)
             yield done
+
+
+def _new_digest(kind: str) -> Any:
+    """A hashing object for ``"md5"`` or ``"xxh128"`` (the checksum micro-sam publishes)."""
+    if kind == "xxh128":
+        import xxhash
+
+        return xxhash.xxh128()
+    return hashlib.md5(usedforsecurity=False)
+
+
+def _split_checksum(checksum: str) -> tuple[str, str]:
+    """``"xxh128:<hex>"`` → ``("xxh128", "<hex>")``."""
+    kind, _, value = checksum.partition(":")
+    return kind, value.lower()
 
 
 def md5sum(path: str | os.PathLike, chunk: int = _CHUNK) -> str:
@@ -150,17 +122,19 @@ def _write_marker(path: Path, md5: str) -> None:
     atomic_write_text(_marker(path), _marker_text(path, md5))
 
 
-def _verify(path: Path, md5: str, cancel: CancelToken | None) -> Generator[Progress, None, bool]:
-    """Check ``path`` against ``md5`` (yielding ``"verify"`` progress) and record a marker on success."""
+def _verify(path: Path, checksum: str, cancel: CancelToken | None) -> Generator[Progress, None, bool]:
+    """Check ``path`` against ``checksum`` (``"md5:<hex>"``, ``"xxh128:<hex>"`` or bare MD5 hex), yielding
+    ``"verify"`` progress, and record a marker on success."""
+    kind, expected = _split_checksum(checksum) if ":" in checksum else ("md5", checksum.lower())
     total = path.stat().st_size
     clock = Stopwatch(total)
-    digest = hashlib.md5(usedforsecurity=False)
+    digest = _new_digest(kind)
     for done in _hash_chunks(path, digest, _CHUNK):
         _check_cancel(cancel, f"checking {path.name}")
         yield clock.event("verify", done, f"Checking {path.name}: {_mb(done)} / {_mb(total)}")
-    if digest.hexdigest() != md5.lower():
+    if digest.hexdigest() != expected:
         return False
-    _write_marker(path, md5)
+    _write_marker(path, checksum)
     return True
 
 
@@ -176,13 +150,16 @@ def _check_cancel(cancel: CancelToken | None, what: str) -> None:
         raise Cancelled(f"cancelled while {what}")
 
 
-def _by_hand(url: str, dest: Path, *, md5: str | None = None, size: int | None = None) -> str:
+def _by_hand(url: str, dest: Path, *, md5: str | None = None, size: int | None = None,
+             xxh128: str | None = None) -> str:
     """Instructions for installing the file without this program's help."""
     facts = []
     if size is not None:
         facts.append(f"{size:,} bytes")
     if md5:
         facts.append(f"MD5 {md5}")
+    if xxh128:
+        facts.append(f"XXH128 {xxh128}")
     lines = [
         "To install it by hand, download",
         f"    {url}",
@@ -227,11 +204,12 @@ def _content_length(response) -> int | None:
 
 
 def _stream(
-    response, tmp: Path, total: int | None, name: str, chunk_size: int, cancel: CancelToken | None
+    response, tmp: Path, total: int | None, name: str, chunk_size: int, cancel: CancelToken | None,
+    kind: str = "md5",
 ) -> Generator[Progress, None, tuple[int, str]]:
-    """Copy ``response`` into ``tmp``; return (bytes written, MD5 hex)."""
+    """Copy ``response`` into ``tmp``; return (bytes written, hex digest of ``kind``)."""
     clock = Stopwatch(total)
-    digest = hashlib.md5(usedforsecurity=False)
+    digest = _new_digest(kind)
     done = 0
     with open(tmp, "wb") as fh:
         while True:
@@ -258,6 +236,7 @@ def download(
     timeout: float = 30.0,
     cancel: CancelToken | None = None,
     chunk_size: int = _CHUNK,
+    xxh128: str | None = None,
 ) -> Generator[Progress, None, Path]:
     """Download ``url`` to ``dest``, checking its size and MD5 before moving it into place.
 
@@ -273,6 +252,7 @@ def download(
     timeout : seconds to wait for the connection and for each read
     cancel : a CancelToken, optional, checked between chunks; when set, :class:`Cancelled` is raised
     chunk_size : bytes per read (and per progress event)
+    xxh128 : the expected XXH128 (hex), optional; checked instead of ``md5`` (micro-sam publishes these)
 
     Raises
     ------
@@ -288,7 +268,8 @@ def download(
     import urllib.request
 
     dest = Path(dest)
-    hint = _by_hand(url, dest, md5=md5, size=size)
+    hint = _by_hand(url, dest, md5=md5, size=size, xxh128=xxh128)
+    kind, expected_digest = ("xxh128", xxh128.lower()) if xxh128 else ("md5", md5.lower() if md5 else None)
     request = urllib.request.Request(url, headers={"User-Agent": "napari-autosam"})
     remove_stale_parts(dest)  # what a killed download left behind
     try:
@@ -296,8 +277,8 @@ def download(
             announced = _content_length(response)
             _check_announced(url, dest, announced, size, hint)
             expected = size if size is not None else announced
-            done, digest = yield from _stream(response, tmp, expected, dest.name, chunk_size, cancel)
-            _check_received(url, dest, done, expected, digest, md5, hint)
+            done, digest = yield from _stream(response, tmp, expected, dest.name, chunk_size, cancel, kind)
+            _check_received(url, dest, done, expected, digest, (kind, expected_digest), hint)
     except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
         raise DownloadError(f"could not download {dest.name} from {url}: {_reason(err)}.\n{hint}") from err
     return dest
@@ -312,17 +293,19 @@ def _check_announced(url: str, dest: Path, announced: int | None, size: int | No
         )
 
 
-def _check_received(url: str, dest: Path, done: int, expected: int | None, digest: str, md5, hint: str) -> None:
-    """DownloadError when the bytes received are cut off, too many, or fail the MD5 check."""
+def _check_received(url: str, dest: Path, done: int, expected: int | None, digest: str,
+                    checksum: tuple[str, str | None], hint: str) -> None:
+    """DownloadError when the bytes received are cut off, too many, or fail the checksum ``(kind, hex)``."""
     if expected is not None and done != expected:
         what = "cut off" if done < expected else "longer than expected"
         raise DownloadError(
             f"the download of {dest.name} from {url} was {what}: got {done:,} of {expected:,} bytes. "
             f"Nothing was saved; try again.\n{hint}"
         )
-    if md5 is not None and digest != md5.lower():
+    kind, wanted = checksum
+    if wanted is not None and digest != wanted:
         raise DownloadError(
-            f"checksum mismatch for {dest.name} from {url}: MD5 is {digest}, expected {md5.lower()}. "
+            f"checksum mismatch for {dest.name} from {url}: {kind.upper()} is {digest}, expected {wanted}. "
             f"The file was discarded; try again or use another mirror.\n{hint}"
         )
 
@@ -339,27 +322,32 @@ def ensure_checkpoint(
     timeout: float = 30.0,
     cancel: CancelToken | None = None,
 ) -> Generator[Progress, None, Path]:
-    """Return the path of the official checkpoint ``name``, downloading it if it is not cached.
+    """Return the path of the known checkpoint ``name``, downloading it if it is not cached.
 
     A generator: yields download (or ``"verify"``) progress and returns the path.
 
-    A cached file is accepted when its size is right; its MD5 is checked when it
-    is freshly downloaded, or when ``verify=True`` and it has not been checked
-    before (a ``<file>.md5ok`` marker beside it records a successful check).
-    A cached file of the wrong size, or failing the check, is downloaded
-    again (replaced only once the new copy is verified) when ``allow_download``.
+    An official checkpoint in the cache is accepted when its size is right;
+    its MD5 is checked when it is freshly downloaded, or when ``verify=True``
+    and it has not been checked before (a ``<file>.md5ok`` marker beside it
+    records a successful check).  A domain SAM, whose size is not published,
+    is checked against its XXH128 once, the first time it is used from the
+    cache.  A cached file of the wrong size, or failing the check, is
+    downloaded again (replaced only once the new copy is verified) when
+    ``allow_download``.  A checkpoint published only on a web page (MedSAM)
+    is never downloaded: the error says where to get it and where to put it.
 
     Parameters
     ----------
     name : str
-        ``"vit_b"``, ``"vit_l"`` or ``"vit_h"``.
+        ``"vit_b"``, ``"vit_l"``, ``"vit_h"`` or a domain SAM
+        (:data:`~napari_autosam.sam.checkpoints.DOMAIN_CHECKPOINTS`).
     directory : path, optional
         Where to look and download to; default :func:`checkpoint_dir`.
     allow_download : bool
         When False, a missing or bad file raises :class:`DownloadError` with
         instructions for putting it in place by hand.
     verify : bool
-        Check the MD5 of a cached file that has no ``.md5ok`` marker yet.
+        Check the checksum of a cached file that has no ``.md5ok`` marker yet.
 
     Raises
     ------
@@ -374,14 +362,20 @@ def ensure_checkpoint(
     problem = yield from _cached_problem(path, info, verify=verify, cancel=cancel)
     if problem is None:
         return path
-    if not allow_download:
+    if url is None or not allow_download:
+        why = "it is published without a direct download address" if url is None else "downloading is switched off"
         raise DownloadError(
-            f"SAM checkpoint {info.name} ({info.filename}) {problem}, and downloading is switched off.\n"
-            + _by_hand(url, path, md5=info.md5, size=info.size)
+            f"SAM checkpoint {info.name} ({info.filename}) {problem}, and {why}.\n"
+            + _by_hand(url or info.page or "?", path, md5=info.md5, size=info.size, xxh128=info.xxh128)
         )
-    yield from download(url, path, md5=info.md5, size=info.size, timeout=timeout, cancel=cancel)
-    _write_marker(path, info.md5)
+    yield from download(url, path, md5=info.md5, size=info.size, timeout=timeout, cancel=cancel, xxh128=info.xxh128)
+    _write_marker(path, _marker_key(info))
     return path
+
+
+def _marker_key(info: CheckpointInfo) -> str:
+    """What a cached file's marker records: the MD5 (as before) or ``"xxh128:<hex>"``."""
+    return info.md5 if info.md5 else (info.checksum or "")
 
 
 def _cached_problem(
@@ -392,9 +386,11 @@ def _cached_problem(
         actual = path.stat().st_size
     except FileNotFoundError:
         return f"is not in {path.parent}"
-    if actual != info.size:
+    if info.size is not None and actual != info.size:
         return f"at {path} has {actual:,} bytes instead of {info.size:,}"
-    if verify and not _has_valid_marker(path, info.md5):
-        if not (yield from _verify(path, info.md5, cancel)):
-            return f"at {path} does not match its MD5 checksum {info.md5}"
+    key = _marker_key(info)
+    must = info.size is None and bool(key)  # no size to check: the checksum, once
+    if key and (verify or must) and not _has_valid_marker(path, key):
+        if not (yield from _verify(path, key, cancel)):
+            return f"at {path} does not match its checksum {info.checksum}"
     return None

@@ -97,8 +97,20 @@ class SamIdentity:
     checkpoint_path: Path | None = None
 
     @property
+    def name(self) -> str | None:
+        """The known checkpoint's name (``"vit_b_histopathology"``) when the file is one, else None."""
+        from .checkpoints import named_checkpoint
+
+        info = named_checkpoint(self.checkpoint_path)
+        return info.name if info is not None and info.architecture == self.variant else None
+
+    @property
     def lineage(self) -> str:
-        """Folder name of this SAM's model versions (see :func:`napari_autosam.paths.sam_lineage`)."""
+        """Folder name of this SAM's model versions (see :func:`napari_autosam.paths.sam_lineage`);
+        a domain SAM's is its name, so models of different SAMs never share a folder."""
+        name = self.name
+        if name is not None and name != self.variant:
+            return name
         return sam_lineage(self.variant, self.checkpoint_path)
 
     @property
@@ -107,8 +119,10 @@ class SamIdentity:
         return self.lineage == self.variant
 
     def describe(self) -> str:
-        """``"vit_b"``, or ``"vit_b (my_sam.pth)"`` for a custom checkpoint."""
-        return self.variant if self.official else f"{self.variant} ({Path(self.checkpoint_path).name})"
+        """``"vit_b"``, ``"vit_b_histopathology"``, or ``"vit_b (my_sam.pth)"`` for a custom checkpoint."""
+        if self.official:
+            return self.variant
+        return self.name or f"{self.variant} ({Path(self.checkpoint_path).name})"
 
 
 _IDENTITY = "autosam_identity"
@@ -178,11 +192,26 @@ def infer_variant(state_dict: dict[str, torch.Tensor]) -> str:
     raise SamCheckpointError(f"unknown SAM variant: image encoder of width {width} and depth {depth}")
 
 
+#: Keys of a wrapped checkpoint (micro-sam, PathoSAM): the SAM's weights under ``model_state``
+#: (keys possibly prefixed ``sam.``), beside others such as ``decoder_state`` (an instance decoder).
+WRAPPED_MODEL_KEY = "model_state"
+_WRAPPED_PREFIX = "sam."
+
+
+def sam_state(state: dict) -> dict[str, torch.Tensor]:
+    """The SAM state dict inside a loaded checkpoint: the dict itself, or its ``model_state`` with any
+    ``sam.`` prefix removed (the other entries, e.g. ``decoder_state``, are not SAM's and are left out)."""
+    inner = state.get(WRAPPED_MODEL_KEY) if isinstance(state.get(WRAPPED_MODEL_KEY), dict) else None
+    if inner is None:
+        return state
+    return {k[len(_WRAPPED_PREFIX):] if k.startswith(_WRAPPED_PREFIX) else k: v for k, v in inner.items()}
+
+
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     from ..io.weights import WeightsFileError, read_state_dict
 
     try:
-        return read_state_dict(path, "SAM checkpoint", mmap=True)
+        return read_state_dict(path, "SAM checkpoint", mmap=True, unwrap=sam_state)
     except WeightsFileError as exc:
         raise SamCheckpointError(str(exc)) from None
 
@@ -246,19 +275,32 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, *, allow_download: bool 
 
     A generator: yields download progress, returns the checkpoint path.
     """
+    from .checkpoints import checkpoint_names
+
     text = str(name_or_path)
     if text == "tiny":
         return tiny_checkpoint()
-    if text in ARCHITECTURES:
+    if text in checkpoint_names():
         from .download import ensure_checkpoint
 
         return (yield from ensure_checkpoint(text, allow_download=allow_download))
     path = Path(text).expanduser()
     if not path.is_file():
         raise FileNotFoundError(
-            f"SAM checkpoint {text!r} is neither a variant name ({', '.join(ARCHITECTURES)}) nor an existing file"
+            f"SAM checkpoint {text!r} is neither a variant name ({', '.join([*checkpoint_names(), 'tiny'])}) "
+            "nor an existing file"
         )
     return path
+
+
+def expected_variant(name_or_path: str | os.PathLike) -> str | None:
+    """The architecture a SAM name stands for (``vit_b_histopathology`` → ``vit_b``); None for a file."""
+    from .checkpoints import checkpoint_info, checkpoint_names
+
+    text = str(name_or_path)
+    if text in ARCHITECTURES:
+        return text
+    return checkpoint_info(text).architecture if text in checkpoint_names() else None
 
 
 def load_sam(
@@ -267,7 +309,8 @@ def load_sam(
     device: torch.device | str | None = None,
     allow_download: bool = True,
 ) -> Task[Sam]:
-    """Load a frozen SAM by variant name (``vit_b``, ``vit_l``, ``vit_h``, ``tiny``) or file.
+    """Load a frozen SAM by name (``vit_b``, ``vit_l``, ``vit_h``, ``tiny``, a domain SAM such as
+    ``vit_b_histopathology``: :mod:`napari_autosam.sam.checkpoints`) or file.
 
     A generator (download progress, then the model); use
     :func:`napari_autosam.progress.run` to call it synchronously.  Read
@@ -276,6 +319,5 @@ def load_sam(
     from ..device import pick_device
 
     path = yield from resolve_checkpoint(name_or_path, allow_download=allow_download)
-    expected = str(name_or_path) if str(name_or_path) in ARCHITECTURES else None
-    sam = load_sam_checkpoint(path, variant=expected)
+    sam = load_sam_checkpoint(path, variant=expected_variant(name_or_path))
     return sam.to(pick_device(device))

@@ -21,7 +21,7 @@ from ..class_sets import ClassesError, ClassSet, class_ids, classes_from_metadat
 from ..device import autocast
 from ..losses import class_loss, per_class_dice_iou
 from ..models.logits import to_probabilities
-from ..models.multiclass import ClassHeads, class_forward
+from ..models.multiclass import ClassHeads, class_forward, class_prompts, decode_classes
 from ..sam.embedding import LOGIT_SIZE, Geometry, mask_to_padded_frame
 
 
@@ -50,11 +50,18 @@ def heads_of(model) -> ClassHeads | None:
 
 
 def g_loss(model, g_input, embedding, target, *, joint: bool = False) -> torch.Tensor:
-    """Stage 1: the class loss of SAM's K binary maps and the fused map (and h's with ``joint``)."""
+    """Stage 1: the class loss of SAM's K binary maps and the fused map (and h's with ``joint``).
+
+    SAM's binary maps enter the loss times the adapter's fixed gain, as the
+    binary model's do (masks do not depend on it).
+    """
     heads = heads_of(model)
+    if not heads.adapter.calibrated:  # new heads: the decoder's logit scale, once (see MultiClassAdapter.gain)
+        with torch.no_grad(), autocast(g_input.device):
+            heads.adapter.calibrate(decode_classes(model, embedding, class_prompts(model, heads, g_input)).float())
     with autocast(g_input.device):
         out = class_forward(model, heads, g_input, embedding, with_surrogate=joint)
-    loss = class_loss(out.sam_logits.float(), out.fused.float(), target)
+    loss = class_loss(heads.adapter.gain * out.sam_logits.float(), out.fused.float(), target)
     if joint:
         loss = loss + class_loss(out.h_logits.float(), out.h_fused.float(), target)
     return loss
@@ -78,47 +85,66 @@ def labels_of(fused: torch.Tensor, geometry: Geometry) -> tuple[np.ndarray, np.n
     return prob.argmax(0).to(torch.uint8).cpu().numpy(), prob.cpu().numpy()
 
 
-def score_classes(fused: torch.Tensor, labels: np.ndarray, num_classes: int) -> list[tuple[float, float]]:
-    """Per-class (Dice, IoU) of one image's fused logits against its ``H×W`` class-id mask."""
+def score_classes(fused: torch.Tensor, labels: np.ndarray, num_classes: int) -> list[tuple[float, float] | None]:
+    """Per-class (Dice, IoU) of one image's fused logits against its ``H×W`` class-id mask.
+
+    A class absent from the mask is None: it is not scored on that image
+    (whatever the prediction), the same way for AutoSAM and for h.
+    """
     pred, _ = labels_of(fused, Geometry(*labels.shape[:2]))
-    return per_class_dice_iou(pred, labels, num_classes)
+    present = [bool((labels == k).any()) for k in range(1, num_classes + 1)]
+    return [score if here else None for score, here in zip(per_class_dice_iou(pred, labels, num_classes), present)]
 
 
 class ClassScores:
-    """Per-image, per-class Dice/IoU of one predictor and their means."""
+    """Per-image, per-class Dice/IoU of one predictor and their means.
+
+    A class is scored only on the images whose mask holds it; a class that
+    no mask holds is ``absent`` (Dice None) and left out of the mean over
+    classes.
+    """
 
     def __init__(self, classes: ClassSet) -> None:
         self.classes = classes
-        self.rows: list[tuple[str, list[tuple[float, float]]]] = []
+        self.rows: list[tuple[str, list[tuple[float, float] | None]]] = []
 
-    def add(self, name: str, scores: list[tuple[float, float]]) -> None:
+    def add(self, name: str, scores: list[tuple[float, float] | None]) -> None:
         self.rows.append((name, scores))
 
     def per_class(self) -> list[dict]:
-        """``[{"id", "name", "dice", "iou"}]``: each class's mean over the images."""
+        """``[{"id", "name", "dice", "iou", "absent"}]``: each class's mean over the images that hold it."""
         out = []
         for k, c in enumerate(self.classes):
-            dice = [s[k][0] for _, s in self.rows]
-            iou = [s[k][1] for _, s in self.rows]
-            out.append({"id": c.id, "name": c.name, "dice": _mean(dice), "iou": _mean(iou)})
+            scored = [s[k] for _, s in self.rows if s[k] is not None]
+            out.append({"id": c.id, "name": c.name, "dice": _mean([d for d, _ in scored]),
+                        "iou": _mean([i for _, i in scored]), "absent": not scored})
         return out
+
+    def absent(self) -> list[str]:
+        """Names of the classes that no scored mask holds."""
+        return [c["name"] for c in self.per_class() if c["absent"]]
 
     @property
     def mean_dice(self) -> float:
-        return _mean([c["dice"] for c in self.per_class()])
+        return _mean([c["dice"] for c in self.per_class() if not c["absent"]], nan=True)
 
     @property
     def mean_iou(self) -> float:
-        return _mean([c["iou"] for c in self.per_class()])
+        return _mean([c["iou"] for c in self.per_class() if not c["absent"]], nan=True)
 
     def to_dict(self) -> dict:
-        images = [{"name": n, "dice": _mean([d for d, _ in s]), "iou": _mean([i for _, i in s]),
-                   "per_class": [d for d, _ in s]} for n, s in self.rows]
-        return {"dice": self.mean_dice, "iou": self.mean_iou, "per_class": self.per_class(), "per_image": images}
+        images = [{"name": n, "dice": _mean([x[0] for x in s if x is not None], nan=True),
+                   "iou": _mean([x[1] for x in s if x is not None], nan=True),
+                   "per_class": [x[0] if x is not None else None for x in s]} for n, s in self.rows]
+        return {"dice": self.mean_dice, "iou": self.mean_iou, "per_class": self.per_class(), "per_image": images,
+                "absent": self.absent()}
 
 
-def _mean(values) -> float:
-    return float(np.mean(values)) if len(values) else float("nan")
+def _mean(values, *, nan: bool = False) -> float | None:
+    """The mean of ``values``; with none, NaN (``nan``) or None (a class with nothing to score)."""
+    if len(values):
+        return float(np.mean(values))
+    return float("nan") if nan else None
 
 
 @torch.no_grad()
@@ -194,11 +220,12 @@ class ClassEvaluation:
     def to_dict(self) -> dict:
         """``{"autosam": {dice, iou, per_class, per_image}, "h": {...} | None, "per_class": [...]}``.
 
-        ``per_class``: one row per class, ``{"id", "name", "dice_autosam", "iou_autosam", "dice_h", "iou_h"}``.
+        ``per_class``: one row per class, ``{"id", "name", "dice_autosam", "iou_autosam", "dice_h", "iou_h",
+        "absent"}``; an absent class (in no mask) has None scores and is left out of the means.
         """
         h = self.h.per_class() if self.h is not None else [None] * len(self.autosam.classes)
         rows = [{"id": a["id"], "name": a["name"], "dice_autosam": a["dice"], "iou_autosam": a["iou"],
-                 "dice_h": b["dice"] if b else None, "iou_h": b["iou"] if b else None}
+                 "dice_h": b["dice"] if b else None, "iou_h": b["iou"] if b else None, "absent": a["absent"]}
                 for a, b in zip(self.autosam.per_class(), h)]
         return {"autosam": self.autosam.to_dict(), "h": self.h.to_dict() if self.h is not None else None,
                 "per_class": rows}

@@ -172,11 +172,21 @@ def samples_from_pair(
     return split(image, mask, name, label, channel_axis, channels, percentiles, classes)
 
 
+#: Smallest side (pixels) of a training image: SAM's frame would blow anything smaller up into a blur.
+MIN_TRAIN_SIDE = 8
+
+
 def check_samples(samples: Sequence[Sample]) -> list[Sample]:
-    """Raise if there is nothing to learn from: no samples, or every mask empty."""
+    """Raise if there is nothing to learn from: no samples, images under :data:`MIN_TRAIN_SIDE`, every mask empty."""
     samples = list(samples)
     if not samples:
         raise TrainingDataError("no training images were given")
+    small = [s for s in samples if min(s.image.shape[:2]) < MIN_TRAIN_SIDE]
+    if small:
+        shown = "; ".join(f"{s.source or s.name}: {s.image.shape[0]}×{s.image.shape[1]}" for s in small[:5])
+        more = f" (+{len(small) - 5} more)" if len(small) > 5 else ""
+        raise TrainingDataError(f"{len(small)} training image{'s are' if len(small) > 1 else ' is'} smaller than "
+                                f"the smallest size accepted, {MIN_TRAIN_SIDE}×{MIN_TRAIN_SIDE} pixels: {shown}{more}")
     if not any(s.mask.any() for s in samples):
         sources = sorted({s.source or s.name for s in samples})
         shown = ", ".join(sources[:5]) + (f" (+{len(sources) - 5} more)" if len(sources) > 5 else "")

@@ -103,7 +103,8 @@ def train_images(
         run_info = TrainingRun(sam, resolved, train_set, val_set, val_note, val_kind, ended, best, trainer.history,
                                final=final, seconds=round(time.perf_counter() - trainer.started, 2),
                                parent=start.metadata, cancelled=cancelled, classes=classes,
-                               probability_gain=summary_gain(trainer.gains, start.info.probability_gain))
+                               probability_gain=summary_gain(trainer.gains, start.info.probability_gain,
+                                                                upto=best.get("g", (0, len(trainer.gains)))[1]))
         write = write_model if distributed is None else distributed.write_model
         checkpoint, path, version = write(destination, model, run_info)
         yield Progress("save", 1, 1, f"saved {path}")

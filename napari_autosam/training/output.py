@@ -134,6 +134,7 @@ def run_record(run: TrainingRun, version: str | None, classes: list | None = Non
     return RunRecord(
         sam_fingerprint=sam_fingerprint(run.sam),
         sam_checkpoint=str(identity.checkpoint_path) if identity.checkpoint_path else None,
+        sam_name=identity.name if identity.name != identity.variant else None,
         trained_on=[{"name": s.name, "sha1": s.key} for s in run.train],
         validated_on=[{"name": s.name, "sha1": s.key} for s in run.val],
         validation=run.val_note,
