@@ -140,6 +140,7 @@ ABLATIONS = {
     "default": "",
     "rgb": "--g-input rgb",
     "hed": "--g-input hed",
+    "rgb_norm": "--g-input rgb_norm",
     "none": "--no-augment",
     "gain1": "--logit-gain 1",
     "input512": "--input-size 512",
