@@ -6,6 +6,7 @@ Usage::
     python benchmarks/bench_he_learning.py curve --counts 1,2,5,10,20 [--configs default,rgb]
     python benchmarks/bench_he_learning.py ablate --configs default,rgb,gain1 [--no-baselines]
     python benchmarks/bench_he_learning.py goal --data PATH        # a checkout or mirror of the data
+    python benchmarks/bench_he_learning.py curve --configs ""      # the baselines only
 
 Data: MoNuSeg 2018 test images cut into 512² tiles (see ``he_data.py``:
 20 training tiles from five images, 28 test tiles from seven other images).
@@ -184,7 +185,7 @@ def main() -> None:
         train_tiles = split.train[:n]
         if not args.no_baselines:
             _print_rf(n, random_forest(train_tiles, split.test))
-        configs = args.configs.split(",") if args.mode != "goal" else ["default"]
+        configs = [c for c in args.configs.split(",") if c] if args.mode != "goal" else ["default"]
         for name in configs:
             r = autosam(sam, train_tiles, split.test, extra + ABLATIONS[name].split(), timeline=args.timeline)
             _print_autosam(f"AutoSAM [{name}]", r)
