@@ -107,3 +107,17 @@ def test_new_models_follow_the_setting_and_a_warm_start_keeps_its_own():
     assert warm.prompt_generator.input_transform.name == "hed"
     with pytest.raises(ValueError, match="g-input"):
         initial_model(TrainConfig(g_input="rgb"), init=model)
+
+
+def test_the_command_line_passes_g_input_and_leaves_it_unset_by_default():
+    import argparse
+
+    from napari_autosam.cli import train as cli_train
+
+    parser = argparse.ArgumentParser()
+    cli_train.register(parser.add_subparsers())
+    base = ["train", "--images", "i", "--masks", "m", "--out", "o"]
+    assert cli_train._config(parser.parse_args([*base, "--g-input", "hed"])).g_input == "hed"
+    assert cli_train._config(parser.parse_args(base)).g_input is None  # the library default decides
+    with pytest.raises(SystemExit):
+        parser.parse_args([*base, "--g-input", "lab"])
