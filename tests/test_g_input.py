@@ -14,7 +14,7 @@ from napari_autosam.models.stain import InputTransform
 from napari_autosam.models.surrogate import SurrogateDecoder
 from napari_autosam.sam.embedding import PIXEL_MEAN, PIXEL_STD
 from napari_autosam.training import TrainConfig
-from napari_autosam.training.engine import initial_model
+from napari_autosam.training.start import initial_model
 
 
 def _normalised(rgb: np.ndarray) -> torch.Tensor:
@@ -112,7 +112,7 @@ def test_new_models_follow_the_setting_and_a_warm_start_keeps_its_own():
 def test_the_command_line_passes_g_input_and_leaves_it_unset_by_default():
     import argparse
 
-    from napari_autosam.cli import train as cli_train
+    from napari_autosam.cli import train_command as cli_train
 
     parser = argparse.ArgumentParser()
     cli_train.register(parser.add_subparsers())

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import CommandError, error_message
+from .errors import CommandError, error_message
 
 
 @dataclass(frozen=True)
