@@ -13,6 +13,7 @@ from napari_autosam.training.config import DEFAULT_H_STEPS, DEFAULT_STEPS
 from napari_autosam.training.engine import _split
 from napari_autosam.training.holdout import split_strip
 from napari_autosam.training.presets import get_preset
+from napari_autosam.training.stages import floor_note
 from napari_autosam.training.windows import window_boxes, window_samples
 
 SMALL = {"generator": "hardnet_small", "input_size": 64, "batch_size": 2, "variants": ("identity",)}
@@ -57,13 +58,37 @@ def test_a_run_spends_its_step_budget_and_validates_at_the_interval(tiny_sam, ca
     assert result.metrics["training_seconds"] > 0
 
 
-def test_a_time_limit_ends_both_stages(tiny_sam, cache, tmp_path):
+def test_a_time_limit_ends_both_stages_even_before_the_step_floor(tiny_sam, cache, tmp_path):
     config = TrainConfig(**SMALL, steps=1000, h_steps=1000, min_steps=3, val_every=1, time_limit=1e-3)
     result = run(train(tiny_sam, _samples(2), config=config, val_samples=_samples(1, seed=2), cache=cache,
                        out=tmp_path / "m.safetensors"))
     assert result.model.metadata["ended"] == {"g": "time_limit", "h": "time_limit"}
-    # never cut before the floor of steps (a new g's first steps predict background)
-    assert [row["step"] for row in result.history if row["stage"] == "g"] == [0, 1, 2, 3]
+    assert [row["step"] for row in result.history if row["stage"] == "g"] == [0]  # the limit wins over the floor
+
+
+def test_a_stage_that_will_miss_the_step_floor_says_so_early_with_its_pace(tiny_sam, cache, tmp_path, monkeypatch):
+    checks = {"n": 0}
+
+    def past(self, deadline):  # the clock runs out after five steps of each stage
+        checks["n"] += 1
+        return checks["n"] % 6 == 0
+
+    monkeypatch.setattr("napari_autosam.training.stages.Trainer._past", past)
+    config = TrainConfig(**SMALL, steps=1000, h_steps=0, min_steps=100, val_every=1, time_limit=1e-3)
+    events = []
+    result = run(train(tiny_sam, _samples(2), config=config, val_samples=_samples(1, seed=2), cache=cache,
+                       out=tmp_path / "m.safetensors"), events.append)
+    notes = [e.message for e in events if "floor" in e.message]
+    assert len(notes) == 1 and "s/step" in notes[0] and "100-step floor" in notes[0] and "time limit" in notes[0]
+    assert result.model.metadata["ended"]["g"] == "time_limit"
+    assert max(row["step"] for row in result.history if row["stage"] == "g") == 5
+
+
+def test_the_floor_note_is_silent_when_the_time_left_reaches_the_floor():
+    assert floor_note("g", 3, 3.0, 100, 200.0) is None  # 1 s/step, 97 s needed, 200 s left
+    assert floor_note("g", 3, 3.0, 3, 0.0) is None  # floor already reached
+    note = floor_note("g", 3, 3.0, 100, 50.0)
+    assert "about 53 steps" in note and "~97 s" in note
 
 
 def test_early_stopping_never_ends_a_stage_before_the_step_floor(tiny_sam, cache, tmp_path, monkeypatch):

@@ -57,6 +57,7 @@ def _config(args, resolution: dict | None = None):
         variants=tuple(args.variants.split(",")) if args.variants else None,
         augment=_augment(args),
         pretrained_backbone=args.pretrained_backbone,
+        g_input=args.g_input,
         resolution=resolution,
         depth_adapters=args.depth_adapters,
         depth_window=args.depth_window,
@@ -309,6 +310,10 @@ def _add_model_args(parser) -> None:
                         "from ImageNet weights, downloaded once)")
     parser.add_argument("--input-size", type=_input_size, default=None,
                         help="g's input size, a multiple of 16 up to 4096 (default 256 on CPU, 512 on GPU)")
+    parser.add_argument("--g-input", choices=("rgb", "rgb_norm", "hed"), default=None,
+                        help="what g reads of a new model's image: rgb, rgb_norm (colour standardised per image) "
+                        "or hed (haematoxylin/eosin optical density, standardised per image); default: see "
+                        "docs/training.md; a warm start keeps its own")
     parser.add_argument("--variants", help="comma-separated cached geometric variants, e.g. identity,hflip,vflip,rot90")
     parser.add_argument("--no-augment", action="store_true", help="no colour jitter or affine (any preset)")
     parser.add_argument("--channels", type=channel_list, default=None,

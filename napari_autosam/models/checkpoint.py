@@ -28,6 +28,7 @@ from torch import nn
 
 from .. import __version__
 from ..io.atomic import atomic_path
+from .stain import INPUT_TRANSFORMS, LEGACY_INPUT_TRANSFORM
 
 FORMAT = "napari-autosam/1"
 META_KEY = "napari_autosam"
@@ -288,9 +289,12 @@ def _architecture(meta: dict[str, Any], path: Path) -> tuple[dict[str, Any], dic
     if not isinstance(g, dict) or not isinstance(g.get("name"), str):
         raise CheckpointError(f"{path}: the metadata lacks prompt_generator {{\"name\": ..., \"input_size\": ...}} "
                               f"(found {json.dumps(g)[:80]})")
-    unknown = sorted(set(g) - {"name", "input_size"})
+    unknown = sorted(set(g) - {"name", "input_size", "input_transform"})
     if unknown:
         raise CheckpointError(f"{path}: prompt_generator has unknown settings {unknown}")
+    if g.get("input_transform", LEGACY_INPUT_TRANSFORM) not in INPUT_TRANSFORMS:
+        raise CheckpointError(f"{path}: prompt_generator input_transform is {g['input_transform']!r}; "
+                              f"expected one of {', '.join(INPUT_TRANSFORMS)}")
     size = g.get("input_size", 512)
     if not _whole(size, 16, MAX_INPUT_SIZE) or size % 16:
         raise CheckpointError(f"{path}: prompt_generator input_size is {size!r}; expected a multiple of 16 "

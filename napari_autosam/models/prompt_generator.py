@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .hardnet import HARDNET85, HARDNET_SMALL, HarDNet, HarDNetSpec, load_pretrained_backbone
+from .stain import LEGACY_INPUT_TRANSFORM, InputTransform
 
 #: Channels of SAM's dense prompt embedding.
 EMBED_DIM = 256
@@ -62,6 +63,9 @@ class PromptGenerator(nn.Module):
         the authors used 256, 352 and 512).
     backbone_name : str
         Registry name of this variant; ``config`` rebuilds it by that name.
+    input_transform : str
+        What the encoder sees of the normalised picture (:mod:`.stain`):
+        ``"rgb"`` (unchanged), ``"rgb_norm"`` or ``"hed"``.
 
     Notes
     -----
@@ -77,6 +81,7 @@ class PromptGenerator(nn.Module):
         *,
         input_size: int = 512,
         backbone_name: str = "custom",
+        input_transform: str = LEGACY_INPUT_TRANSFORM,
     ) -> None:
         super().__init__()
         if int(input_size) != input_size or input_size < 16 or input_size % 16:
@@ -85,6 +90,7 @@ class PromptGenerator(nn.Module):
         self.backbone = backbone
         self.input_size = int(input_size)
         self.backbone_name = backbone_name
+        self.input_transform = InputTransform(input_transform)
         self.up16 = UpBlock(c16, c8, c8)
         self.up8 = UpBlock(c8, c4, c4)
         self.head = nn.Sequential(
@@ -98,7 +104,10 @@ class PromptGenerator(nn.Module):
     @property
     def config(self) -> dict:
         """JSON-serialisable arguments of :func:`build_prompt_generator` that rebuild this variant."""
-        return {"name": self.backbone_name, "input_size": self.input_size}
+        config = {"name": self.backbone_name, "input_size": self.input_size}
+        if self.input_transform.name != LEGACY_INPUT_TRANSFORM:  # older readers see the same metadata as before
+            config["input_transform"] = self.input_transform.name
+        return config
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Predict dense prompt embeddings.
@@ -117,7 +126,7 @@ class PromptGenerator(nn.Module):
         """
         if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] != x.shape[3]:
             raise ValueError(f"PromptGenerator expects a Bx3xSxS batch, got shape {tuple(x.shape)}")
-        features = self.backbone(x)
+        features = self.backbone(self.input_transform(x))
         y = self.up16(features[16], features[8])
         y = self.up8(y, features[4])
         y = self.head(y)
@@ -200,6 +209,7 @@ def build_prompt_generator(
     input_size: int = 512,
     pretrained_backbone: str | os.PathLike | None = None,
     imagenet: bool = False,
+    input_transform: str = LEGACY_INPUT_TRANSFORM,
 ) -> PromptGenerator:
     """Build a prompt generator by registry name.
 
@@ -216,6 +226,8 @@ def build_prompt_generator(
         For :data:`IMAGENET_DOWNLOADS` variants without ``pretrained_backbone``:
         start from the ImageNet weights of torchvision's registry (downloaded
         once into torch's hub cache, hash-checked).  Ignored by the others.
+    input_transform : str
+        g's input transform (:data:`~napari_autosam.models.stain.INPUT_TRANSFORMS`).
 
     Raises
     ------
@@ -230,5 +242,8 @@ def build_prompt_generator(
             f"Unknown prompt generator {name!r}; valid names: {', '.join(sorted(PROMPT_GENERATORS))}"
         ) from None
     if name in IMAGENET_DOWNLOADS:
-        return builder(input_size=input_size, pretrained_backbone=pretrained_backbone, imagenet=imagenet)
-    return builder(input_size=input_size, pretrained_backbone=pretrained_backbone)
+        g = builder(input_size=input_size, pretrained_backbone=pretrained_backbone, imagenet=imagenet)
+    else:
+        g = builder(input_size=input_size, pretrained_backbone=pretrained_backbone)
+    g.input_transform = InputTransform(input_transform)
+    return g

@@ -8,12 +8,15 @@ from dataclasses import dataclass
 
 import torch
 
+from ..models.stain import INPUT_TRANSFORMS
 from .augment import D4, Augmentation
 from .presets import get_preset
 
 #: Geometric variants encoded per training image by default (see :mod:`.augment`).
 CPU_VARIANTS = ("identity", "hflip")
 GPU_VARIANTS = tuple(D4)
+#: g's input transform for new models (napari_autosam.models.stain; measured in docs/training.md).
+DEFAULT_G_INPUT = "rgb"
 #: Optimiser steps of g and of h when neither steps nor epochs are given.
 DEFAULT_STEPS = 300
 DEFAULT_H_STEPS = 200
@@ -85,6 +88,10 @@ class TrainConfig:
         whose SAM embeddings are cached; ``"identity"`` is always included.
     augment : Augmentation or None
         Photometric jitter (g only) and the optional affine warp, every step.
+    g_input : str or None
+        g's input transform for new models
+        (:data:`~napari_autosam.models.stain.INPUT_TRANSFORMS`); None:
+        :data:`DEFAULT_G_INPUT`.  A warm start keeps its model's.
     pretrained_backbone : str or None
         Weights file for g's encoder (new models only); variants with
         ImageNet weights in torchvision's registry download them when None.
@@ -144,6 +151,7 @@ class TrainConfig:
     preset: str | None = None
     variants: tuple[str, ...] | None = None
     augment: Augmentation | None = None
+    g_input: str | None = None
     pretrained_backbone: str | None = None
     joint: bool = False
     logit_gain: float | None = None
@@ -171,6 +179,8 @@ class TrainConfig:
             raise ValueError("batch sizes must be at least 1")
         if self.time_limit is not None and self.time_limit <= 0:
             raise ValueError(f"time_limit must be positive seconds, got {self.time_limit}")
+        if self.g_input is not None and self.g_input not in INPUT_TRANSFORMS:
+            raise ValueError(f"unknown g input {self.g_input!r}; valid: {', '.join(INPUT_TRANSFORMS)}")
         if self.logit_gain is not None and not self.logit_gain > 0:
             raise ValueError(f"logit_gain must be positive (or None for automatic), got {self.logit_gain}")
         if not 0.0 < self.val_strip < 1.0:
@@ -181,6 +191,7 @@ class TrainConfig:
             self,
             generator=self.generator or ("hardnet_small" if cpu else "hardnet85"),
             input_size=self.input_size or (256 if cpu else 512),
+            g_input=self.g_input or DEFAULT_G_INPUT,
             batch_size=batch,
             h_batch_size=self.h_batch_size or 2 * batch,
             device=str(device),

@@ -1,10 +1,13 @@
 """The two training stages, sized in optimiser steps: g through the frozen SAM, then h on g's output.
 
 A stage runs until its step budget is spent, its share of the time limit is
-used (never before ``min_steps``: a new g spends its first steps predicting
-background, and a model cut off there is useless), the validation Dice has stopped improving (``patience`` validations
+used, the validation Dice has stopped improving (``patience`` validations
 without a gain, once the stage has beaten its starting model and passed
-``min_steps``), or it is cancelled.  It always ends in its best validated
+``min_steps``), or it is cancelled.  The time limit is honoured even before
+``min_steps`` (a new g spends its first steps predicting background, so a
+model cut off there may be poor): after :data:`ETA_AFTER_STEPS` steps a
+stage that will not reach ``min_steps`` in time says so, with the pace and
+the steps it will reach.  It always ends in its best validated
 state (step 0 = the starting state).  Batches are drawn from a running
 random permutation of the training images, so every image is seen once per
 pass whatever the budget.
@@ -26,6 +29,9 @@ from .config import G_TIME_SHARE, TrainConfig
 from .fast_step import g_prompt_and_logits
 from .prepared import PreparedSet
 from .scoring import Scores, predict_logits, score
+
+#: Steps after which a stage says when the time limit will cut it short of ``min_steps`` (with the ETA).
+ETA_AFTER_STEPS = 3
 
 
 class Trainer:
@@ -136,13 +142,19 @@ class Trainer:
         self._record(stage, 0, 0, None)
         yield clock.event(f"train_{stage}", 0, f"{stage}: starting {key}={best:.3f} ({self.val_kind})",
                           epoch=0, **self._shown())
-        ended, step, losses = "completed", 0, []
+        ended, step, losses, started = "completed", 0, [], time.perf_counter()
         batches = self._batches(len(train), cfg.batch_size if is_g else cfg.h_batch_size)
         while step < budget:
             stop = self._stop(step, budget, deadline)
             if stop is not None:
                 ended = stop
                 break
+            if step == ETA_AFTER_STEPS and deadline is not None:
+                note = floor_note(stage, step, time.perf_counter() - started, min(cfg.min_steps, budget),
+                                  deadline - time.perf_counter())
+                if note:
+                    yield clock.event(f"train_{stage}", step, note, epoch=math.ceil(step / per_epoch),
+                                      **self._shown())
             self._train_mode(stage)
             tensors = self._next_batch(train, batches, is_g)
             loss_fn = self._g_loss if is_g else self._h_loss
@@ -188,7 +200,7 @@ class Trainer:
         """Why the stage stops before this step ("cancelled", "time_limit"), or None to go on."""
         if self.cancelled:
             return "cancelled"
-        if deadline is not None and step >= min(self.config.min_steps, budget) and self._past(deadline):
+        if deadline is not None and self._past(deadline):  # honoured before min_steps too (floor_note says so)
             return "time_limit"
         return None
 
@@ -227,6 +239,17 @@ class Trainer:
 
     def _shown(self) -> dict:
         return {**_dice_only(self.latest), "val_kind": self.val_kind}
+
+
+def floor_note(stage: str, step: int, seconds: float, floor: int, left: float) -> str | None:
+    """A message when the time left will not reach the ``floor`` of steps at the pace of the first ``step``; else None."""
+    per_step = seconds / max(step, 1)
+    needed = per_step * (floor - step)
+    if floor <= step or needed <= left:
+        return None
+    return (f"{stage}: {per_step:.2f} s/step here, so the {floor}-step floor needs ~{needed:.0f} s more but the "
+            f"time limit leaves {max(left, 0):.0f} s: this stage stops at the limit after about "
+            f"{step + int(max(left, 0) / per_step)} steps (a longer --time-limit reaches the floor)")
 
 
 def index_batches(n: int, batch: int, generator: torch.Generator):

@@ -55,7 +55,8 @@ def initial_model(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             g = build_prompt_generator(config.generator, input_size=config.input_size,
-                                       pretrained_backbone=config.pretrained_backbone, imagenet=True)
+                                       pretrained_backbone=config.pretrained_backbone, imagenet=True,
+                                       input_transform=config.g_input)
             h = SurrogateDecoder()
         return ModelCheckpoint(g.to(device), h.to(device), {},
                                class_heads=class_stage.starting_heads(config, None, device))
@@ -66,6 +67,9 @@ def initial_model(
             f"the initial model is {g.config['name']} at input size {g.input_size}; "
             f"it cannot be fine-tuned as {config.generator} at {config.input_size} (leave those settings unset)"
         )
+    if config.g_input not in (None, g.input_transform.name):
+        raise ValueError(f"the initial model reads {g.input_transform.name} input; it cannot be fine-tuned "
+                         f"with --g-input {config.g_input} (leave it unset)")
     if parent.surrogate is not None:
         h = copy.deepcopy(parent.surrogate).to(device)
     else:
@@ -86,4 +90,5 @@ def check_start_variant(start: ModelCheckpoint, sam) -> None:
 
 def with_architecture(config: TrainConfig, start: ModelCheckpoint) -> TrainConfig:
     g = start.prompt_generator
-    return dataclasses.replace(config, generator=g.config["name"], input_size=g.input_size)
+    return dataclasses.replace(config, generator=g.config["name"], input_size=g.input_size,
+                               g_input=g.input_transform.name)
