@@ -32,15 +32,25 @@ def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+def why_no_window() -> str | None:
+    """Why napari cannot open a window here (one line), or None when it can; Qt never starts in this process."""
+    if not has_display():
+        return "no display found (no $DISPLAY or $WAYLAND_DISPLAY)"
+    from ..qt_platform import problem
+
+    return problem()
+
+
 def _run(args) -> int:
     from ..demo_loop import demo_folder, run_headless
     from .progressbar import ProgressBar
 
     folder = demo_folder(args.out)
-    if args.headless or not has_display():
-        if not args.headless:
-            print("napari-autosam demo: no display found (no $DISPLAY or $WAYLAND_DISPLAY), so napari cannot open; "
-                  "running the same loop headless instead.", file=sys.stderr)
+    why_not = None if args.headless else why_no_window()
+    if args.headless or why_not:
+        if why_not:
+            print(f"napari-autosam demo: {why_not}, so napari cannot open; running the same loop headless instead.",
+                  file=sys.stderr)
         bar = ProgressBar()
         try:
             summary = run_headless(folder, args.sam, on_progress=bar)
