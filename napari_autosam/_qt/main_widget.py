@@ -146,6 +146,9 @@ class AutoSAMWidget(QWidget):
         layout.addWidget(scroll)
         self.setMinimumWidth(360)
         self._bind_keys()
+        # minutes of fine-tuning: its progress and live plot come into view (they sit below the fold)
+        self.train_runner.started.connect(lambda _title: self.show_section(self.finetune_section.progress_panel,
+                                                                           self.finetune_section.plot))
         viewer = napari_viewer
         self.destroyed.connect(lambda *args: unbind_keys(viewer))
 
@@ -173,9 +176,11 @@ class AutoSAMWidget(QWidget):
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
         return QSize(420, 900)
 
-    def show_section(self, section: QWidget) -> None:
-        """Scroll the dock so that ``section`` (e.g. ``self.finetune_section``) is in view."""
-        self.scroll.ensureWidgetVisible(getattr(section, "box", section), 0, 0)
+    def show_section(self, *parts: QWidget) -> None:
+        """Scroll the dock so that ``parts`` (e.g. ``self.finetune_section``, or widgets in it) are in view;
+        where they do not all fit, the first ones win."""
+        for part in reversed(parts):
+            self.scroll.ensureWidgetVisible(getattr(part, "box", part), 0, 0)
 
     def cancel_all(self) -> None:
         for runner in self.runners:

@@ -144,6 +144,8 @@ class Session(QObject):
             return "Prompt generator: new, untrained — accept corrections and fine-tune to teach it."
         meta = self.model.metadata
         count = meta.get("trained_on_count")
+        held = len(meta.get("validated_on") or []) if meta.get("validation_kind") == "held-out images" else 0
         trained = f", trained on {count} image{'s' if count != 1 else ''}" if count else ""
+        trained += f" ({held} more held out to measure the Dice)" if count and held else ""
         name = meta.get("prompt_generator", {}).get("name", "")
         return f"Prompt generator: {self.model_label} ({name}{trained})"
