@@ -35,3 +35,25 @@ def test_outputs_beside_the_inputs_are_fine(tmp_path):
     image.write_bytes(b"image")
     check_outputs([tmp_path / "he_autosam.tif", tmp_path / "he_h.tif", tmp_path / "out" / "he.tif"], [image])
     check_outputs([tmp_path / "models" / "v0001.safetensors"], [image])  # commands name files, not their folders
+
+
+def test_the_package_knows_its_own_tiff_outputs_and_not_look_alike_images(tmp_path):
+    import numpy as np
+    import tifffile
+
+    from napari_autosam.io.own_outputs import own_output
+
+    rng = np.random.default_rng(0)
+    mask = (rng.random((40, 50)) > 0.5).astype(np.uint8)
+    files = {"a_autosam.tif": mask, "a_h.tif": mask, "a_instances.tif": (mask * 7).astype(np.int32),
+             "a_h_prob.tif": rng.random((40, 50)).astype(np.float32),
+             "haem_h.tif": rng.integers(0, 255, (40, 50), dtype=np.uint8),  # a stain image named like an output
+             "rgb_autosam.tif": rng.integers(0, 255, (40, 50, 3), dtype=np.uint8), "a.tif": mask}
+    for name, array in files.items():
+        tifffile.imwrite(tmp_path / name, array)
+    found = {name: own_output(tmp_path / name) for name in files}
+    assert found == {"a_autosam.tif": "a mask napari-autosam wrote (<stem>_autosam)",
+                     "a_h.tif": "a mask napari-autosam wrote (<stem>_h)",
+                     "a_instances.tif": "a label image napari-autosam wrote (<stem>_instances)",
+                     "a_h_prob.tif": "a probability map napari-autosam wrote (<stem>_h_prob)",
+                     "haem_h.tif": None, "rgb_autosam.tif": None, "a.tif": None}
