@@ -57,3 +57,19 @@ def test_the_package_knows_its_own_tiff_outputs_and_not_look_alike_images(tmp_pa
                      "a_instances.tif": "a label image napari-autosam wrote (<stem>_instances)",
                      "a_h_prob.tif": "a probability map napari-autosam wrote (<stem>_h_prob)",
                      "haem_h.tif": None, "rgb_autosam.tif": None, "a.tif": None}
+
+
+def test_ctrl_c_while_the_program_exits_breaks_no_clean_up(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import atexit, os, signal, time\n"
+            "from napari_autosam.cli import _exit\n"
+            "def clean():\n"
+            "    os.kill(os.getpid(), signal.SIGINT)  # the user's Ctrl-C, during an atexit handler\n"
+            "    time.sleep(0.3)\n"
+            "    print('cleaned up', flush=True)\n"
+            "atexit.register(clean)\n"
+            "_exit(0)\n")
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (child.returncode, child.stdout.strip(), child.stderr) == (0, "cleaned up", "")

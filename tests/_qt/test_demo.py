@@ -28,9 +28,8 @@ def test_demo_drives_the_widget_through_the_loop(viewer, widget, he_sample, tmp_
 
     monkeypatch.setattr(demo_loop, "DEMO_TRAINING", QUICK)
     monkeypatch.setattr(demo_loop, "EXTRA_CORRECTIONS", 1)
-    steps, summaries, totals, in_view = [], [], {}, []
+    steps, summaries, in_view = [], [], []
     fine = widget.finetune_section
-    widget.train_runner.progress.connect(lambda e: totals.__setitem__(e.phase, e.total))
     widget.train_runner.started.connect(lambda _: in_view.append(fully_in_view(widget, fine.progress_panel)))
     driver = qt_demo.DemoDriver(viewer, widget, tmp_path / "demo", on_step=steps.append, on_done=summaries.append,
                                 quit_after=True)
@@ -39,7 +38,9 @@ def test_demo_drives_the_widget_through_the_loop(viewer, widget, he_sample, tmp_
     [summary] = summaries
     assert steps == ["segmented", "accepted", "result"]
     # every number the widget shows is the one used: the boxes show the demo's budget, and it ran
-    assert (fine.steps.value(), fine.h_steps.value()) == (totals["train_g"], totals["train_h"]) == (3, 2)
+    used = fine.last_result.model.metadata["training"]
+    assert (fine.steps.value(), fine.h_steps.value()) == (used["steps"], used["h_steps"]) == (3, 2)
+    assert used["time_limit"] is None
     assert fine.time_limit.value() == 0 and fine.time_limit.text() == "none"
     assert in_view == [True], "fine-tuning's progress comes into view when it starts"
     assert "closes in a moment" in qt_demo.text_overlay(viewer).text
