@@ -73,3 +73,104 @@ def test_ctrl_c_while_the_program_exits_breaks_no_clean_up(tmp_path):
             "_exit(0)\n")
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert (child.returncode, child.stdout.strip(), child.stderr) == (0, "cleaned up", "")
+
+
+# ------------------------------------------------------------------ through the command line
+
+
+def test_no_command_writes_over_its_input(tmp_path, capfd):
+    import json
+
+    import numpy as np
+    import tifffile
+    from badinput import assert_error, cli, gray_tif, snapshot
+
+    image = gray_tif(tmp_path / "he.tif")
+    labels = tmp_path / "labels.tif"
+    tifffile.imwrite(labels, (np.arange(48 * 56).reshape(48, 56) % 3).astype(np.int32))
+    geojson = tmp_path / "cells.geojson"
+    geojson.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"objectType": "detection"},
+         "geometry": {"type": "Polygon", "coordinates": [[[2, 2], [20, 2], [20, 20], [2, 20], [2, 2]]]}}]}))
+    before = snapshot(tmp_path)
+    for argv in (("import-geojson", geojson, "--like", image, "--out", image),
+                 ("import-geojson", geojson, "--like", image, "--out", geojson),
+                 ("export-geojson", labels, "--out", labels),
+                 ("review", image, "--out", image, "--sam", "tiny")):
+        code, text = cli(capfd, *argv)
+        assert_error(code, text, "nothing is written over an input")
+        assert snapshot(tmp_path) == before, argv
+
+
+def test_segment_skips_its_own_outputs_and_says_so(tmp_path, capfd):
+    from badinput import cli, gray_tif
+
+    data = tmp_path / "data"
+    gray_tif(data / "a.tif")
+    code, text = cli(capfd, "segment", data / "a.tif", "--out", data, "--sam", "tiny")
+    assert code == 0, text
+    first = sorted(p.name for p in data.iterdir())
+    assert first == ["a.tif", "a_autosam.tif", "a_h.tif"]
+    code, text = cli(capfd, "segment", *sorted(data.glob("*.tif")), "--out", data, "--sam", "tiny")  # data/*.tif again
+    assert code == 0, text
+    assert sorted(p.name for p in data.iterdir()) == first, "no a_autosam_autosam.tif"
+    assert "skipped a_autosam.tif: a mask napari-autosam wrote" in text and "skipped a_h.tif" in text
+    assert "1 of 1 file done" in text
+
+
+def test_segment_skips_its_own_ome_zarr_labels(tmp_path, capfd):
+    from badinput import cli, gray_tif
+
+    image = gray_tif(tmp_path / "g.tif")
+    code, text = cli(capfd, "segment", image, "--out", tmp_path / "o", "--sam", "tiny", "--format", "ome-zarr")
+    assert code == 0, text
+    labels = tmp_path / "o" / "g_autosam.ome.zarr"
+    assert labels.is_dir()
+    code, text = cli(capfd, "segment", labels, "--out", tmp_path / "o2", "--sam", "tiny")
+    assert code != 0 and "Traceback" not in text
+    assert "g_autosam.ome.zarr: an OME-Zarr label image napari-autosam wrote" in text
+    assert not (tmp_path / "o2").exists() or not any((tmp_path / "o2").iterdir())
+
+
+def test_segment_checks_every_input_before_loading_sam(tmp_path, capfd, monkeypatch):
+    from badinput import assert_error, cli, gray_tif
+
+    import napari_autosam.sam.registry as registry
+
+    monkeypatch.setattr(registry, "load_sam", lambda *a, **k: pytest.fail("SAM loaded before the inputs were checked"))
+    image = gray_tif(tmp_path / "a.tif")
+    code, text = cli(capfd, "segment", image, tmp_path / "missing.tif", "--out", tmp_path / "o", "--sam", "tiny")
+    assert_error(code, text, "missing.tif")
+    assert not (tmp_path / "o").exists()
+
+
+def test_segment_option_that_does_not_fit_the_input_fails_before_work_and_leaves_nothing(tmp_path, capfd):
+    import numpy as np
+    import tifffile
+    from badinput import assert_error, cli
+
+    stack = tmp_path / "stack.tif"
+    tifffile.imwrite(stack, np.random.default_rng(0).integers(0, 255, (3, 48, 56), dtype=np.uint8))
+    code, text = cli(capfd, "segment", stack, "--out", tmp_path / "o", "--sam", "tiny", "--stack", "--geojson")
+    assert_error(code, text, "stack.tif", "--geojson")
+    assert "segmented" not in text.lower().split("error")[0]
+    assert not list((tmp_path / "o").glob("*")) if (tmp_path / "o").exists() else True
+
+
+def test_ome_zarr_image_with_a_missing_chunk_is_said(tmp_path, capfd):
+    import numpy as np
+    from badinput import cli
+
+    from napari_autosam.io.ngff import missing_chunks
+
+    zarr = pytest.importorskip("zarr")
+    folder = tmp_path / "scan.ome.zarr"
+    group = zarr.open_group(str(folder), mode="w", zarr_format=2)
+    array = group.create_array("0", shape=(128, 128), chunks=(64, 64), dtype="uint8", fill_value=0)
+    array[:] = np.random.default_rng(0).integers(1, 255, (128, 128), dtype=np.uint8)
+    group.attrs["multiscales"] = [{"version": "0.4", "axes": [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}],
+                                   "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1, 1]}]}]}]
+    (folder / "0" / "0.0").unlink()
+    assert missing_chunks(zarr.open_array(str(folder / "0"), mode="r")).startswith("1 of 4 chunks")
+    code, text = cli(capfd, "segment", folder, "--out", tmp_path / "o", "--sam", "tiny")
+    assert "scan.ome.zarr" in text and "1 of 4 chunks of its full-resolution level have no data" in text

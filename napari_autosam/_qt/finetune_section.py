@@ -174,10 +174,13 @@ class FinetuneSection(QWidget):
         """Fine-tune with ``settings`` (TrainConfig keywords); its step budget and time limit go into the boxes,
         so the numbers shown are the ones that run."""
         settings = dict(settings)
+        budget = {key: settings.pop(key) for key in ("steps", "h_steps", "time_limit") if key in settings}
+        self.session.train_settings = settings  # first: the boxes' own updates read it
         for key, box in (("steps", self.steps), ("h_steps", self.h_steps), ("time_limit", self.time_limit)):
-            if key in settings:
-                box.setValue(int(settings.pop(key) or 0))
-        self.session.train_settings = settings
+            if key in budget:
+                box.blockSignals(True)
+                box.setValue(int(budget[key] or 0))
+                box.blockSignals(False)
         self._show_budget()
 
     def _show_budget(self) -> None:

@@ -96,3 +96,21 @@ def _view(array, axes: list[str]):
         order = [i for i, a in enumerate(kept) if a != "c"] + [kept.index("c")]
         view = view.transpose(order)
     return view
+
+
+def missing_chunks(array) -> str | None:
+    """One line when chunks of a zarr ``array`` have no data on disk, else None.
+
+    zarr reads such a chunk as its fill value without a word, so a level-0
+    chunk file that went missing (a copy cut short, a sync that skipped
+    files) would be segmented as blank.  Writers may also leave out chunks
+    that hold nothing but the fill value, so this is a warning, not an error.
+    """
+    try:
+        total, stored = int(array.nchunks), int(array.nchunks_initialized)
+    except Exception:  # a store that cannot list its keys: nothing to say
+        return None
+    if stored >= total:
+        return None
+    return (f"{total - stored} of {total} chunks of its full-resolution level have no data on disk and read as "
+            f"{array.fill_value!r} (files missing, or left out because they held only that value)")
