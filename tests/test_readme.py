@@ -29,3 +29,13 @@ def test_ci_installs_exactly_the_packages_the_readme_names():
     assert ci == named
     assert {"xvfb", "libxcb-icccm4", "libxcb-keysyms1", "libxcb-cursor0"} <= set(named)
     assert "apt_packages=(" not in (ROOT / ".ci" / "run").read_text(), "one list, in the README"
+
+
+def test_the_demo_takes_as_long_as_the_readme_and_help_say():
+    from napari_autosam.cli import build_parser
+    from napari_autosam.cli.demo import DURATION
+
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert DURATION in readme
+    assert DURATION in " ".join(build_parser().format_help().split())
+    assert "minute" not in readme.replace(DURATION, "").split("## Command line")[0], "one figure, in one place"

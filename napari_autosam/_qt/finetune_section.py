@@ -140,7 +140,7 @@ class FinetuneSection(QWidget):
         except ValueError:
             count = 0
         self.info.setText(f"Trains on the {plural(count, 'accepted correction')}. "
-                          + ("A few of them are held out to measure the Dice. " if count > 1 else "")
+                          + ("Part of them is kept aside to measure the Dice. " if count else "")
                           + "You can keep working while it runs.")
         self._show_budget()
         self.versions.clear()

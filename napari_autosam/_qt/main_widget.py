@@ -14,7 +14,7 @@ correcting while g trains.
 
 from __future__ import annotations
 
-from qtpy.QtCore import QEvent, QSize, Qt
+from qtpy.QtCore import QEvent, QSize, Qt, QTimer
 from qtpy.QtWidgets import QComboBox, QGroupBox, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from . import avoid_triton_llvm_clash
@@ -146,9 +146,12 @@ class AutoSAMWidget(QWidget):
         layout.addWidget(scroll)
         self.setMinimumWidth(360)
         self._bind_keys()
-        # minutes of fine-tuning: its progress and live plot come into view (they sit below the fold)
-        self.train_runner.started.connect(lambda _title: self.show_section(self.finetune_section.progress_panel,
-                                                                           self.finetune_section.plot))
+        # minutes of fine-tuning: its progress and live plot come into view (they sit below the fold), once the
+        # progress bar has been shown and laid out
+        self._show_training = QTimer(self, singleShot=True, interval=50)
+        self._show_training.timeout.connect(
+            lambda: self.show_section(self.finetune_section.progress_panel, self.finetune_section.plot))
+        self.train_runner.started.connect(lambda _title: self._show_training.start())
         viewer = napari_viewer
         self.destroyed.connect(lambda *args: unbind_keys(viewer))
 

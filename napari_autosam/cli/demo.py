@@ -23,8 +23,9 @@ from __future__ import annotations
 import os
 import sys
 
-#: How long the demo takes, as measured; the README says the same words (tests/test_readme.py checks).
-DURATION = "about 2 minutes on a free 2-core CPU"
+#: How long the demo takes, as measured (the headless loop: 134 s of CPU time with one torch thread, as the demo
+#: runs on 2 cores); the README says the same words (tests/test_readme.py checks).
+DURATION = "about 2½ minutes on a free 2-core CPU"
 
 
 def has_display() -> bool:

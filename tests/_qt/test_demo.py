@@ -30,7 +30,10 @@ def test_demo_drives_the_widget_through_the_loop(viewer, widget, he_sample, tmp_
     monkeypatch.setattr(demo_loop, "EXTRA_CORRECTIONS", 1)
     steps, summaries, in_view = [], [], []
     fine = widget.finetune_section
-    widget.train_runner.started.connect(lambda _: in_view.append(fully_in_view(widget, fine.progress_panel)))
+    viewer.window._qt_window.resize(1200, 800)
+    viewer.window._qt_window.show()  # laid out as a user sees it: the fine-tune section starts below the fold
+    widget.train_runner.progress.connect(
+        lambda e: e.phase == "train_g" and not in_view and in_view.append(fully_in_view(widget, fine.progress_panel)))
     driver = qt_demo.DemoDriver(viewer, widget, tmp_path / "demo", on_step=steps.append, on_done=summaries.append,
                                 quit_after=True)
     QTimer.singleShot(0, driver.start)
@@ -44,9 +47,9 @@ def test_demo_drives_the_widget_through_the_loop(viewer, widget, he_sample, tmp_
     assert fine.time_limit.value() == 0 and fine.time_limit.text() == "none"
     assert in_view == [True], "fine-tuning's progress comes into view when it starts"
     assert "closes in a moment" in qt_demo.text_overlay(viewer).text
-    # 2 corrections: one trains, one measures; the model line and the section's line add up
-    assert "trained on 1 image (1 more held out to measure the Dice)" in widget.session.describe_model()
-    assert "Trains on the 2 accepted corrections. A few of them are held out" in fine.info.text()
+    # 2 corrections: both train, a strip of each measures; the model line says so beside the section's count
+    assert "trained on 2 images (a strip of each held out to measure the Dice)" in widget.session.describe_model()
+    assert "Trains on the 2 accepted corrections. Part of them is kept aside to measure the Dice." in fine.info.text()
     assert "Close napari" not in qt_demo.text_overlay(viewer).text
     assert summary["version"] == "v0001"
     assert 0.0 <= summary["dice_untrained"] <= 1.0 and 0.0 <= summary["dice_autosam"] <= 1.0
