@@ -27,6 +27,15 @@ def text_overlay(viewer):
     return overlays.text if overlays is not None and hasattr(overlays, "text") else viewer.text_overlay
 
 
+def dismiss_toasts(viewer) -> None:
+    """Close napari's notification toasts shown on ``viewer`` (they stay in its notification list)."""
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+    window = getattr(getattr(viewer, "window", None), "_qt_window", None)
+    for toast in window.findChildren(NapariQtNotification) if window is not None else ():
+        toast.close()
+
+
 class DemoDriver:
     """Runs the demo's steps one after the other on a viewer holding the H&E sample and the widget.
 
@@ -123,7 +132,9 @@ class DemoDriver:
                             version=self.widget.session.model_label, seconds=self.times["result"], folder=self.folder)
         self.widget.compare_section.compare()
         # below the panes' titles, which the comparison shows at the top of each pane
-        # The folder goes to the terminal, not to a notification: napari's toast would cover this caption.
+        # The folder goes to the terminal, not to a notification, and the toasts still open (fine-tuning's
+        # "now using ...") are dismissed: napari shows them over the bottom of the canvas, where this caption goes.
+        dismiss_toasts(self.viewer)
         ending = "napari closes in a moment." if self.quit_after else "Close napari (Ctrl+Q) to end the demo."
         self.say(demo_loop.summary_text(self.summary) + "\n      " + ending, "bottom_left")
         self.on_step("result")

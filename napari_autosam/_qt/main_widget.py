@@ -151,7 +151,15 @@ class AutoSAMWidget(QWidget):
         self._show_training = QTimer(self, singleShot=True, interval=50)
         self._show_training.timeout.connect(
             lambda: self.show_section(self.finetune_section.progress_panel, self.finetune_section.plot))
-        self.train_runner.started.connect(lambda _title: self._show_training.start())
+        self._show_pending = False  # shown again at the first progress line, which makes the panel taller
+
+        def show_training(first: bool) -> None:
+            if first or self._show_pending:
+                self._show_pending = first
+                self._show_training.start()
+
+        self.train_runner.started.connect(lambda _title: show_training(True))
+        self.train_runner.progress.connect(lambda _event: show_training(False))
         viewer = napari_viewer
         self.destroyed.connect(lambda *args: unbind_keys(viewer))
 

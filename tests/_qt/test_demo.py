@@ -47,6 +47,10 @@ def test_demo_drives_the_widget_through_the_loop(viewer, widget, he_sample, tmp_
     assert fine.time_limit.value() == 0 and fine.time_limit.text() == "none"
     assert in_view == [True], "fine-tuning's progress comes into view when it starts"
     assert "closes in a moment" in qt_demo.text_overlay(viewer).text
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+    toasts = viewer.window._qt_window.findChildren(NapariQtNotification)
+    assert not [t for t in toasts if t.isVisible()], "no notification over the result's caption"
     # 2 corrections: both train, a strip of each measures; the model line says so beside the section's count
     assert "trained on 2 images (a strip of each held out to measure the Dice)" in widget.session.describe_model()
     assert "Trains on the 2 accepted corrections. Part of them is kept aside to measure the Dice." in fine.info.text()
