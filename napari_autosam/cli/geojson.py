@@ -151,6 +151,9 @@ def export_labels(labels, out: Path, *, kind: str = "auto", objects: str | None 
 
 
 def _export(args) -> int:
+    from ..io.overwrite import check_outputs
+
+    check_outputs([args.out], [args.labels] + ([args.like] if args.like else []))
     labels, layout = _read_plane(args.labels, "label image")
     if layout.kind != "2d":
         raise ValueError(f"{args.labels}: expected a 2D label image or mask, got shape {layout.shape}")
@@ -191,8 +194,10 @@ def _import(args) -> int:
 
     from ..io.atomic import atomic_write_text
     from ..io.geojson import read_geojson_labels
+    from ..io.overwrite import check_outputs
     from .segment import write_array
 
+    check_outputs([args.out], [args.geojson, args.like])  # e.g. --out the --like image itself
     image, resolution = _like(args)
     _, layout = _read_plane(args.like, "image", image)
     out = Path(args.out)

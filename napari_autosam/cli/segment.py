@@ -159,17 +159,25 @@ def _segment_file(segmenter, path: Path, out: Path, args) -> None:
     from ..inference.inputs import image_layout
     from ..io.images import image_stem
     from ..io.slides import slide_stem
-    from .progressbar import ProgressBar
+    from ..jobs.preflight import check_options_fit, nothing_left_on_failure
     from .resolution import open_input, say
 
     image, resolution, note = open_input(path, args, segmenter.checkpoint.metadata.get("resolution"))
     say(note)
     layout = image_layout(image, args.channel_axis, stack=True if args.stack else None)
+    check_options_fit(args, layout, path)  # before the work, not after it
     tile = args.tile
     if tile is None:
         tile = auto_tile(layout.plane_shape)
     stem = image_stem(path) if resolution is None else slide_stem(path)
     out.mkdir(parents=True, exist_ok=True)
+    with nothing_left_on_failure(out, stem):  # a file that fails leaves no outputs
+        _segment_opened(segmenter, image, layout, path, out, stem, tile, args, resolution)
+
+
+def _segment_opened(segmenter, image, layout, path: Path, out: Path, stem: str, tile, args, resolution) -> None:
+    from .progressbar import ProgressBar
+
     if _output_format(args, layout) == "ome-zarr":
         if getattr(segmenter.checkpoint, "class_heads", None) is not None:
             print(f"note: {path.name}: class labels are written with TIFF outputs only (--format tiff)", file=sys.stderr)

@@ -16,7 +16,7 @@ import numpy as np
 
 from .slides import _MICRONS, Slide, SlideReadError
 
-__all__ = ["multiscales_of", "open_ngff"]
+__all__ = ["missing_chunks", "missing_level0_chunks", "multiscales_of", "open_ngff"]
 
 
 def multiscales_of(attrs: dict) -> list | None:
@@ -114,3 +114,15 @@ def missing_chunks(array) -> str | None:
         return None
     return (f"{total - stored} of {total} chunks of its full-resolution level have no data on disk and read as "
             f"{array.fill_value!r} (files missing, or left out because they held only that value)")
+
+
+def missing_level0_chunks(path: str | Path) -> str | None:
+    """:func:`missing_chunks` of the full-resolution level of the OME-Zarr image at ``path`` (None if whole)."""
+    import zarr
+
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        array = group[multiscales_of(dict(group.attrs))[0]["datasets"][0]["path"]]
+    except Exception:  # not an OME-Zarr image: open_ngff says why
+        return None
+    return missing_chunks(array)

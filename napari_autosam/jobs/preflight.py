@@ -96,3 +96,14 @@ def nothing_left_on_failure(out_dir: Path, stem: str) -> Iterator[None]:
             else:
                 path.unlink(missing_ok=True)
         raise
+
+
+def check_options_fit(options, layout, path: Path) -> None:
+    """Refuse (ValueError, one line) options that cannot apply to this input, before it is segmented.
+
+    ``options`` has the ``segment`` options as attributes (``geojson``, …);
+    ``layout`` is the input's :class:`~napari_autosam.inference.inputs.ImageLayout`.
+    """
+    if getattr(options, "geojson", False) and layout.is_stack:
+        raise ValueError(f"--geojson writes the outlines of one plane, but {path.name} is a stack of "
+                         f"{layout.n_planes} slices (shape {tuple(layout.shape)}); segment it without --geojson")
