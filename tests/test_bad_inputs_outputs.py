@@ -134,15 +134,16 @@ def test_segment_skips_its_own_ome_zarr_labels(tmp_path, capfd):
 
 
 def test_segment_checks_every_input_before_loading_sam(tmp_path, capfd, monkeypatch):
-    from badinput import assert_error, cli, gray_tif
+    from badinput import assert_error, cli
 
     import napari_autosam.sam.registry as registry
 
     monkeypatch.setattr(registry, "load_sam", lambda *a, **k: pytest.fail("SAM loaded before the inputs were checked"))
-    image = gray_tif(tmp_path / "a.tif")
-    code, text = cli(capfd, "segment", image, tmp_path / "missing.tif", "--out", tmp_path / "o", "--sam", "tiny")
-    assert_error(code, text, "missing.tif")
-    assert not (tmp_path / "o").exists()
+    for argv in (("segment", tmp_path / "missing.tif", "--out", tmp_path / "o"),
+                 ("review", tmp_path / "missing.tif", "--out", tmp_path / "o.csv")):
+        code, text = cli(capfd, *argv, "--sam", "tiny")
+        assert_error(code, text, "missing.tif: no such file or folder")
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o.csv").exists()
 
 
 def test_segment_option_that_does_not_fit_the_input_fails_before_work_and_leaves_nothing(tmp_path, capfd):
@@ -175,3 +176,29 @@ def test_ome_zarr_image_with_a_missing_chunk_is_said(tmp_path, capfd):
     assert missing_chunks(zarr.open_array(str(folder / "0"), mode="r")).startswith("1 of 4 chunks")
     code, text = cli(capfd, "segment", folder, "--out", tmp_path / "o", "--sam", "tiny")
     assert "scan.ome.zarr" in text and "1 of 4 chunks of its full-resolution level have no data" in text
+
+
+def test_train_init_of_a_class_model_says_what_it_continues_and_how_masks_are_read(tmp_path, capfd):
+    import numpy as np
+    from badinput import cli
+
+    from napari_autosam.data.synthetic_classes import make_class_dataset
+    from napari_autosam.io.images import write_tiff
+
+    images, masks = make_class_dataset(2, (64, 64), size_range=(5, 8), seed=2)
+    for i, (image, mask) in enumerate(zip(images, masks)):
+        write_tiff(tmp_path / "images" / f"s{i}.tif", image)
+        write_tiff(tmp_path / "masks" / f"s{i}.tif", np.minimum(mask, 2).astype(np.uint8))
+        write_tiff(tmp_path / "binary" / f"s{i}.tif", (mask > 0).astype(np.uint8))  # 0/1 masks
+    (tmp_path / "classes.csv").write_text("id,name\n1,round\n2,ring\n")
+    fast = ["--sam", "tiny", "--steps", "1", "--h-steps", "1", "--min-steps", "0", "--input-size", "64",
+            "--batch-size", "2", "--variants", "identity", "--device", "cpu", "--time-limit", "0"]
+    code, text = cli(capfd, "train", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
+                     "--out", tmp_path / "models", "--classes", tmp_path / "classes.csv", *fast)
+    assert code == 0, text
+    code, text = cli(capfd, "train", "--images", tmp_path / "images", "--masks", tmp_path / "binary",
+                     "--out", tmp_path / "models", "--init", tmp_path / "models" / "v0001.safetensors", *fast)
+    assert code == 0, text
+    assert ("note: --init v0001.safetensors is a model of 2 classes, so this run continues it: each mask's values "
+            "are read as class ids (0 background, 1 round, 2 ring)") in text
+    assert "the masks hold only 0 and 1, so only class 1 (round) is taught; the other 1 class (ring)" in text

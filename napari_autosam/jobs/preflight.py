@@ -1,7 +1,7 @@
 """Before any work, the inputs of a segmentation checked as a whole.
 
-* Inputs that do not exist stop the run before any model is loaded, all of
-  them named in one line.
+* When no input exists, the run stops before any model is loaded, naming
+  them (with some there, each missing one is a failed file of the batch).
 * An input that is one of the package's own outputs (a mask or an OME-Zarr
   label image it wrote, :mod:`napari_autosam.io.own_outputs`) is skipped
   with a line saying what it is; if nothing else is left, that is the error.
@@ -40,14 +40,14 @@ def possible_outputs(out_dir: Path, stem: str) -> list[Path]:
 
 
 def segment_inputs(inputs: Sequence[str | os.PathLike], command: str = "segment") -> list[Path]:
-    """The inputs to segment: all exist (else ValueError naming the missing), the package's own outputs skipped."""
+    """The inputs to segment, the package's own outputs skipped; ValueError when none exists (before any model)."""
     from ..io.own_outputs import own_output
 
     paths = [Path(p).expanduser() for p in inputs]
     missing = [str(p) for p in paths if not p.exists()]
-    if missing:
-        raise ValueError(f"{', '.join(missing[:10])}{' …' if len(missing) > 10 else ''}: no such file or folder "
-                         f"({len(missing)} of {len(paths)} input{'s' if len(paths) != 1 else ''}); nothing was done")
+    if missing and len(missing) == len(paths):  # with some there, the batch reports each missing one and goes on
+        raise ValueError(f"{', '.join(missing[:10])}{' …' if len(missing) > 10 else ''}: no such file or folder; "
+                         "nothing to segment")
     kept, skipped = [], []
     for path in paths:
         what = own_output(path)
