@@ -38,7 +38,7 @@ def main(argv=None) -> None:
 
     import torch
 
-    from napari_autosam.classes import make_classes
+    from napari_autosam.class_sets import make_classes
     from napari_autosam.data.synthetic_classes import class_names, make_class_dataset
     from napari_autosam.progress import run
     from napari_autosam.sam.registry import load_sam

@@ -47,7 +47,7 @@ from napari_autosam.sam.adapters import build_adapters
 from napari_autosam.sam.embedding import SAM_INPUT_SIZE, to_padded_frame
 from napari_autosam.sam.registry import load_sam
 from napari_autosam.training import TrainConfig, initial_model, samples_from_arrays, train
-from napari_autosam.training.depth import inter_slice_dice, new_optimizer, train_step, volumes_from_arrays, window_tensors
+from napari_autosam.training.depth_stage import inter_slice_dice, new_optimizer, train_step, volumes_from_arrays, window_tensors
 
 
 def _median_seconds(fn, repeats: int) -> float:

@@ -62,8 +62,7 @@ def build(name: str, device: torch.device):
 
 def end_to_end(seg, path: Path, scratch: Path, tile: int) -> float:
     """Seconds to segment the slide tile by tile and write its two mask TIFFs, as the CLI does."""
-    from napari_autosam.cli.segment import write_array
-    from napari_autosam.io.images import open_lazy
+    from napari_autosam.io.images import open_lazy, write_array
 
     image = open_lazy(path)
     start = time.perf_counter()
@@ -100,7 +99,7 @@ def stage_times(seg, path: Path, scratch: Path, tile: int, limit: int) -> dict[s
     for start in range(0, len(tiles), seg.batch_size):
         batch = [(0, t) for t in tiles[start : start + seg.batch_size]]
         marks = [time.perf_counter()]
-        rgbs = seg._read_batch(image, layout, batch, norm, None)
+        rgbs = seg.read_batch(image, layout, batch, norm, None)
         marks.append(time.perf_counter())
         embeddings = run(embed_images(seg.sam, rgbs, batch_size=len(rgbs))).to(device)
         sync(device)

@@ -119,7 +119,7 @@ def cli_config(extra: list[str]):
     """The TrainConfig that ``napari-autosam train`` builds from its defaults plus ``extra`` options."""
     import argparse as _argparse
 
-    from napari_autosam.cli import train as cli_train
+    from napari_autosam.cli import train_command as cli_train
 
     parser = _argparse.ArgumentParser()
     cli_train.register(parser.add_subparsers())

@@ -31,8 +31,8 @@ import tifffile
 
 from napari_autosam.cli import main
 from napari_autosam.data.synthetic import make_nuclei_image
+from napari_autosam.distributed.cluster import connect
 from napari_autosam.distributed.dask_segment import segment_many
-from napari_autosam.distributed.options import connect
 from napari_autosam.progress import run
 
 

@@ -131,10 +131,9 @@ def memory_child(path: str, tile: int, overlap: int) -> None:
     import resource
     import tracemalloc
 
-    from napari_autosam.cli.segment import write_array
     from napari_autosam.inference import Segmenter
     from napari_autosam.inference.tiling import tile_grid
-    from napari_autosam.io.images import open_lazy
+    from napari_autosam.io.images import open_lazy, write_array
     from napari_autosam.sam.registry import load_sam
 
     sam = run(load_sam("tiny", device="cpu"))

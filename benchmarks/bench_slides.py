@@ -105,7 +105,7 @@ def main() -> None:
     parser.add_argument("--no-napari", action="store_true", help="skip the napari viewer measurement")
     parser.add_argument("--keep", action="store_true", help="keep the slides afterwards")
     args = parser.parse_args()
-    from napari_autosam.data.slides import write_big_svs
+    from napari_autosam.data.synthetic_slides import write_big_svs
 
     folder = Path(args.dir or tempfile.mkdtemp(prefix="bench-slides-"))
     folder.mkdir(parents=True, exist_ok=True)

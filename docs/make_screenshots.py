@@ -39,7 +39,7 @@ def main() -> None:
     from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
 
-    from napari_autosam._qt.demo import DemoDriver, text_overlay
+    from napari_autosam._qt.demo_driver import DemoDriver, text_overlay
 
     OUT.mkdir(parents=True, exist_ok=True)
     viewer = napari.Viewer(title="napari-autosam")

@@ -34,7 +34,7 @@ def mosaic(rows: int = 4, cols: int = 6) -> np.ndarray:
 
 def main() -> None:
     tmp, viewer = offline_viewer()
-    from napari_autosam.data.slides import write_svs
+    from napari_autosam.data.synthetic_slides import write_svs
     from napari_autosam.inference.testing import threshold_model
 
     path = write_svs(tmp / "biopsy.svs", mosaic(), downsamples=(2, 4))

@@ -65,8 +65,17 @@ def default_annotation_dir() -> Path:
 
 
 def default_model_dir(sam=None) -> Path:
-    """The default model store of a SAM: :func:`napari_autosam.paths.model_store_dir`."""
+    """The default model store of a SAM (a variant name, a SamIdentity or None): :func:`napari_autosam.paths.model_store_dir`."""
     return model_store_dir(sam)
+
+
+def _checked_image(image) -> np.ndarray:
+    """``image`` as an array, or ValueError when it is not a non-empty ``H×W`` / ``H×W×C`` array of numbers."""
+    image = np.asarray(image)
+    if image.ndim not in (2, 3) or image.size == 0 or image.dtype.kind not in "biuf":
+        raise ValueError(f"the image must be a non-empty H×W or H×W×C array of numbers, "
+                         f"got {image.dtype} {image.shape}")
+    return image
 
 
 def image_hash(image: np.ndarray) -> str:
@@ -287,10 +296,7 @@ class AnnotationStore:
         OSError
             Writing failed (e.g. the disk is full); nothing is left behind.
         """
-        image = np.asarray(image)
-        if image.ndim not in (2, 3) or image.size == 0 or image.dtype.kind not in "biuf":
-            raise ValueError(f"the image must be a non-empty H×W or H×W×C array of numbers, "
-                             f"got {image.dtype} {image.shape}")
+        image = _checked_image(image)
         labels = check_mask(mask, image.shape)
         extra = _json_extra(extra)
         if isinstance(slice_index, (int, np.integer)):

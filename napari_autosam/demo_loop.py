@@ -4,7 +4,7 @@
 the untrained prompt generator, accept a corrected mask (the sample's true
 mask stands in for the user's correction, with a few synthetic images
 "corrected earlier"), fine-tune, segment again and compare.  The GUI driver
-(:mod:`napari_autosam._qt.demo`) runs these steps through the widget; the
+(:mod:`napari_autosam._qt.demo_driver`) runs these steps through the widget; the
 headless run (:func:`run_headless`) runs them through the engine and writes
 the masks and a captioned overview PNG.  Both take their data and settings
 from here, so the two cannot drift apart.  No napari or Qt here.
@@ -95,7 +95,7 @@ def run_headless(folder: Path, sam_name: str = "tiny", on_progress=None) -> dict
     from .paths import model_store_dir
     from .progress import run
     from .sam.cache import EmbeddingCache
-    from .sam.registry import load_sam
+    from .sam.registry import identity_of, load_sam
     from .training import TrainConfig, samples_from_arrays, train
 
     # As the GUI's workers do: leave one core free.  Every core is often slower for these small
@@ -112,7 +112,7 @@ def run_headless(folder: Path, sam_name: str = "tiny", on_progress=None) -> dict
     accept_extra_corrections(store)
     images, masks, names = store.arrays()
     result = run(train(sam, samples_from_arrays(images, masks, names), config=TrainConfig(**DEMO_TRAINING),
-                       store=ModelStore(model_store_dir(sam, folder)), cache=cache), on_progress)
+                       store=ModelStore(model_store_dir(identity_of(sam), folder)), cache=cache), on_progress)
     segmenter.set_model(result.model)
     after = run(segmenter.segment(image), on_progress)
     seconds = time.perf_counter() - started

@@ -106,26 +106,6 @@ def logit_gain(logits: torch.Tensor, target_rms: float = GAIN_TARGET_RMS, max_ga
     return (target_rms / rms).clamp(1.0, max_gain)
 
 
-#: Checkpoint metadata: the gain on the decoder's logits that g was trained under (median of the
-#: last g steps), so that AutoSAM's probabilities at inference are those the loss saw.
-PROBABILITY_GAIN_KEY = "probability_gain"
-
-
-def probability_gain(metadata: dict) -> float:
-    """The gain a model's AutoSAM logits take before the sigmoid (1 for older or untrained models).
-
-    Masks (logit > 0) do not depend on it; the probabilities, and what is read
-    from them (confident objects, the probability layers), do: a model trained
-    against a small-logit decoder under a gain k > 1 would otherwise show
-    probabilities crowded around 0.5.
-    """
-    try:
-        value = float(metadata.get(PROBABILITY_GAIN_KEY, 1.0))
-    except (TypeError, ValueError):
-        return 1.0
-    return value if value > 0 and value == value else 1.0
-
-
 def summary_gain(gains: list[float], fallback: float = 1.0) -> float:
     """The gain recorded for a run: the median of its last (up to 50) g steps, else ``fallback``."""
     recent = sorted(gains[-50:])

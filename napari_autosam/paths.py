@@ -93,17 +93,19 @@ def model_store_dir(sam=None, root: str | os.PathLike | None = None) -> Path:
 
     Parameters
     ----------
-    sam : a loaded SAM, a :class:`~napari_autosam.sam.registry.SamIdentity`, a variant name, or None
-        None (a SAM whose identity is unknown) gives the ``sam`` lineage.
+    sam : a :class:`~napari_autosam.sam.registry.SamIdentity` (anything with a ``lineage``), a variant name, or None
+        None (a SAM whose identity is unknown) gives the ``sam`` lineage.  For a
+        loaded SAM module pass ``sam_identity(sam)``
+        (:func:`napari_autosam.sam.registry.sam_identity`).
     root : the data folder; default :func:`data_dir`
     """
     if sam is None or isinstance(sam, str):
         lineage = sam_lineage(sam)
+    elif isinstance(getattr(sam, "lineage", None), str):
+        lineage = sam.lineage
     else:
-        from .sam.registry import SamIdentity, sam_identity
-
-        identity = sam if isinstance(sam, SamIdentity) else sam_identity(sam)
-        lineage = identity.lineage
+        raise TypeError(f"model_store_dir takes a SAM variant name or a SamIdentity, not {type(sam).__name__} "
+                        "(pass napari_autosam.sam.registry.sam_identity(sam))")
     return models_root(root) / lineage
 
 

@@ -51,6 +51,9 @@ def _isolated_cache(session_cache, monkeypatch):
     monkeypatch.setenv("NAPARI_AUTOSAM_CACHE", str(session_cache))
     monkeypatch.setenv("NAPARI_AUTOSAM_CHECKPOINT_URL", "http://127.0.0.1:9/unreachable")
     monkeypatch.setenv("NAPARI_AUTOSAM_DEVICE", "cpu")
+    # float32 unless a test asks otherwise: on a CPU with native bfloat16 "auto" picks bf16, whose sums depend on the
+    # thread count, and byte-for-byte comparisons between processes (dask workers, the CLI) would differ by machine
+    monkeypatch.setenv("NAPARI_AUTOSAM_PRECISION", "fp32")
 
 
 @pytest.fixture(scope="session")

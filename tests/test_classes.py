@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from napari_autosam.classes import (
+from napari_autosam.class_sets import (
     ClassesError,
     class_choices,
     class_ids,
@@ -30,7 +30,7 @@ from napari_autosam.models.surrogate import SurrogateDecoder
 from napari_autosam.progress import run
 from napari_autosam.sam.embedding import image_embedding, prepare_image
 from napari_autosam.training import TrainConfig, samples_from_arrays, train
-from napari_autosam.training.classwise import class_targets
+from napari_autosam.training.class_stage import class_targets
 from napari_autosam.training.data import TrainingDataError
 
 SIZE = 64
@@ -264,7 +264,7 @@ def test_class_masks_are_kept_and_checked_when_loading(tmp_path):
 
 def test_evaluate_and_segment_a_class_model(trained, tiny_sam):
     from napari_autosam.inference import Segmenter
-    from napari_autosam.inference.classes import instance_classes, segment_classes
+    from napari_autosam.inference.class_labels import instance_classes, segment_classes
     from napari_autosam.training import evaluate
 
     result, images, masks, _ = trained
@@ -297,7 +297,7 @@ def test_class_models_refuse_a_multi_process_run_in_one_line(tiny_sam):
 
 
 def test_per_class_dice_in_words_for_the_gui():
-    from napari_autosam.classes import per_class_text
+    from napari_autosam.class_sets import per_class_text
 
     meta = {"classes": make_classes(["Tumor", "Stroma"]).to_metadata(),
             "metrics": {"val_per_class": {"autosam": [0.812, 0.6449], "h": [0.7, 0.5]}}}

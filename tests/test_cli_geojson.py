@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_autosam import _geojson
+from napari_autosam import _geojson_hooks as _geojson
 from napari_autosam.cli import main
 from napari_autosam.data.synthetic import make_nuclei_image
 from napari_autosam.io.geojson import labels_to_features, write_geojson
@@ -125,7 +125,7 @@ def test_napari_reader_and_writer_round_trip(nuclei, tmp_path):
 
 
 def test_big_images_are_rasterised_tile_by_tile_on_disk(nuclei, tmp_path, monkeypatch):
-    from napari_autosam.cli import geojson as cli_geojson
+    from napari_autosam.cli import geojson_command as cli_geojson
     from napari_autosam.io import polygons
 
     folder, _, labels = nuclei
@@ -140,7 +140,7 @@ def test_big_images_are_rasterised_tile_by_tile_on_disk(nuclei, tmp_path, monkey
 
 
 def test_slides_at_a_working_resolution_map_to_level0(tmp_path):
-    from napari_autosam.data.slides import pattern, write_svs
+    from napari_autosam.data.synthetic_slides import pattern, write_svs
 
     svs = write_svs(tmp_path / "biopsy.svs", pattern(512, 768, seed=1), downsamples=(4, 16), mpp=0.25)
     labels = np.zeros((128, 192), np.int32)  # level 1 (downsample 4)

@@ -9,8 +9,8 @@ import pytest
 import tifffile
 
 from napari_autosam.cli import main
-from napari_autosam.data.slides import write_ome_tiff, write_svs, write_tiled_tiff
 from napari_autosam.data.synthetic import make_nuclei_image
+from napari_autosam.data.synthetic_slides import write_ome_tiff, write_svs, write_tiled_tiff
 from napari_autosam.models.checkpoint import read_metadata
 
 TINY = ["--sam", "tiny", "--device", "cpu"]
@@ -125,7 +125,7 @@ def test_train_finds_vendor_slides_in_the_images_folder(tmp_path, capsys):
 
 
 def test_train_refuses_a_slide_too_big_to_hold_whole_in_one_line(tmp_path, capsys, monkeypatch):
-    from napari_autosam.cli import resolution
+    from napari_autosam.jobs import reading as resolution
 
     images, masks = tmp_path / "images", tmp_path / "masks"
     images.mkdir()

@@ -53,7 +53,7 @@ def reference(slide, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client():
-    from napari_autosam.distributed.options import connect
+    from napari_autosam.distributed.cluster import connect
 
     with connect(workers=2) as client:
         yield client

@@ -94,7 +94,7 @@ def test_torchrun_with_two_processes_trains_and_writes_one_version(two_processes
 def test_two_processes_match_one_process_with_the_same_global_batches(two_processes, folders, tiny_sam, tmp_path):
     from napari_autosam.cli import build_parser
     from napari_autosam.cli.resolution import load_samples_at
-    from napari_autosam.cli.train import _config
+    from napari_autosam.cli.train_command import _config
     from napari_autosam.distributed.sharded import ShardedRun
     from napari_autosam.models.checkpoint import load_checkpoint
     from napari_autosam.progress import run

@@ -27,7 +27,7 @@ from napari_autosam.sam.adapters import (
 )
 from napari_autosam.sam.embedding import to_padded_frame
 from napari_autosam.training import TrainConfig, evaluate, samples_from_arrays, train
-from napari_autosam.training.depth import inter_slice_dice, new_optimizer, train_step, volumes_from_arrays
+from napari_autosam.training.depth_stage import inter_slice_dice, new_optimizer, train_step, volumes_from_arrays
 
 
 @pytest.fixture(scope="module")

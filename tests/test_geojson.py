@@ -14,12 +14,11 @@ from napari_autosam.io.geojson import (
     labels_to_features,
     looks_like_geojson,
     mask_to_features,
-    objects_to_labels,
     parse_features,
     read_features,
-    read_geojson_labels,
     write_geojson,
 )
+from napari_autosam.io.geojson_labels import objects_to_labels, read_geojson_labels
 from napari_autosam.losses import dice_iou
 
 

@@ -33,7 +33,7 @@ def test_the_gain_is_automatic_by_default_fixed_on_request_and_positive():
 def test_the_cli_takes_the_logit_gain():
     import argparse
 
-    from napari_autosam.cli import train as cli_train
+    from napari_autosam.cli import train_command as cli_train
 
     parser = argparse.ArgumentParser()
     cli_train.register(parser.add_subparsers())
@@ -56,7 +56,7 @@ def test_a_free_prompt_fits_a_mask_through_the_tiny_decoder_better_with_the_gain
     from napari_autosam.models.autosam import AutoSAM
     from napari_autosam.sam.embedding import LOGIT_SIZE, image_embedding, mask_to_padded_frame
     from napari_autosam.training import samples_from_arrays
-    from napari_autosam.training.evaluate import score
+    from napari_autosam.training.scoring import score
 
     sample = samples_from_arrays(*zip(make_nuclei_image((128, 128), seed=3)))[0]  # RGB uint8, as training sees it
     mask = sample.mask

@@ -81,6 +81,6 @@ def test_train_without_store_or_out_saves_where_the_widget_looks(tiny_sam, tmp_p
     config = TrainConfig(epochs=1, h_epochs=0, min_steps=0, batch_size=2, input_size=64, variants=("identity",),
                          patience=None)
     result = run(train(tiny_sam, samples, config=config))
-    store = ModelStore(paths.model_store_dir(tiny_sam))
+    store = ModelStore(paths.model_store_dir(sam_identity(tiny_sam)))
     assert result.path.parent == tmp_path / "data" / "models" / "tiny"
     assert store.versions() == [result.version] and store.active == result.version

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from napari_autosam.inference import pipeline
-from napari_autosam.inference.pipeline import ReadAhead, default_batch_size, encoder_bytes_per_image, maybe_compile
+from napari_autosam.inference.pipeline import ReadAhead, default_batch_size, encoder_bytes_per_image
+from napari_autosam.sam import encoder_compile
+from napari_autosam.sam.encoder_compile import maybe_compile
 
 
 def test_read_ahead_keeps_order_and_reads_on_another_thread():
@@ -51,6 +53,6 @@ def test_batch_size_follows_the_free_gpu_memory(tiny_sam, monkeypatch):
 
 
 def test_compilation_is_off_unless_asked(tiny_sam, monkeypatch):
-    monkeypatch.delenv(pipeline.COMPILE_ENV, raising=False)
+    monkeypatch.delenv(encoder_compile.COMPILE_ENV, raising=False)
     assert not maybe_compile(tiny_sam)
     assert getattr(tiny_sam.image_encoder, "_compiled_call_impl", None) is None  # nn.Module.compile() not called

@@ -51,7 +51,7 @@ def test_an_unreachable_display_is_one_line_not_an_abort(monkeypatch):
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     reason = qt_platform.problem()
     assert reason == "Qt cannot open a window: it cannot connect to the X display ':987'"
-    from napari_autosam.cli.demo import why_no_window
+    from napari_autosam.cli.demo_command import why_no_window
 
     assert why_no_window() == reason  # the demo says this and runs headless instead
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_autosam._reader import napari_get_reader
-from napari_autosam.data.slides import (
+from napari_autosam.data.synthetic_slides import (
     pattern,
     write_ome_tiff,
     write_ome_zarr,

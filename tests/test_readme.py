@@ -33,7 +33,7 @@ def test_ci_installs_exactly_the_packages_the_readme_names():
 
 def test_the_demo_takes_as_long_as_the_readme_and_help_say():
     from napari_autosam.cli import build_parser
-    from napari_autosam.cli.demo import DURATION
+    from napari_autosam.cli.demo_command import DURATION
 
     readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
     assert DURATION in readme

@@ -10,7 +10,7 @@ from napari_autosam.cli import main
 from napari_autosam.data.synthetic import make_nuclei_image, make_review_slide
 from napari_autosam.inference import Segmenter
 from napari_autosam.inference.outputs import SegmentationResult, WindowInfo
-from napari_autosam.inference.review import heatmap, review, score_regions, uncertainty, write_review_csv
+from napari_autosam.inference.review_scores import heatmap, review, score_regions, uncertainty, write_review_csv
 from napari_autosam.inference.testing import threshold_model
 from napari_autosam.io.geojson import Placement
 from napari_autosam.progress import run
@@ -96,7 +96,7 @@ def test_each_slice_of_a_stack_is_one_region(sam, slide):
 
 
 def test_cli_review_of_a_slide_at_a_level_writes_level0_pixels(tmp_path):
-    from napari_autosam.data.slides import pattern, write_svs
+    from napari_autosam.data.synthetic_slides import pattern, write_svs
 
     svs = write_svs(tmp_path / "biopsy.svs", pattern(512, 768, seed=1), downsamples=(4, 16), mpp=0.25)
     out = tmp_path / "review.csv"

@@ -65,7 +65,7 @@ def test_a_local_dask_cluster_leaves_no_dask_scratch_space(tmp_path):
     temp = tmp_path / "temp"
     temp.mkdir()
     child = _child("""
-        from napari_autosam.distributed.options import connect
+        from napari_autosam.distributed.cluster import connect
         with connect(workers=1) as client:
             assert client.submit(sum, [1, 2]).result() == 3
     """, temp)

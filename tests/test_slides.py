@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from napari_autosam.data.slides import (
+from napari_autosam.data.synthetic_slides import (
     pattern,
     write_ome_tiff,
     write_ome_zarr,

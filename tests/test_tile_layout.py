@@ -21,9 +21,10 @@ from napari_autosam.inference.tiling import (
 def test_one_auto_tiling_rule_for_gui_cli_and_api():
     assert auto_tile((AUTO_TILE_ABOVE, AUTO_TILE_ABOVE)) is None
     assert auto_tile((3, AUTO_TILE_ABOVE + 1, 10)) == AUTO_TILE  # the last two axes are the plane
-    from napari_autosam.cli import segment as cli_segment
+    from napari_autosam.jobs import segment as jobs_segment
+    from napari_autosam.jobs.options import SegmentOptions
 
-    assert cli_segment.auto_tile is auto_tile and cli_segment.DEFAULT_OVERLAP == DEFAULT_OVERLAP
+    assert jobs_segment.auto_tile is auto_tile and SegmentOptions().overlap == DEFAULT_OVERLAP
 
 
 @pytest.mark.parametrize(("size", "old", "new"), [(2048, 9, 4), (4096, 25, 16), (16384, 361, 256)])

@@ -248,11 +248,12 @@ def test_the_model_keeps_the_logit_gain_it_was_trained_under_and_its_probabiliti
     """The tiny SAM's decoder gives small logits: g learns under a gain k > 1, and AutoSAM's
     probabilities at inference take the same k (masks unchanged), so confident objects are found."""
     from napari_autosam.inference import Segmenter
-    from napari_autosam.losses import GAIN_MAX, PROBABILITY_GAIN_KEY, probability_gain
+    from napari_autosam.losses import GAIN_MAX
+    from napari_autosam.models.checkpoint import PROBABILITY_GAIN_KEY, probability_gain
 
     model = trained["result"].model
     gain = model.metadata[PROBABILITY_GAIN_KEY]
-    assert 1.0 < gain <= GAIN_MAX and probability_gain(model.metadata) == gain
+    assert 1.0 < gain <= GAIN_MAX and probability_gain(model.metadata) == gain == model.info.probability_gain
     image = data["test"][0].image
     with_gain = run(Segmenter(tiny_sam, model, cache=cache).segment(image))
     plain = run(Segmenter(tiny_sam, ModelCheckpoint(model.prompt_generator, model.surrogate,
@@ -266,9 +267,10 @@ def test_the_model_keeps_the_logit_gain_it_was_trained_under_and_its_probabiliti
 
 
 def test_probability_gain_of_old_or_damaged_metadata_is_one():
-    from napari_autosam.losses import PROBABILITY_GAIN_KEY, probability_gain, summary_gain
+    from napari_autosam.losses import summary_gain
+    from napari_autosam.models.checkpoint import PROBABILITY_GAIN_KEY, ModelInfo, probability_gain
 
     for metadata in ({}, {PROBABILITY_GAIN_KEY: "x"}, {PROBABILITY_GAIN_KEY: -2}, {PROBABILITY_GAIN_KEY: float("nan")},
                      {PROBABILITY_GAIN_KEY: None}):
-        assert probability_gain(metadata) == 1.0
+        assert probability_gain(metadata) == 1.0 == ModelInfo.from_metadata(metadata).probability_gain
     assert summary_gain([], 3.0) == 3.0 and summary_gain([1.0] * 10 + [5.0, 6.0, 7.0] * 20) == 6.0

@@ -106,7 +106,7 @@ def test_presets_fill_augmentation_and_variants_and_the_default_has_no_embedding
 def test_the_cli_takes_presets_budgets_and_the_affine_option():
     import argparse
 
-    from napari_autosam.cli import train as cli_train
+    from napari_autosam.cli import train_command as cli_train
 
     parser = argparse.ArgumentParser()
     cli_train.register(parser.add_subparsers())

@@ -15,9 +15,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..classes import per_class_text
+from ..class_sets import per_class_text
 from . import notify
-from .plot import LivePlot
+from .plot_panel import LivePlot
 from .session import Session
 from .workers import ProgressPanel, TaskRunner
 
@@ -234,7 +234,7 @@ class FinetuneSection(QWidget):
         sam, store, init, annotations = session.sam, session.model_store, session.model, session.annotations
         cache_dir = session.embedding_dir()
 
-        from ..classes import training_classes
+        from ..class_sets import training_classes
 
         classes = training_classes(session.train_settings, init)  # None: the binary model
 
@@ -299,7 +299,7 @@ class FinetuneSection(QWidget):
 
 def _budget_boxes() -> tuple[QSpinBox, QSpinBox, QSpinBox]:
     """Spin boxes for the step budgets of g and h and the time limit, at the command line's defaults."""
-    from ..cli.train import DEFAULT_TIME_LIMIT
+    from ..jobs.defaults import DEFAULT_TIME_LIMIT
     from ..training.config import DEFAULT_H_STEPS, DEFAULT_STEPS
 
     steps, h_steps, limit = QSpinBox(), QSpinBox(), QSpinBox()

@@ -21,12 +21,12 @@ from . import avoid_triton_llvm_clash
 
 avoid_triton_llvm_clash()  # before any section pulls in torch (see napari_autosam._qt)
 
-from .compare import CompareSection  # noqa: E402
-from .correct import CorrectSection
+from .compare_section import CompareSection  # noqa: E402
+from .correct_section import CorrectSection
 from .finetune_section import FinetuneSection
 from .model_section import ModelSection
-from .region import RegionEditor
-from .review import ReviewSection
+from .region_panel import RegionEditor
+from .review_section import ReviewSection
 from .segment_section import SegmentSection
 from .session import Session
 from .workers import TaskRunner
@@ -103,7 +103,7 @@ class AutoSAMWidget(QWidget):
         self.correct_section.start_points_negative = lambda: self.correct_section.start_points(False)
         self.region_editor = RegionEditor(napari_viewer, self.session, self.segment_section, self.correct_section)
         self.correct_section.layout().addWidget(self.region_editor)  # "Edit region" for big images
-        from .classes import ClassPicker
+        from .class_panel import ClassPicker
 
         self.class_picker = ClassPicker(napari_viewer, self.session)  # the class to paint; classes for fine-tuning
         self.correct_section.layout().addWidget(self.class_picker)

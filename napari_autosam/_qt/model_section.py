@@ -95,6 +95,13 @@ class ModelSection(QWidget):
         self.folder_button.setToolTip("Keep model versions and accepted corrections in another folder")
         self.folder_button.clicked.connect(self._folder_clicked)
 
+        self._lay_out(runner)
+        session.model_changed.connect(self._refresh)
+        session.sam_changed.connect(self._refresh)
+        self._refresh()
+
+    def _lay_out(self, runner: TaskRunner) -> None:
+        """SAM and device on top, then its status and progress, then the prompt generator and the folder."""
         form = QFormLayout()
         form.addRow("SAM", self.sam_combo)
         form.addRow("Device", self.device_combo)
@@ -114,9 +121,6 @@ class ModelSection(QWidget):
         layout.addWidget(self.model_status)
         layout.addLayout(buttons)
         layout.addLayout(folder)
-        session.model_changed.connect(self._refresh)
-        session.sam_changed.connect(self._refresh)
-        self._refresh()
 
     # ---------------------------------------------------------------- SAM
 

@@ -12,7 +12,6 @@ from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -21,21 +20,13 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..classes import label_colors
-from ..inference.classes import model_classes, with_class_labels
-from ..inference.inputs import image_layout
+from ..class_sets import label_colors
+from ..inference.class_labels import model_classes, with_class_labels
 from ..inference.tiling import AUTO_TILE, AUTO_TILE_ABOVE, DEFAULT_OVERLAP, auto_tile
-from ..io.slides import slide_from_layer
 from ..io.working import (
-    ResolutionError,
     describe,
-    layer_transform,
-    level_choices,
     region_to_working,
-    request_of,
     resolution_note,
-    same_resolution,
-    working_image,
 )
 from . import notify, slide_layers
 from .layers import (
@@ -47,13 +38,12 @@ from .layers import (
     plane_index,
     visible_region,
 )
+from .resolution_choice import ResolutionChoice, WorkingTarget
 from .session import Session
 from .workers import ProgressPanel, TaskRunner
 
 #: The one tiling rule (inference.tiling): planes larger than TILE_ABOVE px go in tiles of TILE.
 TILE, TILE_ABOVE, OVERLAP = AUTO_TILE, AUTO_TILE_ABOVE, DEFAULT_OVERLAP
-
-
 
 SCOPES = {
     "slice": "Current slice",
@@ -74,19 +64,7 @@ class Request:
     preview: bool = False  # h(g(I)) only, no SAM encoder
 
 
-@dataclass
-class WorkingTarget(ImageTarget):
-    """A slide layer seen at a working resolution: outputs are at that resolution, placed over the slide."""
-
-    resolution: object = None
-
-    def output_transform(self) -> dict:
-        units = super().output_transform().get("units")
-        return {**layer_transform(self.resolution, self.layer.scale[-2:], self.layer.translate[-2:]),
-                **({"units": units[-2:]} if units else {})}
-
-
-class SegmentSection(QWidget):
+class SegmentSection(ResolutionChoice, QWidget):
     """Pick an image layer and a scope, then segment; outputs go to the "AutoSAM", "h(g(I))" and "instances" layers.
 
     Signals
@@ -117,22 +95,7 @@ class SegmentSection(QWidget):
         self.scope_combo.setToolTip(
             "Current slice / whole stack for 3D images; for 2D images the whole image (cut into overlapping "
             f"{TILE}-pixel tiles when it is larger than {TILE_ABOVE} pixels) or only the region the canvas shows")
-        self.resolution_combo = QComboBox()
-        self.resolution_combo.setToolTip(
-            "Slides: the pyramid level (µm per pixel) to segment at, or a µm/px of your own. "
-            "Defaults to the resolution the model was trained at.")
-        self.resolution_combo.currentIndexChanged.connect(self._resolution_changed)
-        self.resolution_combo.activated.connect(self._resolution_touched)
-        self.mpp_spin = QDoubleSpinBox()
-        self.mpp_spin.setRange(0.01, 1000.0)
-        self.mpp_spin.setDecimals(3)
-        self.mpp_spin.setSingleStep(0.05)
-        self.mpp_spin.setSuffix(" µm/px")
-        self.mpp_spin.setToolTip("Segment at this many µm per pixel (read from the nearest finer level, resampled)")
-        self.mpp_spin.valueChanged.connect(self._resolution_changed)
-        self.resolution_note = QLabel("")
-        self.resolution_note.setWordWrap(True)
-        self.resolution_note.setToolTip("The model's own resolution, when the one chosen differs")
+        self._make_resolution_controls()
         self._touched = False
         self._resolution_image: str | None = None
         self.instances_check = QCheckBox("Separate instances")
@@ -147,6 +110,14 @@ class SegmentSection(QWidget):
         self.note = QLabel("")
         self.note.setWordWrap(True)
         self.note.setToolTip("About the last segmentation")
+        self._lay_out(runner)
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
+            event.connect(self.refresh_images)
+        viewer.layers.events.inserted.connect(self._opened)
+        self.refresh_images()
+
+    def _lay_out(self, runner: TaskRunner) -> None:
+        """Image, scope and resolution as a form, then instances, the buttons, progress and the note."""
         form = QFormLayout()
         form.addRow("Image", self.image_combo)
         form.addRow("Run on", self.scope_combo)
@@ -166,10 +137,6 @@ class SegmentSection(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(ProgressPanel(runner))
         layout.addWidget(self.note)
-        for event in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
-            event.connect(self.refresh_images)
-        viewer.layers.events.inserted.connect(self._opened)
-        self.refresh_images()
 
     def _opened(self, event) -> None:
         """A big image just opened: show the labels an earlier session stored for it (after the event settles)."""
@@ -219,97 +186,6 @@ class SegmentSection(QWidget):
         if previous in keys:
             self.scope_combo.setCurrentIndex(keys.index(previous))
         self._update_resolutions()
-
-    # ---------------------------------------------------------------- resolution
-
-    def slide(self):
-        """The chosen image layer as a slide (levels, µm/px), or None for ordinary images."""
-        name = self.image_combo.currentText()
-        if not name or name not in self.viewer.layers:
-            return None
-        layer = self.viewer.layers[name]
-        levels = layer.data if layer.multiscale else [layer.data]
-        return slide_from_layer(levels, layer.metadata)
-
-    def model_resolution(self) -> dict | None:
-        """The resolution the loaded model was trained at (its metadata), if it recorded one."""
-        segmenter = self.session.segmenter
-        return segmenter.checkpoint.metadata.get("resolution") if segmenter is not None else None
-
-    def _update_resolutions(self) -> None:
-        slide = self.slide()
-        # Layers come and go (the results themselves): a choice the user made for this image stays.
-        name = self.image_combo.currentText()
-        kept = self.resolution_request() if self._touched and name == self._resolution_image else None
-        self._resolution_image = name
-        self.resolution_combo.blockSignals(True)
-        self.resolution_combo.clear()
-        if slide is None:
-            self.resolution_combo.addItem("Full resolution", None)
-        else:
-            for label, request in level_choices(slide):
-                self.resolution_combo.addItem(label, request)
-            if slide.mpp is not None:
-                self.resolution_combo.addItem("Custom µm/px", "custom")
-                self.mpp_spin.setMinimum(round(float(np.mean(slide.mpp)), 3))
-        self.resolution_combo.setEnabled(slide is not None)
-        self.resolution_combo.blockSignals(False)
-        if kept is not None:
-            self.set_resolution(kept)
-            return
-        self._touched = False
-        self.select_model_resolution()
-
-    def select_model_resolution(self) -> None:
-        """Preselect the model's resolution on a slide (until the user chooses another one)."""
-        slide, recorded = self.slide(), self.model_resolution()
-        request = request_of(recorded, slide) if slide is not None and recorded else {}
-        if "mpp" in request:
-            match = [i for i, d in enumerate(slide.downsamples)
-                     if same_resolution({"mpp": float(np.mean(slide.level_mpp(i)))}, request)]
-            if match:
-                self.set_resolution({"level": match[0]})
-            else:
-                self.set_resolution(request)
-        elif "downsample" in request:
-            match = [i for i, d in enumerate(slide.downsamples) if same_resolution({"downsample": d}, request)]
-            self.set_resolution({"level": match[0] if match else 0})
-        self._touched = False
-        self._resolution_changed()
-
-    def set_resolution(self, request: dict | None) -> None:
-        """Choose ``{"level": i}`` or ``{"mpp": x}`` programmatically (tests, the model's default)."""
-        if request and "mpp" in request:
-            index = self.resolution_combo.findData("custom")
-            if index >= 0:
-                self.resolution_combo.setCurrentIndex(index)
-                self.mpp_spin.setValue(float(request["mpp"]))
-        else:
-            index = self.resolution_combo.findData(request)
-            self.resolution_combo.setCurrentIndex(max(index, 0))
-        self._resolution_changed()
-
-    def resolution_request(self) -> dict | None:
-        """The working_image keywords the control says (None: the image as it is)."""
-        data = self.resolution_combo.currentData()
-        if data == "custom":
-            return {"mpp": round(self.mpp_spin.value(), 3)}
-        return dict(data) if data else None
-
-    def _resolution_touched(self, index: int = 0) -> None:
-        self._touched = True
-
-    def _resolution_changed(self, *args) -> None:
-        self.mpp_spin.setVisible(self.resolution_combo.currentData() == "custom")
-        slide, request = self.slide(), self.resolution_request()
-        note = None
-        if slide is not None and request is not None:
-            try:
-                note = resolution_note(working_image(slide, **request)[1], self.model_resolution())
-            except ResolutionError as exc:
-                note = str(exc)
-        self.resolution_note.setText(note[0].upper() + note[1:] + "." if note else "")
-        self.resolution_note.setVisible(bool(note))
 
     def select(self, layer_name: str, scope: str | None = None, *, instances: bool | None = None) -> None:
         """Choose image, scope and mode programmatically (tests, the demo)."""
@@ -373,25 +249,7 @@ class SegmentSection(QWidget):
         big = slide_layers.on_disk(target)  # results go to OME-Zarr labels on disk, shown lazily
 
         def make_task(token):
-            if big:
-                return slide_layers.segment_task(self.session, target, region, mode, token, tile=TILE,
-                                                 tile_above=TILE_ABOVE, overlap=OVERLAP, preview=preview)
-            data = target.data
-            plane_axis = target.layout.plane_channel_axis
-            if scope == "slice":
-                data = target.layout.read(data, z)
-                task = segmenter.segment(data, channel_axis=plane_axis, mode=mode, cancel=token, preview=preview)
-                return with_class_labels(segmenter, task, data, channel_axis=plane_axis, preview=preview, cancel=token)
-            if scope == "region":
-                task = segmenter.segment_region(data, region, layout=target.layout, mode=mode, cancel=token,
-                                                preview=preview)
-                return with_class_labels(segmenter, task, target.layout.read(data, 0, region), channel_axis=plane_axis,
-                                         preview=preview, cancel=token)
-            tile = auto_tile(target.plane_shape)
-            task = segmenter.segment(data, layout=target.layout, mode=mode, tile=tile, overlap=OVERLAP, cancel=token,
-                                     preview=preview)
-            return with_class_labels(segmenter, task, data, channel_axis=target.layout.channel_axis, tile=tile,
-                                     overlap=OVERLAP, stack=target.is_stack, preview=preview, cancel=token)
+            return self._task(segmenter, target, scope, z, region, mode, preview, big, token)
 
         def done(result) -> None:
             self.last = Request(request.layer_name, scope, request.instances, request.resolution, preview)
@@ -406,15 +264,28 @@ class SegmentSection(QWidget):
         verb = "Previewing (h only)" if preview else "Segmenting"
         return self.runner.start(f"{verb} {what} of {target.name}", make_task, done)
 
-    def _at_resolution(self, target: ImageTarget, request: dict | None) -> ImageTarget:
-        """The target at the chosen working resolution (slides only; other images stay as they are)."""
-        slide = slide_from_layer(target.layer.data if target.layer.multiscale else [target.layer.data],
-                                 target.layer.metadata)
-        if slide is None or request is None:
-            return target
-        array, resolution = working_image(slide, **request)
-        layout = image_layout(array, target.layout.channel_axis)
-        return WorkingTarget(target.layer, array, layout, resolution)
+    def _task(self, segmenter, target: ImageTarget, scope: str, z: int, region, mode: str, preview: bool, big: bool,
+              token):
+        """The segmentation task of one run: on-disk labels for big images, else the slice, region or image."""
+        if big:
+            return slide_layers.segment_task(self.session, target, region, mode, token, overlap=OVERLAP,
+                                             preview=preview)
+        data = target.data
+        plane_axis = target.layout.plane_channel_axis
+        if scope == "slice":
+            data = target.layout.read(data, z)
+            task = segmenter.segment(data, channel_axis=plane_axis, mode=mode, cancel=token, preview=preview)
+            return with_class_labels(segmenter, task, data, channel_axis=plane_axis, preview=preview, cancel=token)
+        if scope == "region":
+            task = segmenter.segment_region(data, region, layout=target.layout, mode=mode, cancel=token,
+                                            preview=preview)
+            return with_class_labels(segmenter, task, target.layout.read(data, 0, region), channel_axis=plane_axis,
+                                     preview=preview, cancel=token)
+        tile = auto_tile(target.plane_shape)
+        task = segmenter.segment(data, layout=target.layout, mode=mode, tile=tile, overlap=OVERLAP, cancel=token,
+                                 preview=preview)
+        return with_class_labels(segmenter, task, data, channel_axis=target.layout.channel_axis, tile=tile,
+                                 overlap=OVERLAP, stack=target.is_stack, preview=preview, cancel=token)
 
     def rerun(self) -> bool:
         """Segment the last image again the same way (after fine-tuning or a rollback)."""

@@ -76,10 +76,11 @@ class Session(QObject):
     def model_store(self):
         """The :class:`~napari_autosam.models.store.ModelStore` of the loaded SAM (None before one is loaded)."""
         from ..models.store import ModelStore
+        from ..sam.registry import identity_of
 
         if self.sam is None:
             return None
-        return ModelStore(paths.model_store_dir(self.sam, self.root))
+        return ModelStore(paths.model_store_dir(identity_of(self.sam), self.root))
 
     def set_root(self, root: str | os.PathLike) -> None:
         """Keep model versions and corrections under another folder from now on."""

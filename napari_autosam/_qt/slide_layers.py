@@ -18,12 +18,14 @@ from napari.layers import Labels
 from napari.utils.colormaps import DirectLabelColormap
 
 from .. import paths
-from ..inference.ondisk import OnDiskResult, segment_to_labels
+from ..inference.ondisk import OnDiskResult
+from ..inference.tiling import auto_tile
 from ..io.images import image_stem
 from ..io.labels_zarr import LabelImage, Placement, labels_on_disk
 from ..io.slides import slide_from_layer
 from ..io.working import Resolution, describe, request_of
-from ..slide_regions import resolution_facts, stored_labels
+from ..jobs.segment import labels_task
+from ..slide_regions import stored_labels
 from .layers import (
     META_KEY,
     ROLES,
@@ -76,16 +78,16 @@ def folder_of(session, target: ImageTarget) -> Path:
     return paths.labels_dir(target.source, stem_of(target), session.root)
 
 
-def segment_task(session, target: ImageTarget, region, mode: str, token, *, tile: int, tile_above: int, overlap: int,
-                 preview: bool = False):
-    """The generator that segments ``target`` (or ``region`` of it) into its on-disk labels."""
+def segment_task(session, target: ImageTarget, region, mode: str, token, *, overlap: int, preview: bool = False):
+    """The generator that segments ``target`` (or ``region`` of it) into its on-disk labels (the job layer's).
+
+    The tiles follow the one tiling rule (:func:`~napari_autosam.inference.tiling.auto_tile`) on the plane or region.
+    """
     height, width = target.plane_shape if region is None else (region[1] - region[0], region[3] - region[2])
-    resolution = resolution_of(target)
-    attributes = {"source": target.source, "resolution": resolution_facts(resolution), "model": session.model_label}
-    return segment_to_labels(session.segmenter, target.data, folder_of(session, target), stem_of(target), region=region,
-                             channel_axis=target.layout.channel_axis, mode=mode, cancel=token, overlap=overlap,
-                             tile=tile if max(height, width) > tile_above else None,
-                             placement=placement_of(target), attributes=attributes, preview=preview)
+    return labels_task(session.segmenter, target.data, folder_of(session, target), stem_of(target),
+                       source=target.source, resolution=resolution_of(target), placement=placement_of(target),
+                       extra={"model": session.model_label}, region=region, channel_axis=target.layout.channel_axis,
+                       mode=mode, cancel=token, overlap=overlap, tile=auto_tile((height, width)), preview=preview)
 
 
 def show_labels(viewer, target: ImageTarget, role: str, path: Path) -> Labels:

@@ -1,6 +1,6 @@
 """The ``napari-autosam`` command line: one sub-command per module in this package.
 
-Each sub-command module defines ``register(subparsers)``, which adds its
+Each sub-command module (``<command>_command.py``) defines ``register(subparsers)``, which adds its
 parser and sets ``func`` to a callable taking the parsed arguments and
 returning an exit code.  Heavy imports (torch, napari) happen inside the
 sub-commands, so ``napari-autosam --help`` answers at once.
@@ -9,44 +9,18 @@ sub-commands, so ``napari-autosam --help`` answers at once.
 from __future__ import annotations
 
 import argparse
-import errno
 import importlib
 import os
 import sys
 
 from .. import __version__
+from ..jobs.errors import DEBUG_ENV, OS_REASONS, CommandError, describe_os_error, error_message
+
+__all__ = ["DEBUG_ENV", "CommandError", "build_parser", "check_output_folder", "describe_os_error", "error_message",
+           "main"]
 
 #: Sub-command modules, in the order ``--help`` lists them.
 COMMANDS = ("info", "download", "segment", "train", "evaluate", "review", "geojson", "demo")
-
-
-class CommandError(Exception):
-    """An error the user can fix; printed as one line without a traceback."""
-
-
-#: Set to 1 to see the traceback of an unexpected error instead of its one-line summary.
-DEBUG_ENV = "NAPARI_AUTOSAM_DEBUG"
-
-_OS_REASONS = {
-    errno.ENOSPC: "no space left on the device",
-    errno.EDQUOT: "the disk quota is exceeded",
-    errno.EROFS: "the file system is read-only",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "permission denied",
-    errno.ENOTDIR: "a part of the path is a file, not a folder",
-    errno.EISDIR: "it is a folder, not a file",
-    errno.ENOENT: "no such file or folder",
-    errno.EEXIST: "it already exists",
-}
-
-
-def describe_os_error(exc: OSError) -> str:
-    """One line for a file-system error: the path and the reason in plain words."""
-    reason = _OS_REASONS.get(exc.errno or -1) or exc.strerror
-    if not reason or exc.filename is None:
-        return str(exc) or type(exc).__name__
-    where = f"{exc.filename} -> {exc.filename2}" if exc.filename2 else str(exc.filename)
-    return f"{where}: {reason}"
 
 
 def _whole_number(text: str, minimum: int) -> int:
@@ -79,21 +53,6 @@ def channel_list(text: str) -> list[int]:
 def non_negative_int(text: str) -> int:
     """argparse type: a whole number >= 0."""
     return _whole_number(text, 0)
-
-
-def error_message(exc: BaseException) -> str:
-    """The one line shown for an error raised by a sub-command (no traceback)."""
-    from ..io.images import ImageReadError
-    from ..sam.download import DownloadError
-
-    if isinstance(exc, (CommandError, ImageReadError, DownloadError, ValueError)):
-        return str(exc) or type(exc).__name__
-    if isinstance(exc, OSError):
-        return str(exc) if exc.errno is None else describe_os_error(exc)
-    if isinstance(exc, MemoryError):
-        return "ran out of memory (try a smaller --tile or --batch-size)"
-    return (f"unexpected {type(exc).__name__}: {exc} (this is a bug in napari-autosam; "
-            f"run again with {DEBUG_ENV}=1 to see where it happened)")
 
 
 def open_sam(name: str, device, bar):
@@ -129,7 +88,7 @@ def check_output_folder(path, option: str = "--out", *, create: bool = True):
         with tempfile.TemporaryFile(dir=target):
             pass
     except OSError as exc:
-        raise CommandError(f"{option} {path} cannot be written: {_OS_REASONS.get(exc.errno or -1) or exc}") from None
+        raise CommandError(f"{option} {path} cannot be written: {OS_REASONS.get(exc.errno or -1) or exc}") from None
     return path
 
 
@@ -142,7 +101,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"napari-autosam {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in (only,) if only in COMMANDS else COMMANDS:
-        importlib.import_module(f"{__name__}.{name}").register(subparsers)
+        importlib.import_module(f"{__name__}.{name}_command").register(subparsers)
     return parser
 
 

@@ -91,12 +91,18 @@ def make_class_image(
         texture = {1: 0.8 + 0.4 * speckle[y0:y1, x0:x1], 2: np.ones_like(obj, np.float32),
                    3: 0.6 + 0.8 * stripes[y0:y1, x0:x1]}[kind]
         signal[y0:y1, x0:x1][obj] = np.clip(texture[obj], 0, 2)
+    return _stained(signal, rng, noise), classes, instances
+
+
+def _stained(signal: np.ndarray, rng, noise: float) -> np.ndarray:
+    """The objects' signal blurred, on a noisy background, as a purple stain: ``(Y, X, 3)`` uint8."""
+    height, width = signal.shape
     signal = ndi.gaussian_filter(signal, 0.8)
     background = 0.08 * ndi.gaussian_filter(rng.standard_normal((height, width)).astype(np.float32), 3.0)
     value = np.clip(signal + background + 0.05 * noise * rng.standard_normal((height, width)), 0, 1.6) / 1.6
     stain = np.array([0.35, 0.55, 0.25], np.float32)  # the absorbance of a haematoxylin-like purple
     rgb = 255 * np.exp(-value[..., None] * stain * 2.2)
-    return rgb.round().clip(0, 255).astype(np.uint8), classes, instances
+    return rgb.round().clip(0, 255).astype(np.uint8)
 
 
 def make_class_dataset(n: int, shape: tuple[int, int] = (192, 192), *, seed: int = 0,

@@ -4,9 +4,10 @@
 workers read the inputs and write the outputs on a file system they share
 with the client).  Each worker loads SAM and the model once, through a
 :class:`ModelPlugin` registered on the client under a name made of the SAM
-and the model file; every task then runs the command line's own per-file
-step (:func:`napari_autosam.cli.segment._segment_file`), so the files are the
-ones ``napari-autosam segment`` writes in one process, byte for byte.
+and the model file; every task then runs the job layer's per-file step
+(:func:`napari_autosam.jobs.segment.segment_file`, the one
+``napari-autosam segment`` runs), so the files are the ones it writes in one
+process, byte for byte.
 
 Re-running a task is safe: outputs are written atomically, a task first
 removes the scratch store a killed run of the same image left behind, and
@@ -21,7 +22,6 @@ into the shared label images, with the single process's outputs.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import glob
 import io
@@ -32,6 +32,7 @@ from pathlib import Path
 
 from distributed import WorkerPlugin, as_completed, get_worker
 
+from ..jobs.options import SegmentOptions
 from ..progress import Stopwatch, Task
 
 __all__ = ["BatchResult", "ModelPlugin", "segment_many", "segment_options"]
@@ -50,7 +51,7 @@ class BatchResult:
         Output files per input path, in input order.
     errors : dict[str, Exception]
         The exception of each input that could not be segmented.
-    jobs : list[napari_autosam.cli.batch.Job]
+    jobs : list[napari_autosam.jobs.batch.Job]
         Every input with its output folder and stem, as the command line plans them.
     reports : dict[str, str]
         The command line's report line per segmented input.
@@ -73,33 +74,24 @@ class BatchResult:
     @property
     def failed(self) -> dict[str, str]:
         """One line per input that could not be segmented."""
-        from ..cli.batch import failure_line
+        from ..jobs.batch import failure_line
 
         return {p: failure_line("segment", Path(p), exc) for p, exc in self.errors.items()}
 
 
-def segment_options(out, **options) -> argparse.Namespace:
-    """The ``segment`` command's settings: its defaults, ``--out out`` and ``options`` by option name.
+def segment_options(out=None, **options) -> SegmentOptions:
+    """The ``segment`` command's settings: its defaults and ``options`` by option name.
 
     ``segment_options(out, mode="instances", tile=512)`` means
-    ``napari-autosam segment … --out out --mode instances --tile 512``.
+    ``napari-autosam segment … --out out --mode instances --tile 512``
+    (``out`` is where :func:`segment_many` writes; it is not an option of a file's segmentation).
 
     Raises
     ------
     TypeError
         For a name that is not an option of ``napari-autosam segment``.
     """
-    from ..cli import build_parser
-
-    args = build_parser().parse_args(["segment", "-", "--out", str(out)])
-    unknown = sorted(set(options) - set(vars(args)) - {"inputs"})
-    if unknown:
-        raise TypeError(f"not options of napari-autosam segment: {', '.join(unknown)}")
-    for name, value in options.items():
-        setattr(args, name, value)
-    args.out = str(out)
-    args.dask_scheduler = args.dask_workers = None  # a worker never starts a cluster of its own
-    return args
+    return SegmentOptions.from_names(**options)
 
 
 class ModelPlugin(WorkerPlugin):
@@ -147,15 +139,12 @@ class ModelPlugin(WorkerPlugin):
                 self._loaded, self.loads = (sam, checkpoint), self.loads + 1
             return self._loaded
 
-    def segmenter(self, args: argparse.Namespace, kind=None):
-        """A :class:`~napari_autosam.inference.Segmenter` (or subclass ``kind``) set up as ``args`` say."""
-        from ..inference import InstanceOptions, Segmenter
-        from ..sam.cache import EmbeddingCache
+    def segmenter(self, options: SegmentOptions, kind=None):
+        """A :class:`~napari_autosam.inference.Segmenter` (or subclass ``kind``) set up as ``options`` say."""
+        from ..jobs.segment import make_segmenter
 
         sam, checkpoint = self.loaded()
-        cache = EmbeddingCache(sam, args.cache_dir) if args.cache_dir else None
-        options = InstanceOptions(source=args.instance_source, refine=not args.no_refine)
-        return (kind or Segmenter)(sam, checkpoint, cache=cache, batch_size=args.batch_size, instance_options=options)
+        return make_segmenter(sam, checkpoint, options, kind)
 
 
 def _remove_leftovers(out: Path, stem: str) -> None:
@@ -174,7 +163,7 @@ def _remove_leftovers(out: Path, stem: str) -> None:
                 part.unlink() if part.is_file() else shutil.rmtree(part)
 
 
-def _segment_path(path: str, out: str, stem: str, args: argparse.Namespace, plugin_name: str, spread: bool = False):
+def _segment_path(path: str, out: str, stem: str, options: SegmentOptions, plugin_name: str, spread: bool = False):
     """The task run on a worker: segment one file (or, with ``spread``, plan a big one's tiles).
 
     Returns the names of the files written, the report line, the notes (the
@@ -182,24 +171,24 @@ def _segment_path(path: str, out: str, stem: str, args: argparse.Namespace, plug
     draws the bar) and the worker's address; or a :class:`.tile_tasks.SlidePlan`
     when ``spread`` and the file's labels go to OME-Zarr in several tiles.
     """
-    from ..cli.segment import _segment_file
+    from ..jobs.segment import segment_file
 
     worker = get_worker()
-    segmenter = worker.plugins[plugin_name].segmenter(args)
+    segmenter = worker.plugins[plugin_name].segmenter(options)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out / f".{stem}.autosam-scratch", ignore_errors=True)  # a killed run's store: start clean
     if spread:
         from .tile_tasks import plan_slide
 
-        plan = plan_slide(segmenter, Path(path), out, stem, args)
+        plan = plan_slide(segmenter, Path(path), out, stem, options)
         if plan is not None:
             return plan
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     with _CAPTURE:
         text, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(text), contextlib.redirect_stderr(err):
-            _segment_file(segmenter, Path(path), out, args)
+            segment_file(segmenter, Path(path), out, options)
     notes = [line for line in err.getvalue().splitlines() if line.startswith("note:")]
     written = sorted(p.name for p in out.iterdir()
                      if p.name.startswith(f"{stem}_") and before.get(p.name) != p.stat().st_mtime_ns)
@@ -220,32 +209,22 @@ def register_models(client, sam: str, model: str | None, device: str | None = No
 
 
 def segment_many(paths, out, *, client, sam: str | None = None, model: str | None = None, spread_tiles: bool = True,
-                 tiles_per_task: int | None = None, region_levels: int | None = None, **options) -> Task[BatchResult]:
+                 tiles_per_task: int | None = None, region_levels: int | None = None,
+                 options: SegmentOptions | None = None, **names) -> Task[BatchResult]:
     """Segment ``paths`` on the workers of ``client``; yield one progress event per image (or tile) done.
 
     Parameters
     ----------
-    paths : sequence of str or Path
-        Inputs as ``napari-autosam segment`` takes them, readable at the same
-        path on every worker.
-    out : str or Path
-        The output folder, shared by the client and the workers.
-    client : distributed.Client
-        A client of a running cluster.
-    sam, model : str or None
-        As ``--sam`` and ``--model``: the SAM (default: the one the model was
-        trained for) and a checkpoint or model-store folder (its active
-        version, resolved once here).
-    spread_tiles : bool
-        Spread the tiles of each slide whose labels go to OME-Zarr (over
-        4096² px, or ``format="ome-zarr"``) over the workers (default);
-        False: one task per input whatever its size.
-    tiles_per_task, region_levels : int or None
-        Tiles per task and the pyramid levels each output-region task writes
-        (defaults: :func:`.dask_tiles.tiles_per_task`, :data:`.dask_tiles.REGION_LEVELS`).
-    **options
-        Other ``segment`` options by name (``mode``, ``tile``, ``overlap``,
-        ``save_prob``, ``mpp``, …), see :func:`segment_options`.
+    paths : inputs as ``napari-autosam segment`` takes them, readable at the same path on every worker
+    out : the output folder, shared by the client and the workers
+    client : a ``distributed.Client`` of a running cluster
+    sam, model : as ``--sam`` and ``--model`` (a model-store folder's active version is resolved once here)
+    spread_tiles : spread the tiles of each slide whose labels go to OME-Zarr (over 4096² px, or
+        ``format="ome-zarr"``) over the workers (default); False: one task per input whatever its size
+    tiles_per_task, region_levels : tiles per task and the pyramid levels each output-region task writes
+        (defaults: :func:`.dask_tiles.tiles_per_task`, :data:`.dask_tiles.REGION_LEVELS`)
+    options : the other ``segment`` settings (a SegmentOptions; default: the command's defaults)
+    **names : ``segment`` options by name (``mode``, ``tile``, ``save_prob``, ``no_refine``, …) over ``options``
 
     Returns
     -------
@@ -258,64 +237,84 @@ def segment_many(paths, out, *, client, sam: str | None = None, model: str | Non
 
     Raises
     ------
-    napari_autosam.cli.CommandError
+    napari_autosam.jobs.errors.CommandError
         Two inputs that would write the same output names (before any work).
     """
-    from ..cli.batch import plan_jobs
-    from ..cli.segment import _output_stem
+    from dataclasses import asdict
+
+    from ..jobs.batch import plan_jobs
+    from ..jobs.segment import output_stem
     from ..models.store import resolve_model_path, sam_for_model
-    from .dask_tiles import REGION_LEVELS, SlideRun
-    from .tile_tasks import SlidePlan
+    from .dask_tiles import REGION_LEVELS
 
     out = Path(out).expanduser().resolve()
-    jobs = plan_jobs(paths, out, _output_stem)  # output folders and names as the command line plans them
+    jobs = plan_jobs(paths, out, output_stem)  # output folders and names as the command line plans them
     model_path = str(resolve_model_path(model).resolve()) if model is not None else None
-    args = segment_options(out, sam=sam, model=model_path, **options)
-    plugin = register_models(client, sam_for_model(sam, model_path), model_path, args.device)
+    given = asdict(options) if options is not None else {}
+    options = segment_options(out, **{**given, **names, "sam": sam, "model": model_path})
+    plugin = register_models(client, sam_for_model(sam, model_path), model_path, options.device)
     clock = Stopwatch(len(jobs))
-    futures = {client.submit(_segment_path, str(job.path.resolve()), str(job.out_dir), job.stem, args, plugin,
+    futures = {client.submit(_segment_path, str(job.path.resolve()), str(job.out_dir), job.stem, options, plugin,
                              spread_tiles, key=f"autosam-segment-{i}-{job.path.name}", pure=False): job
                for i, job in enumerate(jobs)}
     yield clock.event("segment", 0, f"{len(jobs)} images on {len(client.scheduler_info()['workers'])} workers")
-    result, done, slides = BatchResult(jobs=jobs), 0, {}  # slides: future of a tile task -> its SlideRun
-    queue = as_completed(futures)
+    result = BatchResult(jobs=jobs)
+    levels = REGION_LEVELS if region_levels is None else region_levels
     try:
-        for future in queue:
-            if future in slides:
-                slide = slides.pop(future)
-                units, message = _slide_step(slide, future, slides, queue, result)
-                done += units
-                if units:
-                    yield clock.event("segment", done, message)
-                continue
-            job = futures.pop(future)
-            key = str(job.path)
-            try:
-                value = future.result()
-            except Exception as exc:  # noqa: BLE001  one bad file does not stop the others
-                result.errors[key] = exc
-            else:
-                future.release()  # taken: a worker lost later must not make the scheduler run it again
-                if isinstance(value, SlidePlan):
-                    slide = SlideRun(client, job, value, args, plugin, f"autosam-tiles-{len(slides)}-{job.path.name}",
-                                     per_task=tiles_per_task, levels=REGION_LEVELS if region_levels is None
-                                     else region_levels)
-                    _add(slide, slide.start(), slides, queue)
-                    clock.total += value.n_tiles
-                    yield clock.event("segment", done, f"{job.path.name}: {value.n_tiles} tiles in "
-                                      f"{len(slide.groups)} tasks")
-                    continue
-                names, report, notes, worker = value
-                result.written[key] = [job.out_dir / n for n in names]
-                result.reports[key], result.workers[key], result.notes[key] = report, worker, notes
-            done += 1
-            yield clock.event("segment", done, f"{job.path.name} done")
+        yield from _gather(client, futures, result, clock, options, plugin, tiles_per_task, levels)
     finally:
-        client.cancel(list(futures) + list(slides))
         for job in jobs:
             _remove_leftovers(job.out_dir, job.stem)
     result.written = {str(j.path): result.written[str(j.path)] for j in jobs if str(j.path) in result.written}
     return result
+
+
+def _gather(client, futures: dict, result: BatchResult, clock, options, plugin: str, per_task, levels: int):
+    """Take in every finished task (files, then a spread slide's tiles) into ``result``; one event per unit done."""
+    from .dask_tiles import SlideRun
+
+    done, slides = 0, {}  # slides: future of a tile task -> its SlideRun
+    queue = as_completed(futures)
+    try:
+        for future in queue:
+            if future in slides:
+                units, message = _slide_step(slides.pop(future), future, slides, queue, result)
+            else:
+                job = futures.pop(future)
+                plan = _take_file(job, future, result)
+                if plan is not None:  # a big slide: its tiles go out to the workers
+                    slide = SlideRun(client, job, plan, options, plugin, f"autosam-tiles-{len(slides)}-{job.path.name}",
+                                     per_task=per_task, levels=levels)
+                    _add(slide, slide.start(), slides, queue)
+                    clock.total += plan.n_tiles
+                    yield clock.event("segment", done, f"{job.path.name}: {plan.n_tiles} tiles in "
+                                      f"{len(slide.groups)} tasks")
+                    continue
+                units, message = 1, f"{job.path.name} done"
+            done += units
+            if units:
+                yield clock.event("segment", done, message)
+    finally:
+        client.cancel(list(futures) + list(slides))
+
+
+def _take_file(job, future, result: BatchResult):
+    """Record a file task's outcome in ``result``; return its :class:`.tile_tasks.SlidePlan` when it planned tiles."""
+    from .tile_tasks import SlidePlan
+
+    key = str(job.path)
+    try:
+        value = future.result()
+    except Exception as exc:  # noqa: BLE001  one bad file does not stop the others
+        result.errors[key] = exc
+        return None
+    future.release()  # taken: a worker lost later must not make the scheduler run it again
+    if isinstance(value, SlidePlan):
+        return value
+    names, report, notes, worker = value
+    result.written[key] = [job.out_dir / n for n in names]
+    result.reports[key], result.workers[key], result.notes[key] = report, worker, notes
+    return None
 
 
 def _add(slide, new, slides: dict, queue) -> None:

@@ -163,10 +163,10 @@ class SlideRun:
 
     def report(self) -> str:
         """The command line's report line of this slide (as one process prints it)."""
-        from ..cli.segment import ondisk_report
         from ..inference.instances import capped_messages
         from ..inference.ondisk import OnDiskResult
         from ..io.labels_zarr import labels_path
+        from ..jobs.segment import ondisk_report
         from ..losses import dice_from_counts
 
         plan = self.plan

@@ -51,7 +51,7 @@ def torchrun_environment(environ=None) -> TorchrunEnvironment | None:
 
 
 def _timeout(environ) -> float:
-    from ..cli import CommandError
+    from ..jobs.errors import CommandError
 
     text = environ.get(TIMEOUT_ENV, "").strip()
     try:
@@ -67,8 +67,8 @@ def _process_device(device: str | None, env: TorchrunEnvironment):
     """``cuda:<local rank>`` when the run is on CUDA, else the CPU (MPS cannot be shared by processes)."""
     import torch
 
-    from ..cli import CommandError
     from ..device import pick_device
+    from ..jobs.errors import CommandError
 
     chosen = pick_device(device)
     if chosen.type == "cuda":
@@ -104,7 +104,7 @@ def _first_sentence(exc: BaseException) -> str:
 def training_session(device: str | None = None, environ=None):
     """This process's :class:`~.sharded.ShardedRun` under ``torchrun`` with several processes, else None.
 
-    Errors leave the block as one :class:`~napari_autosam.cli.CommandError`
+    Errors leave the block as one :class:`~napari_autosam.jobs.errors.CommandError`
     line naming the process (``process 1 of 2: …``); the process group is
     destroyed on the way out in every case.
     """
@@ -116,7 +116,7 @@ def training_session(device: str | None = None, environ=None):
     import torch
     import torch.distributed as dist
 
-    from ..cli import CommandError, error_message
+    from ..jobs.errors import CommandError, error_message
     from .sharded import ShardedRun
 
     timeout = _timeout(environ)

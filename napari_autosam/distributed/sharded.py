@@ -29,7 +29,7 @@ import torch.distributed as dist
 
 from ..models.checkpoint import ModelCheckpoint
 from ..training.data import TrainingDataError
-from ..training.output import write_model
+from ..training.output import TrainingRun, write_model
 from ..training.prepared import PreparedSet
 from ..training.stages import Trainer, draw_batch, index_batches
 from .sync_batchnorm import restore_batchnorm, synchronise_batchnorm
@@ -127,13 +127,13 @@ class ShardedRun:
         if trainer is not None:
             trainer._wrappers.clear()
 
-    def write_model(self, destination, model, info: dict) -> tuple[ModelCheckpoint, Path, str | None]:
+    def write_model(self, destination, model, run: TrainingRun) -> tuple[ModelCheckpoint, Path, str | None]:
         """The main process writes the model; every process returns the checkpoint, path and version written."""
         if self.communicates:
             self.close()
             restore_batchnorm(model.prompt_generator)
             restore_batchnorm(model.surrogate)
-        written = write_model(destination, model, info) if self.is_main else None
+        written = write_model(destination, model, run) if self.is_main else None
         if not self.communicates:
             return written
         shared = self.from_main(None if written is None else (str(written[1]), written[2], written[0].metadata))

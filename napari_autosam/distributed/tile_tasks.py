@@ -29,7 +29,6 @@ chunks with the same values; a zarr chunk or saved tile is whole or absent.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import tempfile
 from dataclasses import dataclass, replace
@@ -39,6 +38,7 @@ import numpy as np
 
 from ..inference.segmenter import Segmenter
 from ..io.atomic import atomic_path, replace_directory
+from ..jobs.options import SegmentOptions
 
 __all__ = ["SlidePlan", "TileSegmenter", "finish_slide", "paste_instances_task", "plan_slide", "segment_group",
            "write_region"]
@@ -88,7 +88,7 @@ class SlidePlan:
 class TileSegmenter(Segmenter):
     """A :class:`Segmenter` that keeps each tile's instances instead of pasting them (they are pasted in order later)."""
 
-    def _instances(self, out, z, t, prob, embedding, options):
+    def add_instances(self, out, z, t, prob, embedding, options):
         from ..inference.instances import window_instances
 
         found, note = window_instances(self.sam, embedding, prob, options, keep=t.in_core)
@@ -109,37 +109,34 @@ class _Recorder:
         self.added.append(tuple(None if v is None else weight * v for v in (autosam, h)))
 
 
-def _instance_options(args: argparse.Namespace):
+def _instance_options(args: SegmentOptions):
     from ..inference import InstanceOptions
 
-    options = InstanceOptions(source=args.instance_source, refine=not args.no_refine)
+    options = InstanceOptions(source=args.instance_source, refine=args.refine)
     return replace(options, source="h", refine=False) if args.preview else options  # as Segmenter.segment
 
 
-def _open(plan_path: str, args: argparse.Namespace, segmenter=None):
-    from ..cli.resolution import open_input
-    from ..inference.inputs import image_layout
+def _open(plan_path: str, args: SegmentOptions, segmenter=None):
+    from ..jobs.segment import open_for_segmenting
 
-    recorded = segmenter.checkpoint.metadata.get("resolution") if segmenter is not None else None
-    image, resolution, note = open_input(Path(plan_path), args, recorded)
-    return image, image_layout(image, args.channel_axis, stack=True if args.stack else None), resolution, note
+    return open_for_segmenting(Path(plan_path), args, segmenter)
 
 
-def plan_slide(segmenter, path: Path, out: Path, stem: str, args: argparse.Namespace) -> SlidePlan | None:
+def plan_slide(segmenter, path: Path, out: Path, stem: str, args: SegmentOptions) -> SlidePlan | None:
     """A :class:`SlidePlan` when ``path`` goes to OME-Zarr in more than one tile, else None (one task does it).
 
     Opens the input as ``napari-autosam segment`` does, computes the whole
     slide's normalization once and creates the empty label images under
     hidden temporary names in ``out``.  Raises what the command would (one line).
     """
-    from ..cli.segment import _output_format
     from ..inference.ondisk import ROLES, create_role_labels
     from ..inference.segmenter import whole_image_normalization
     from ..inference.tiling import auto_tile, segmentation_tiles
     from ..io.labels_zarr import labels_path, placement_for
+    from ..jobs.segment import output_format
 
     image, layout, resolution, note = _open(str(path), args, segmenter)
-    if layout.is_stack or _output_format(args, layout) != "ome-zarr":
+    if layout.is_stack or output_format(args, layout) != "ome-zarr":
         return None
     tile = args.tile if args.tile is not None else auto_tile(layout.plane_shape)
     n_tiles = len(segmentation_tiles(layout.plane_shape, tile or None, args.overlap))
@@ -201,7 +198,7 @@ def _load_found(plan: SlidePlan, index: int) -> list:
     return found
 
 
-def segment_group(segmenter, plan: SlidePlan, indices: list[int], args: argparse.Namespace) -> tuple[dict, list[str]]:
+def segment_group(segmenter, plan: SlidePlan, indices: list[int], args: SegmentOptions) -> tuple[dict, list[str]]:
     """Segment tiles ``indices`` of the slide and save each tile's outputs in the scratch folder.
 
     Batches are those of the single process when the group starts at a
@@ -219,10 +216,10 @@ def segment_group(segmenter, plan: SlidePlan, indices: list[int], args: argparse
     size = segmenter.batch_size
     batches = [items[k : k + size] for k in range(0, len(items), size)]
     recorder, notes = _Recorder(), []
-    with ReadAhead(batches, lambda b: segmenter._read_batch(image, layout, b, plan.normalization, args.channels)) as reader:
+    with ReadAhead(batches, lambda b: segmenter.read_batch(image, layout, b, plan.normalization, args.channels)) as reader:
         for batch, rgbs in reader:
-            notes += run(segmenter._segment_batch(rgbs, layout, batch, recorder, args.mode, options, use_cache,
-                                                  args.preview))
+            notes += run(segmenter.segment_batch(rgbs, layout, batch, recorder, args.mode, options, use_cache,
+                                                 args.preview))
             for (_, t), probs in zip(batch, recorder.added):
                 _save_tile(plan, t.index, probs, recorder.found.pop(t.index, []) if args.mode == "instances" else None)
             recorder.added.clear()
@@ -232,7 +229,7 @@ def segment_group(segmenter, plan: SlidePlan, indices: list[int], args: argparse
 # --- 2. instances ---------------------------------------------------------------------------------
 
 
-def paste_instances_task(plan: SlidePlan, args: argparse.Namespace) -> None:
+def paste_instances_task(plan: SlidePlan, args: SegmentOptions) -> None:
     """Paste every tile's instances in tile order into ``scratch/instances.zarr``, as one process does.
 
     Built under a temporary name and renamed when complete; a run that finds
@@ -319,7 +316,7 @@ def write_region(plan: SlidePlan, box: tuple[int, int, int, int], levels: int) -
 # --- 4. the end -----------------------------------------------------------------------------------
 
 
-def finish_slide(plan: SlidePlan, levels: int, max_label: int, args: argparse.Namespace) -> list[str]:
+def finish_slide(plan: SlidePlan, levels: int, max_label: int, args: SegmentOptions) -> list[str]:
     """Build the pyramid levels below ``levels``, set ``max_label``, rename the label images into place.
 
     Returns the names of the files written (with ``<stem>_….geojson`` when ``args.geojson``).
@@ -340,7 +337,7 @@ def finish_slide(plan: SlidePlan, levels: int, max_label: int, args: argparse.Na
             replace_directory(Path(plan.targets[role]), finals[role])
     names = [p.name for p in finals.values()]
     if args.geojson:
-        from ..cli.geojson import write_labels_geojson
+        from ..jobs.geojson_outputs import write_labels_geojson
 
         names.append(write_labels_geojson(finals, Path(plan.out), plan.stem, plan.resolution).name)
     shutil.rmtree(plan.scratch, ignore_errors=True)

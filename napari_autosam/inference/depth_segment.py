@@ -9,8 +9,9 @@ into tiles first, and each tile runs through the windows.  Embeddings are not
 cached (they depend on the neighbours).
 
 A multichannel stack (a model with a modality adapter) is read with every
-channel scaled on its own over the whole stack (:func:`channel_normalizations`),
-the same scaling training used (:mod:`napari_autosam.training.depth`).
+channel scaled on its own over the whole stack
+(:func:`~napari_autosam.io.channel_scaling.channel_normalizations`), the same
+scaling training uses (:mod:`napari_autosam.training.volumes`).
 """
 
 from __future__ import annotations
@@ -18,32 +19,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..io.normalize import Normalization, compute_normalization, to_rgb_uint8
-from ..models.depth import depth_forward
+from ..io.channel_scaling import channel_normalizations, scale_channels
+from ..io.normalize import Normalization, to_rgb_uint8
+from ..models.depth_forward import depth_forward
+from ..models.logits import to_probabilities
 from ..progress import CancelToken, Stopwatch, Task
 from ..sam.adapters import AdapterMismatchError, depth_windows
-from ..sam.embedding import Geometry, frame_to_original
+from ..sam.embedding import Geometry
 from .inputs import ImageLayout
 from .outputs import Accumulator, SegmentationResult, WindowInfo
 from .tiling import Tile, segmentation_tiles
-
-
-def channel_normalizations(image, layout: ImageLayout,
-                           percentiles: tuple[float, float] = (0.5, 99.5)) -> list[Normalization]:
-    """One percentile scaling per channel of a ``Z×Y×X×C`` stack (strided sample of the whole stack)."""
-    if layout.channel_axis is None:
-        return [compute_normalization(image, percentiles=percentiles)]
-    count = layout.shape[layout.channel_axis]
-    return [compute_normalization(image, channel_axis=layout.channel_axis, channels=(c,), percentiles=percentiles)
-            for c in range(count)]
-
-
-def scale_channels(plane: np.ndarray, norms: list[Normalization]) -> np.ndarray:
-    """``h×w×C`` plane → ``h×w×C`` uint8, channel ``c`` scaled by ``norms[c]``."""
-    if plane.ndim == 2:
-        plane = plane[..., None]
-    return np.stack([to_rgb_uint8(plane, channel_axis=2, normalization=norm)[0][..., 0] if plane.shape[-1] > 1
-                     else to_rgb_uint8(plane[..., 0], normalization=norm)[0][..., 0] for norm in norms], axis=-1)
+from .window_steps import output_store
 
 
 def _check_channels(layout: ImageLayout, adapters) -> None:
@@ -71,15 +57,13 @@ def segment_stack(seg, image, layout: ImageLayout, *, normalization: Normalizati
     shorter than the window and :class:`~napari_autosam.sam.adapters.AdapterMismatchError`
     for a channel count the modality adapter does not take, before any compute.
     """
-    from .segmenter import _output_store
-
     adapters = seg.adapters
     depth = adapters.depth_window
     starts = depth_windows(layout.n_planes, depth)
     _check_channels(layout, adapters)
-    norms = channel_normalizations(image, layout) if adapters.modality is not None else None
+    norms = channel_normalizations(image, layout.channel_axis) if adapters.modality is not None else None
     tiles = segmentation_tiles(layout.plane_shape, tile, overlap)
-    store = _output_store(store) if len(tiles) > 1 else None
+    store = output_store(store) if len(tiles) > 1 else None
     out = Accumulator(layout.output_shape, with_h=seg.model.surrogate is not None,
                       with_instances=mode == "instances", store=store)
     items = [(t, s) for t in tiles for s in starts]
@@ -98,15 +82,15 @@ def segment_stack(seg, image, layout: ImageLayout, *, normalization: Normalizati
         geometry = Geometry(*planes[0].shape[:2])
         for k in range(first_new, depth):
             z = start + k
-            autosam = torch.sigmoid(frame_to_original(output.sam_logits[k : k + 1].float(), geometry))[0, 0]
+            autosam = to_probabilities(output.sam_logits[k : k + 1], geometry, gain=seg.probability_gain)
             h = None
             if output.h_logits is not None:
-                h = torch.sigmoid(frame_to_original(output.h_logits[k : k + 1].float(), geometry))[0, 0].cpu().numpy()
-            autosam = autosam.cpu().numpy()
+                h = to_probabilities(output.h_logits[k : k + 1], geometry)[0, 0].cpu().numpy()
+            autosam = autosam[0, 0].cpu().numpy()
             out.add(z, t.slices, t.weight(), autosam, h)
             if mode == "instances":
                 source = h if (options.source == "h" and h is not None) else autosam
-                seg._instances(out, z, t, source, embedding[k : k + 1].float(), options)
+                seg.add_instances(out, z, t, source, embedding[k : k + 1].float(), options)
             out.windows.append(WindowInfo(z, t.window, t.core, float(output.iou[k, 0])))
             done_slices += 1
         yield clock.event("segment", n, f"segmented {done_slices}/{layout.n_planes * len(tiles)} slices "

@@ -191,7 +191,7 @@ def segment_to_labels(segmenter, image, folder: str | os.PathLike, stem: str, *,
 
     Returns (as the generator's value) an :class:`OnDiskResult`.
     """
-    from .segmenter import whole_image_normalization
+    from .window_steps import whole_image_normalization
 
     layout = image_layout(image, channel_axis, stack=stack)
     if normalization is None:

@@ -9,9 +9,8 @@
   to RGB on a background thread while the current batch is computed, so a
   slide's decoding overlaps the encoder (the encoder's input is pinned and
   copied asynchronously, see :func:`~napari_autosam.sam.embedding.embed_images`).
-* :func:`maybe_compile`: ``torch.compile`` of SAM's image encoder, only when
-  asked (``NAPARI_AUTOSAM_COMPILE=1``): it costs a minute of compilation per
-  process and input shape, and has not been measured to pay off here.
+* optional compilation of SAM's image encoder lives with the encoder
+  (:func:`napari_autosam.sam.encoder_compile.maybe_compile`).
 
 These paths were written for CUDA and MPS but, in this project's sessions so
 far, only the CPU ones have run; ``benchmarks/bench_gpu.py`` measures them.
@@ -19,7 +18,6 @@ far, only the CPU ones have run; ``benchmarks/bench_gpu.py`` measures them.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Self, TypeVar
@@ -29,8 +27,6 @@ import torch
 T = TypeVar("T")
 R = TypeVar("R")
 
-#: Environment variable: "1" compiles SAM's image encoder with torch.compile.
-COMPILE_ENV = "NAPARI_AUTOSAM_COMPILE"
 #: Share of the free GPU memory that encoder batches may take.
 GPU_MEMORY_SHARE = 0.6
 #: Largest batch ever chosen automatically.
@@ -98,18 +94,3 @@ class ReadAhead:
     def __exit__(self, *exc) -> None:
         self.close()
 
-
-def maybe_compile(sam, enabled: bool | None = None) -> bool:
-    """Compile SAM's image encoder in place with ``torch.compile`` when enabled (idempotent).
-
-    ``enabled=None`` follows ``NAPARI_AUTOSAM_COMPILE`` (off unless "1").
-    The state dict keeps its keys (``nn.Module.compile``).  Returns whether
-    the encoder is compiled.
-    """
-    if enabled is None:
-        enabled = os.environ.get(COMPILE_ENV, "0").strip() == "1"
-    encoder = sam.image_encoder
-    if enabled and not getattr(encoder, "_autosam_compiled", False):
-        encoder.compile(dynamic=False)
-        encoder._autosam_compiled = True
-    return bool(getattr(encoder, "_autosam_compiled", False))

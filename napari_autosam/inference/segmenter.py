@@ -6,7 +6,7 @@ One 2D window (a plane, or a tile of a large plane) is segmented as::
     embedding = cache / SAM encoder(rgb)                 # reused when the image was seen
     g_input = prepare_image(rgb, g.input_size)
     sam_logits, h_logits = AutoSAM(g_input, embedding)   # SAM's decoder prompted with g(I); h(g(I))
-    prob = sigmoid(frame_to_original(logits))            # back to the window's pixels
+    prob = to_probabilities(logits, gain)                # back to the window's pixels (models.logits)
 
 Stacks go slice by slice, large planes tile by tile, both in batches; the
 probabilities of overlapping tiles are blended (:mod:`.tiling`).
@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..device import autocast, pick_device
-from ..io.normalize import Normalization, compute_normalization, to_rgb_uint8
-from ..losses import probability_gain
+from ..io.normalize import Normalization
 from ..models.autosam import AutoSAM
 from ..models.checkpoint import ModelCheckpoint
 from ..progress import CancelToken, Stopwatch, Task, nested
@@ -34,7 +32,9 @@ from .instances import InstanceOptions, capped_messages, paste_instances, window
 from .outputs import Accumulator, SegmentationResult, WindowInfo
 from .pipeline import ReadAhead, default_batch_size
 from .prompts import boxes_to_sam, check_box, check_points, decode, mask_prompt, points_to_sam
-from .tiling import DEFAULT_OVERLAP, Tile, new_scratch_dir, segmentation_tiles
+from .segment_kinds import segment_kind
+from .tiling import DEFAULT_OVERLAP, Tile, segmentation_tiles
+from .window_steps import as_image, output_store, read_windows, whole_image_normalization
 
 MODES = ("semantic", "instances")
 #: The untrained default g: small enough for a CPU, seeded so it is the same everywhere.
@@ -55,27 +55,6 @@ def default_model() -> ModelCheckpoint:
     return ModelCheckpoint(g.eval(), h.eval(), {"untrained": True, "seed": DEFAULT_SEED})
 
 
-def whole_image_normalization(image, layout: ImageLayout, channels=None) -> Normalization:
-    """Percentile scaling of the whole image (all slices of a stack), read from a strided subsample."""
-    if layout.kind == "stack" and len(layout.shape) == 3 and layout.shape[0] <= 4:
-        # A short stack that compute_normalization would take for channels: sample it as one mosaic.
-        step = max(1, int(np.ceil(np.sqrt(layout.n_planes * np.prod(layout.plane_shape) / (1 << 20)))))
-        mosaic = np.concatenate([np.asarray(image[z, ::step, ::step]) for z in range(layout.n_planes)])
-        return compute_normalization(mosaic, channels=channels)
-    return compute_normalization(image, channel_axis=layout.channel_axis, channels=channels)
-
-
-def _as_image(image):
-    """Arrays (numpy or lazy) as they are; nested lists and tuples as numpy arrays; others refused."""
-    if hasattr(image, "shape") and hasattr(image, "dtype"):
-        return image
-    try:
-        return np.asarray(image)
-    except (TypeError, ValueError):  # ragged lists and the like
-        raise ValueError(f"image must be an array (or nested lists of equal length), "
-                         f"got a {type(image).__name__} that is not one") from None
-
-
 def _depth_adapters(model: ModelCheckpoint, sam, device):
     """The model's depth adapters checked against ``sam`` and moved to ``device`` (None for a 2D model)."""
     adapters = getattr(model, "adapters", None)
@@ -85,15 +64,6 @@ def _depth_adapters(model: ModelCheckpoint, sam, device):
 
     check_adapters(adapters, sam)
     return adapters.to(device).eval()
-
-
-def _output_store(store: str | os.PathLike | None) -> Path:
-    """The directory for the zarr outputs of a tiled image (a new temporary one by default)."""
-    if store is None:
-        return new_scratch_dir()
-    store = Path(store)
-    store.mkdir(parents=True, exist_ok=True)
-    return store
 
 
 class Segmenter:
@@ -132,8 +102,9 @@ class Segmenter:
         """Use new g and h (e.g. after fine-tuning); cached embeddings stay valid and are kept."""
         model = default_model() if model is None else model
         adapters = _depth_adapters(model, self.sam, self.device)  # first: a mismatch leaves the old model in place
-        self.untrained = bool(model.metadata.get("untrained"))
-        self.probability_gain = probability_gain(model.metadata)  # masks do not depend on it
+        self.untrained = model.info.untrained
+        self.probability_gain = model.info.probability_gain  # AutoSAM's logit gain; masks do not depend on it
+        self.kind = segment_kind(model.kind)
         g = model.prompt_generator.to(self.device).eval()
         h = model.surrogate.to(self.device).eval() if model.surrogate is not None else None
         self.checkpoint = model
@@ -178,9 +149,42 @@ class Segmenter:
 
         Returns (as the generator's value) a :class:`SegmentationResult`.
         """
+        image, layout, normalization, options = self._checked(image, mode, tile, overlap, normalization, channels,
+                                                               instance_options, stack, layout, channel_axis, preview)
+        if self.kind.segment_stack is not None and layout.is_stack and not preview and not normalization.is_degenerate:
+            return (yield from self.kind.segment_stack(self, image, layout, normalization=normalization,
+                                                       channels=channels, mode=mode, options=options, tile=tile,
+                                                       overlap=overlap, store=store, cancel=cancel))
+        tiles = segmentation_tiles(layout.plane_shape, tile, overlap)
+        store = output_store(store) if len(tiles) > 1 else None
+        out = Accumulator(layout.output_shape, with_h=self.model.surrogate is not None,
+                          with_instances=mode == "instances", store=store, with_autosam=not preview)
+        messages = self._plane_notes(layout, normalization)
+        items = [] if normalization.is_degenerate else [(z, t) for z in range(layout.n_planes) for t in tiles]
+        unit = "tiles" if len(tiles) > 1 else "slices" if layout.is_stack else "images"
+        cancelled, capped = yield from self._segment_items(image, layout, items, out, normalization, channels, mode,
+                                                           options, len(tiles), unit, preview, cancel)
+        messages += capped_messages(capped)
+        arrays, agreement = out.finish()
+        return SegmentationResult(**arrays, agreement=agreement, normalization=normalization, store=store,
+                                  cancelled=cancelled, untrained=self.untrained, messages=messages, windows=out.windows,
+                                  preview=preview)
+
+    def _plane_notes(self, layout: ImageLayout, normalization: Normalization) -> list[str]:
+        """What a plane-by-plane segmentation tells the user before it starts."""
+        messages = []
+        if self.adapters is not None and not layout.is_stack:
+            messages.append("this model's depth adapters need a stack; one plane goes through SAM's plain encoder")
+        if normalization.is_degenerate:
+            messages.append("the image is constant or has no finite values: nothing to segment")
+        return messages
+
+    def _checked(self, image, mode, tile, overlap, normalization, channels, instance_options, stack, layout,
+                 channel_axis, preview):
+        """``(image, layout, normalization, instance options)`` of a :meth:`segment` call, its arguments checked."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        image = _as_image(image)
+        image = as_image(image)
         if tile is not None and not (tile >= 64 and 0 <= overlap < tile):
             raise ValueError(f"need tile >= 64 and 0 <= overlap < tile, got tile={tile}, overlap={overlap}")
         if layout is None or tuple(layout.shape) != tuple(int(s) for s in np.shape(image)):
@@ -192,48 +196,27 @@ class Segmenter:
             if self.model.surrogate is None:
                 raise ValueError("a preview needs the surrogate h, and this model has none")
             options = replace(options, source="h", refine=False)
-        if self.adapters is not None and layout.is_stack and not preview and not normalization.is_degenerate:
-            from .depth_segment import segment_stack  # windows of neighbouring slices through the adapted encoder
+        return image, layout, normalization, options
 
-            return (yield from segment_stack(self, image, layout, normalization=normalization, channels=channels,
-                                             mode=mode, options=options, tile=tile, overlap=overlap, store=store,
-                                             cancel=cancel))
-        height, width = layout.plane_shape
-        tiles = segmentation_tiles((height, width), tile, overlap)
-        store = _output_store(store) if len(tiles) > 1 else None
-        out = Accumulator(layout.output_shape, with_h=self.model.surrogate is not None,
-                          with_instances=mode == "instances", store=store, with_autosam=not preview)
-        messages = []
-        if self.adapters is not None and not layout.is_stack:
-            messages.append("this model's depth adapters need a stack; one plane goes through SAM's plain encoder")
-        if normalization.is_degenerate:
-            messages.append("the image is constant or has no finite values: nothing to segment")
-            items = []
-        else:
-            items = [(z, t) for z in range(layout.n_planes) for t in tiles]
+    def _segment_items(self, image, layout, items, out, normalization, channels, mode, options, n_tiles: int,
+                       unit: str, preview: bool, cancel) -> Task[tuple[bool, list[str]]]:
+        """Segment the windows ``items`` in batches into ``out``; returns ``(cancelled, capped-prompt notes)``."""
         # Tiles of a large image go to the cache only when it keeps them on disk ("disk": not in its
         # memory part either): in memory they would make the memory held grow with the image.
-        use_cache = True if len(tiles) == 1 else "disk" if self.cache.directory is not None else False
+        use_cache = True if n_tiles == 1 else "disk" if self.cache.directory is not None else False
         clock = Stopwatch(len(items))
-        cancelled = False
         capped: list[str] = []
         batches = [items[start : start + self.batch_size] for start in range(0, len(items), self.batch_size)]
         done = 0
         # The next batch's windows are read on a background thread while this one is computed.
-        with ReadAhead(batches, lambda b: self._read_batch(image, layout, b, normalization, channels)) as reader:
+        with ReadAhead(batches, lambda b: self.read_batch(image, layout, b, normalization, channels)) as reader:
             for batch, rgbs in reader:
                 if cancel is not None and cancel.cancelled:
-                    cancelled = True
-                    break
-                capped += yield from self._segment_batch(rgbs, layout, batch, out, mode, options, use_cache, preview)
+                    return True, capped
+                capped += yield from self.segment_batch(rgbs, layout, batch, out, mode, options, use_cache, preview)
                 done += len(batch)
-                unit = "tiles" if len(tiles) > 1 else "slices" if layout.is_stack else "images"
                 yield clock.event("segment", done, f"segmented {done}/{len(items)} {unit}")
-        messages += capped_messages(capped)
-        arrays, agreement = out.finish()
-        return SegmentationResult(**arrays, agreement=agreement, normalization=normalization, store=store,
-                                  cancelled=cancelled, untrained=self.untrained, messages=messages, windows=out.windows,
-                                  preview=preview)
+        return False, capped
 
     def segment_region(self, image, region: tuple[int, int, int, int], *, z: int = 0, channel_axis: int | None = None,
                        channels=None, normalization: Normalization | None = None, stack: bool | None = None,
@@ -259,74 +242,46 @@ class Segmenter:
         return (yield from self.segment(plane, channel_axis=layout.plane_channel_axis, channels=channels,
                                         normalization=normalization, stack=False, **kwargs))
 
-    @staticmethod
-    def _read_batch(image, layout: ImageLayout, batch: list[tuple[int, Tile]], normalization, channels) -> list[np.ndarray]:
-        """The ``H×W×3`` uint8 RGB windows of a batch (runs on the read-ahead thread)."""
-        return [to_rgb_uint8(layout.read(image, z, t.window), channel_axis=layout.plane_channel_axis,
-                             channels=channels, normalization=normalization)[0] for z, t in batch]
+    # --- one batch of windows: the public per-window steps (the Dask path calls these too) ------------
 
-    def _segment_batch(self, rgbs: list[np.ndarray], layout: ImageLayout, batch: list[tuple[int, Tile]],
-                       out: Accumulator, mode: str, options: InstanceOptions, use_cache,
-                       preview: bool = False) -> Task[list[str]]:
-        if preview:
-            embeddings, probs, ious = None, self._h_probabilities(rgbs), [None] * len(rgbs)
-        else:
-            embeddings = yield from self._embeddings(rgbs, use_cache)
-            probs, ious = self._probabilities(rgbs, embeddings)
+    @staticmethod
+    def read_batch(image, layout: ImageLayout, batch: list[tuple[int, Tile]], normalization, channels) -> list[np.ndarray]:
+        """The ``H×W×3`` uint8 RGB windows ``(z, tile)`` of a batch (runs on the read-ahead thread)."""
+        return read_windows(image, layout, batch, normalization, channels)
+
+    def segment_batch(self, rgbs: list[np.ndarray], layout: ImageLayout, batch: list[tuple[int, Tile]],
+                      out: Accumulator, mode: str, options: InstanceOptions, use_cache,
+                      preview: bool = False) -> Task[list[str]]:
+        """Segment a batch of RGB windows into ``out`` (its ``add``, ``windows`` and, for instances, the
+        labels that :meth:`add_instances` writes); returns the notes of windows whose prompts were capped."""
+        embeddings = None if preview else (yield from self.embed_windows(rgbs, use_cache))
+        probs, ious = self.window_probabilities(rgbs, embeddings)
         notes = []
         for k, ((z, t), (autosam, h)) in enumerate(zip(batch, probs)):
             out.add(z, t.slices, t.weight(), autosam, h)
             if mode == "instances":
                 source = h if (options.source == "h" and h is not None) else autosam
-                note = self._instances(out, z, t, source, None if preview else embeddings[k : k + 1], options)
+                note = self.add_instances(out, z, t, source, None if preview else embeddings[k : k + 1], options)
                 if note:
                     notes.append(f"window {t.index}" + (f", slice {z}" if layout.is_stack else "") + f": {note}")
         out.windows += [WindowInfo(z, t.window, t.core, iou) for (z, t), iou in zip(batch, ious)]
         return notes
 
-    def _embeddings(self, rgbs: list[np.ndarray], use_cache) -> Task[torch.Tensor]:
+    def embed_windows(self, rgbs: list[np.ndarray], use_cache=True) -> Task[torch.Tensor]:
         """``N×256×64×64`` SAM embeddings, through the cache when ``use_cache`` (on disk only when "disk";
         encoding progress nested)."""
         if use_cache:
             return (yield from nested(self.cache.embed_many(rgbs, batch_size=len(rgbs), remember=use_cache != "disk")))
         return (yield from nested(embed_images(self.sam, rgbs, batch_size=len(rgbs))))
 
-    @torch.inference_mode()
-    def _h_probabilities(self, rgbs: list[np.ndarray]) -> list[tuple[None, np.ndarray]]:
-        """h(g(I)) probabilities of each RGB window, without SAM (a preview)."""
-        if getattr(self.checkpoint, "class_heads", None) is not None:  # a class model: 1 - P(background)
-            from .classes import foreground_probabilities
+    def window_probabilities(self, rgbs: list[np.ndarray], embeddings: torch.Tensor | None = None):
+        """``([(autosam, h)], ious)``: the probabilities of RGB windows at their own resolution and SAM's
+        predicted IoUs, as this model's kind makes them (AutoSAM's with the model's logit gain; a class
+        model's are ``1 - P(background)``).  ``embeddings`` None: a preview, h(g(I)) only (autosam None)."""
+        return self.kind.window_probabilities(self, rgbs, embeddings)
 
-            return foreground_probabilities(self, rgbs, None)[0]
-        g_input = torch.cat([prepare_image(rgb, self.model.input_size)[0] for rgb in rgbs]).to(self.device)
-        with autocast(self.device):
-            logits = self.model.surrogate(self.model.prompt_generator(g_input))
-        return [(None, torch.sigmoid(frame_to_original(logits[i : i + 1].float(), Geometry(*rgb.shape[:2])))[0, 0]
-                 .cpu().numpy()) for i, rgb in enumerate(rgbs)]
-
-    @torch.inference_mode()
-    def _probabilities(self, rgbs: list[np.ndarray], embeddings: torch.Tensor):
-        """AutoSAM and h probabilities of each RGB window, at its own resolution, and SAM's predicted IoUs."""
-        if getattr(self.checkpoint, "class_heads", None) is not None:  # a class model: 1 - P(background)
-            from .classes import foreground_probabilities
-
-            return foreground_probabilities(self, rgbs, embeddings)
-        g_input = torch.cat([prepare_image(rgb, self.model.input_size)[0] for rgb in rgbs]).to(self.device)
-        with autocast(self.device):
-            output = self.model(g_input, embeddings.to(self.device))
-        results = []
-        for i, rgb in enumerate(rgbs):
-            geometry = Geometry(*rgb.shape[:2])
-            autosam = torch.sigmoid(self.probability_gain * frame_to_original(output.sam_logits[i : i + 1].float(), geometry))
-            h = None
-            if output.h_logits is not None:
-                h = torch.sigmoid(frame_to_original(output.h_logits[i : i + 1].float(), geometry))[0, 0].cpu().numpy()
-            results.append((autosam[0, 0].cpu().numpy(), h))
-        ious = [None] * len(rgbs) if output.iou is None else [float(v) for v in output.iou.float()[:, 0].cpu()]
-        return results, ious
-
-    def _instances(self, out: Accumulator, z: int, t: Tile, prob: np.ndarray, embedding: torch.Tensor,
-                   options: InstanceOptions) -> str | None:
+    def add_instances(self, out: Accumulator, z: int, t: Tile, prob: np.ndarray, embedding: torch.Tensor,
+                      options: InstanceOptions) -> str | None:
         """Self-prompted instances of one window, kept where their inner point is in the tile's core."""
         found, note = window_instances(self.sam, embedding, prob, options, keep=t.in_core)
         if found:

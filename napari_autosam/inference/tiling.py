@@ -155,6 +155,16 @@ def tile_grid(shape: tuple[int, int], tile: int, overlap: int, *, max_tile: int 
 # --- the one tiling rule of the GUI, the CLI and the Python API ----------------------------
 
 
+#: Review regions (``review``, the widget's Review): tiles of this size, overlapping by REVIEW_OVERLAP.
+REVIEW_TILE = 1024
+REVIEW_OVERLAP = 128
+
+
+def review_tile(plane_shape: tuple[int, ...], tile: int = REVIEW_TILE) -> int | None:
+    """The review's tile for a plane: ``tile`` when the plane is larger, else None (the plane is one region)."""
+    return tile if max(int(s) for s in plane_shape[-2:]) > tile else None
+
+
 def auto_tile(plane_shape: tuple[int, ...]) -> int | None:
     """The tile size for a plane when none is given: :data:`AUTO_TILE` above :data:`AUTO_TILE_ABOVE` px, else None."""
     return AUTO_TILE if max(int(s) for s in plane_shape[-2:]) > AUTO_TILE_ABOVE else None

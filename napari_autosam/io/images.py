@@ -321,3 +321,22 @@ def pair_images_and_masks(images_dir: str | os.PathLike, masks_dir: str | os.Pat
     if missing:
         raise ValueError(f"{len(missing)} image(s) in {str(images_dir)!r} have no mask in {str(masks_dir)!r}: {', '.join(missing)}")
     return pairs
+
+
+def write_array(path: Path, array, *, tile: int = 512) -> Path:
+    """Write a numpy array with :func:`write_tiff`, or a zarr array as a tiled TIFF, one tile at a time."""
+    if isinstance(array, np.ndarray):
+        return write_tiff(path, array)
+
+    def tiles():
+        planes = [()] if array.ndim == 2 else [(z,) for z in range(array.shape[0])]
+        for z in planes:
+            for y in range(0, array.shape[-2], tile):
+                for x in range(0, array.shape[-1], tile):
+                    yield np.asarray(array[(*z, slice(y, y + tile), slice(x, x + tile))])
+
+    nbytes = int(np.prod(array.shape)) * np.dtype(array.dtype).itemsize
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, tiles(), shape=array.shape, dtype=array.dtype, tile=(tile, tile),
+                         compression="zlib", photometric="minisblack", bigtiff=nbytes > 2**31)
+    return path

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .slides import _MICRONS, Slide, SlideReadError
+from .pyramid import MICRONS, Slide, SlideReadError
 
 __all__ = ["missing_chunks", "missing_level0_chunks", "multiscales_of", "open_ngff"]
 
@@ -76,7 +76,7 @@ def open_ngff(path: Path) -> Slide:
 def _mpp(meta: dict, axes: list[str], scale: np.ndarray, y: int, x: int) -> tuple[float, float] | None:
     """µm/px of level 0; None when the axes carry no length unit."""
     units = {a.get("name"): a.get("unit") for a in meta.get("axes", []) if isinstance(a, dict)}
-    factors = [_MICRONS.get(str(units.get(axes[i])).lower()) for i in (y, x)]
+    factors = [MICRONS.get(str(units.get(axes[i])).lower()) for i in (y, x)]
     if any(f is None for f in factors):
         return None
     return float(scale[y] * factors[0]), float(scale[x] * factors[1])

@@ -335,11 +335,7 @@ def to_rgb_uint8(
     ValueError
         For empty arrays, 1D or 4D+ arrays, stacks and bad channel choices.
     """
-    image = np.asarray(image)
-    if image.size == 0:
-        raise ValueError(f"image is empty (shape {image.shape})")
-    if image.ndim not in (2, 3):
-        raise ValueError(f"expected a 2D image (Y, X) or (Y, X, C)/(C, Y, X), got {image.ndim}D shape {image.shape}")
+    image = _plane_array(image)
     if channels is None and normalization is not None:
         channels = normalization.channels
     layout = _resolve_layout(image.shape, image.dtype, channel_axis, channels, allow_stack=False)
@@ -354,8 +350,23 @@ def to_rgb_uint8(
             return np.stack(planes, axis=-1), normalization
     bounds = normalization.bounds(len(planes))
     scaled = [_scale_plane(plane, low, high) for plane, (low, high) in zip(planes, bounds)]
+    return _as_rgb(scaled), normalization
+
+
+def _plane_array(image) -> np.ndarray:
+    """``image`` as an array, or ValueError when it is empty or not 2D / 3D."""
+    image = np.asarray(image)
+    if image.size == 0:
+        raise ValueError(f"image is empty (shape {image.shape})")
+    if image.ndim not in (2, 3):
+        raise ValueError(f"expected a 2D image (Y, X) or (Y, X, C)/(C, Y, X), got {image.ndim}D shape {image.shape}")
+    return image
+
+
+def _as_rgb(scaled: list[np.ndarray]) -> np.ndarray:
+    """One scaled plane as gray (three times), two as R, G with an empty blue, three as R, G, B."""
     if len(scaled) == 1:
         scaled = scaled * 3
     elif len(scaled) == 2:
         scaled.append(np.zeros_like(scaled[0]))
-    return np.stack(scaled, axis=-1), normalization
+    return np.stack(scaled, axis=-1)

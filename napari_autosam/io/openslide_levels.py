@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .slides import Slide, SlideReadError
+from .pyramid import Slide, SlideReadError, full_key
 
 __all__ = ["OpenSlideLevel", "full_key", "open_openslide", "openslide_format", "openslide_meta"]
 
@@ -96,17 +96,6 @@ class OpenSlideLevel:
         rgb = rgba[..., :3].copy()
         rgb[rgba[..., 3] == 0] = self._background
         return rgb
-
-
-def full_key(key, ndim: int) -> tuple:
-    """``key`` as a tuple of ``ndim`` ints/slices (Ellipsis expanded)."""
-    key = key if isinstance(key, tuple) else (key,)
-    if any(k is Ellipsis for k in key):
-        at = next(i for i, k in enumerate(key) if k is Ellipsis)
-        key = key[:at] + (slice(None),) * (ndim - len(key) + 1) + key[at + 1:]
-    if len(key) > ndim:
-        raise IndexError(f"too many indices for a {ndim}-dimensional slide level")
-    return tuple(key) + (slice(None),) * (ndim - len(key))
 
 
 def open_openslide(path: Path) -> Slide:

@@ -24,10 +24,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .pyramid import ResolutionError
+from .resample import Resampled
+
 __all__ = [
     "Resampled",
     "Resolution",
     "ResolutionError",
+    "box_edges",
+    "box_transform",
+    "cell_transform",
     "describe",
     "layer_transform",
     "level_for_mpp",
@@ -35,6 +41,8 @@ __all__ = [
     "region_to_working",
     "resolution_note",
     "level_choices",
+    "mask_at",
+    "preferred_request",
     "same_resolution",
     "to_level0",
     "to_working",
@@ -43,10 +51,6 @@ __all__ = [
 
 #: A pyramid level within this fraction of the requested downsample is used as stored.
 TOLERANCE = 0.02
-
-
-class ResolutionError(ValueError):
-    """A working resolution that cannot be had; the message says why and what to ask instead."""
 
 
 @dataclass(frozen=True)
@@ -208,6 +212,21 @@ def level_choices(slide) -> list[tuple[str, dict]]:
 # --------------------------------------------------------------------------- coordinates
 
 
+def mask_at(mask, image_shape: tuple[int, int], resolution, name: str):
+    """The mask at the working resolution: as given when it matches, else picked from level 0 by nearest pixel."""
+    if tuple(mask.shape[:2]) == tuple(image_shape):
+        return mask
+    d = resolution.downsample
+    expected = (round(image_shape[0] * d), round(image_shape[1] * d))
+    if any(abs(m - e) > d for m, e in zip(mask.shape[:2], expected)):
+        raise ValueError(f"mask of {name} is {mask.shape[0]}×{mask.shape[1]}; expected the image's size at "
+                         f"level 0 (about {expected[0]}×{expected[1]}) or at the working resolution "
+                         f"({image_shape[0]}×{image_shape[1]})")
+    rows = np.minimum(((np.arange(image_shape[0]) + 0.5) * d).astype(int), mask.shape[0] - 1)
+    cols = np.minimum(((np.arange(image_shape[1]) + 0.5) * d).astype(int), mask.shape[1] - 1)
+    return mask[np.ix_(rows, cols)]
+
+
 def to_working(coords, resolution: Resolution) -> np.ndarray:
     """Level-0 coordinates (any shape, e.g. ``N×2`` as y, x) in working pixels: ``coords / d``."""
     return np.asarray(coords, dtype=float) / resolution.downsample
@@ -241,113 +260,51 @@ def layer_transform(resolution: Resolution, base_scale=(1.0, 1.0), base_translat
     return {"scale": scale, "translate": translate}
 
 
-# --------------------------------------------------------------------------- resampling
+def box_edges(box, scale, translate) -> np.ndarray:
+    """World coordinates ``[[y0, x0], [y1, x1]]`` of the outer pixel edges of ``box = (y0, y1, x0, x1)``.
 
-
-class Resampled:
-    """A lazy ``Y×X`` or ``Y×X×C`` array shrunk by ``factor`` (≥ 1) with area averaging.
-
-    Working pixel ``i`` averages source pixels ``[i·f, (i+1)·f)`` weighted by
-    overlap, so a value depends only on its position, never on the window
-    read: tiles read separately agree with one big read.  Slicing reads only
-    the source window under the requested one.  Strided slices (step > 1,
-    for previews and statistics) point-sample the source instead, read with
-    a matching stride so memory stays the size of the result.
+    ``scale``/``translate`` (y, x last) map the box's pixels to the world, as
+    napari's layer transform does: pixel centres at integers, so the edges are
+    half a pixel out.
     """
-
-    def __init__(self, source, factor: float) -> None:
-        if factor < 1:
-            raise ValueError(f"Resampled shrinks only (factor >= 1), got {factor}")
-        if source.ndim not in (2, 3) or (source.ndim == 3 and source.shape[-1] > 16):
-            raise ResolutionError(f"resampling needs a Y×X or Y×X×C level, got shape {tuple(source.shape)}; "
-                                  "choose a pyramid level instead")
-        self.source = source
-        self.factor = float(factor)
-        height, width = source.shape[:2]
-        self.shape = (max(1, round(height / factor)), max(1, round(width / factor)), *source.shape[2:])
-        self.dtype = np.dtype(source.dtype)
-        self.ndim = len(self.shape)
-        self.size = int(np.prod(self.shape))
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __array__(self, dtype=None, copy=None):
-        array = self[...]
-        return array if dtype is None else array.astype(dtype)
-
-    def __getitem__(self, key) -> np.ndarray:
-        from .openslide_levels import full_key
-
-        key = full_key(key, self.ndim)
-        picks = tuple(0 if isinstance(k, (int, np.integer)) else slice(None) for k in key[:2])
-        spans = [slice(k, k + 1) if isinstance(k, (int, np.integer)) else k for k in key[:2]]
-        (y0, y1, ys), (x0, x1, xs) = spans[0].indices(self.shape[0]), spans[1].indices(self.shape[1])
-        if ys <= 0 or xs <= 0:
-            raise IndexError("resampled levels support only positive slice steps")
-        rest = key[2:]
-        if y1 <= y0 or x1 <= x0:
-            return np.zeros((max(0, y1 - y0), max(0, x1 - x0), *self.shape[2:]), self.dtype)[::ys, ::xs][picks + rest]
-        if ys > 1 or xs > 1:
-            return self._sampled(range(y0, y1, ys), range(x0, x1, xs))[picks + rest]
-        f = self.factor
-        sy0, sy1 = int(np.floor(y0 * f)), min(self.source.shape[0], int(np.ceil(y1 * f)))
-        sx0, sx1 = int(np.floor(x0 * f)), min(self.source.shape[1], int(np.ceil(x1 * f)))
-        window = np.asarray(self.source[sy0:sy1, sx0:sx1]).astype(np.float32)
-        window = _area_axis(window, 0, y0, y1, f, sy0, self.source.shape[0])
-        window = _area_axis(window, 1, x0, x1, f, sx0, self.source.shape[1])
-        if self.dtype.kind in "iub":
-            info = np.iinfo(self.dtype) if self.dtype.kind in "iu" else None
-            window = np.rint(window)
-            if info is not None:
-                window = np.clip(window, info.min, info.max)
-        out = window.astype(self.dtype)[::ys, ::xs]
-        return out[picks + rest]
-
-    def _sampled(self, rows: range, cols: range) -> np.ndarray:
-        """Strided reads (previews, statistics): the source pixel nearest each working pixel's centre.
-
-        The source is read with a matching stride, so memory stays the size
-        of the result; values are point samples, not area means.
-        """
-        if len(rows) == 0 or len(cols) == 0:
-            return np.zeros((len(rows), len(cols), *self.shape[2:]), self.dtype)
-        f, (height, width) = self.factor, self.source.shape[:2]
-        wanted_y = np.minimum(((np.asarray(rows) + 0.5) * f).astype(int), height - 1)
-        wanted_x = np.minimum(((np.asarray(cols) + 0.5) * f).astype(int), width - 1)
-        step_y = max(1, int(rows.step * f)) if len(rows) > 1 else 1
-        step_x = max(1, int(cols.step * f)) if len(cols) > 1 else 1
-        (sy, iy), (sx, ix) = _nearest_grid(wanted_y, step_y), _nearest_grid(wanted_x, step_x)
-        grid = np.asarray(self.source[sy, sx])
-        return grid[np.minimum(iy, grid.shape[0] - 1)][:, np.minimum(ix, grid.shape[1] - 1)]
+    y0, y1, x0, x1 = box
+    scale = np.asarray(scale, dtype=float)[-2:]
+    translate = np.asarray(translate, dtype=float)[-2:]
+    return np.array([[y0 - 0.5, x0 - 0.5], [y1 - 0.5, x1 - 0.5]]) * scale + translate
 
 
-def _nearest_grid(wanted: np.ndarray, step: int) -> tuple[slice, np.ndarray]:
-    """A source slice with ``step`` covering ``wanted`` indices, and each wanted index's place in it."""
-    start = int(wanted[0])
-    return slice(start, int(wanted[-1]) + 1, step), np.rint((wanted - start) / step).astype(int)
+def box_transform(box, scale, translate) -> dict:
+    """``scale``/``translate`` (y, x) of the pixels of ``box = (y0, y1, x0, x1)`` cut out of an image placed by
+    ``scale``/``translate``: the window lands where it was."""
+    y0, _y1, x0, _x1 = box
+    sy, sx = (float(v) for v in scale[-2:])
+    ty, tx = (float(v) for v in translate[-2:])
+    return {"scale": (sy, sx), "translate": (ty + y0 * sy, tx + x0 * sx)}
 
 
-def _area_axis(window: np.ndarray, axis: int, o0: int, o1: int, f: float, s0: int, total: int) -> np.ndarray:
-    """Average ``window`` (source rows/columns from ``s0``) over the intervals of outputs ``o0..o1`` along ``axis``.
+def cell_transform(scale, translate, cell: int) -> dict:
+    """``scale``/``translate`` of a coarse grid whose cells cover ``cell × cell`` pixels of an image placed by
+    ``scale``/``translate`` (the last two axes; others unchanged)."""
+    scale, translate = [float(v) for v in scale], [float(v) for v in translate]
+    for i in (-2, -1):
+        translate[i] += (cell - 1) / 2 * scale[i]
+        scale[i] *= cell
+    return {"scale": scale, "translate": translate}
 
-    Output ``i`` covers source ``[i·f, (i+1)·f)`` (clipped to the source);
-    each source pixel weighs by the length it overlaps: a banded sparse
-    matrix (about ``f + 1`` entries per output) applied to the window.
+
+def preferred_request(slide, recorded: dict | None) -> dict:
+    """The resolution to preselect on ``slide`` for a model trained at ``recorded`` (``{}``: keep the choice).
+
+    A pyramid level stored at the model's µm/px (or downsample) is preferred
+    as ``{"level": i}``; else its µm/px as ``{"mpp": x}`` (a model recorded by
+    downsample with no level matching: level 0).
     """
-    from scipy.sparse import csr_matrix
-
-    x = np.moveaxis(window, axis, 0)
-    length = x.shape[0]
-    outputs = np.arange(o0, o1, dtype=np.float64)
-    low = np.clip(outputs * f, 0, total) - s0
-    high = np.clip((outputs + 1) * f, 0, total) - s0
-    source = np.floor(low)[:, None].astype(np.int64) + np.arange(int(np.ceil(f)) + 2)[None, :]
-    overlap = np.clip(np.minimum(high[:, None], source + 1) - np.maximum(low[:, None], source), 0, None)
-    overlap[(source < 0) | (source >= length)] = 0
-    overlap /= np.maximum(overlap.sum(axis=1, keepdims=True), 1e-12)
-    rows = np.broadcast_to(np.arange(len(outputs))[:, None], source.shape)
-    keep = overlap > 0
-    weights = csr_matrix((overlap[keep].astype(np.float32), (rows[keep], source[keep])), shape=(len(outputs), length))
-    flat = weights @ x.reshape(length, -1)
-    return np.moveaxis(np.asarray(flat, dtype=np.float32).reshape((len(outputs),) + x.shape[1:]), 0, axis)
+    request = request_of(recorded, slide) if recorded else {}
+    if "mpp" in request:
+        match = [i for i in range(len(slide.downsamples))
+                 if same_resolution({"mpp": float(np.mean(slide.level_mpp(i)))}, request)]
+        return {"level": match[0]} if match else request
+    if "downsample" in request:
+        match = [i for i, d in enumerate(slide.downsamples) if same_resolution({"downsample": d}, request)]
+        return {"level": match[0] if match else 0}
+    return {}

@@ -4,6 +4,11 @@ Format: one safetensors file.  Tensors are stored as ``g.<name>`` and
 ``h.<name>``; the metadata (architecture, SAM variant, provenance) is a
 JSON document under the ``napari_autosam`` key of the safetensors header.
 Nothing is unpickled on load, so a checkpoint from anyone is safe to open.
+
+The metadata stays a JSON object on disk (old checkpoints load as they are);
+in code it is read through typed records: :class:`ModelInfo` (what a loaded
+model says about itself, ``checkpoint.info``) and :class:`RunRecord` (what a
+training run writes into it).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +41,120 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read, or does not fit the architecture it names."""
 
 
+#: Metadata key of the gain on the decoder's logits that g was trained under (median of the last g
+#: steps), so that AutoSAM's probabilities at inference are those the loss saw.
+PROBABILITY_GAIN_KEY = "probability_gain"
+#: The model kinds (:attr:`ModelCheckpoint.kind`); segmentation and training register what each does
+#: (:mod:`napari_autosam.inference.segment_kinds`, :mod:`napari_autosam.training.train_kinds`).
+MODEL_KINDS = ("binary", "classes", "depth")
+
+
+def probability_gain(metadata: Mapping) -> float:
+    """The gain a model's AutoSAM logits take before the sigmoid (1 for older, untrained or damaged metadata).
+
+    Masks (logit > 0) do not depend on it; the probabilities, and what is read
+    from them (confident objects, the probability layers), do: a model trained
+    against a small-logit decoder under a gain k > 1 would otherwise show
+    probabilities crowded around 0.5.
+    """
+    try:
+        value = float(metadata.get(PROBABILITY_GAIN_KEY, 1.0))
+    except (TypeError, ValueError):
+        return 1.0
+    return value if value > 0 and value == value else 1.0
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model's metadata says, typed (read with :meth:`from_metadata`; absent keys take the defaults).
+
+    sam_variant : the SAM it was trained with ("vit_b", "tiny", …), None when not recorded
+    untrained : the built-in untrained default model
+    probability_gain : the logit gain g was trained under (:func:`probability_gain`)
+    resolution : the working resolution it was trained at (``{"mpp": …}`` etc.), or None
+    metrics : the run's metrics (Dice of AutoSAM and h, best steps, …)
+    version : its model-store version ("v0003"), or None
+    parent : what it was fine-tuned from, or None
+    created : ISO time of writing, or None
+    """
+
+    sam_variant: str | None = None
+    untrained: bool = False
+    probability_gain: float = 1.0
+    resolution: dict | None = None
+    metrics: dict = field(default_factory=dict)
+    version: str | None = None
+    parent: str | None = None
+    created: str | None = None
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping) -> ModelInfo:
+        metrics = meta.get("metrics")
+        return cls(sam_variant=meta.get("sam_variant"), untrained=bool(meta.get("untrained")),
+                   probability_gain=probability_gain(meta), resolution=meta.get("resolution"),
+                   metrics=dict(metrics) if isinstance(metrics, Mapping) else {}, version=meta.get("version"),
+                   parent=meta.get("parent"), created=meta.get("created"))
+
+
+@dataclass
+class RunRecord:
+    """What a training run records in its model's metadata (:meth:`to_metadata` gives the JSON keys).
+
+    trained_on / validated_on : ``{"name", "sha1"}`` of each image
+    validation, validation_kind : how validation was done (a sentence; "held-out strip", …)
+    parent : the starting model (a path, version or description), or None for a new one
+    metrics : final and best-step figures; training : the resolved TrainConfig as a dict
+    ended : how each stage ended (``{"g": "time_limit", "h": "skipped"}``); cancelled : the run was cancelled
+    normalization : the most common scaling of the training images, or None
+    history : one dict per validation; version : the model-store version, or None
+    resolution : the working resolution, or None; probability_gain : the logit gain g was trained under
+    classes : a class model's classes (``ClassSet.to_metadata()``), else None (no key is written)
+    """
+
+    sam_fingerprint: str
+    sam_checkpoint: str | None
+    trained_on: list[dict]
+    validated_on: list[dict]
+    validation: str
+    validation_kind: str
+    parent: str | None
+    metrics: dict
+    training: dict
+    ended: dict
+    cancelled: bool
+    normalization: dict | None
+    history: list[dict]
+    version: str | None
+    resolution: dict | None
+    probability_gain: float = 1.0
+    classes: list | None = None
+
+    def to_metadata(self) -> dict[str, Any]:
+        """The metadata keys, in the order checkpoints have always had them."""
+        meta = {
+            "sam_fingerprint": self.sam_fingerprint,
+            "sam_checkpoint": self.sam_checkpoint,
+            "trained_on": self.trained_on,
+            "trained_on_count": len(self.trained_on),
+            "validated_on": self.validated_on,
+            "validation": self.validation,
+            "validation_kind": self.validation_kind,
+            "parent": self.parent,
+            "metrics": self.metrics,
+            "training": self.training,
+            "ended": self.ended,
+            "cancelled": self.cancelled,
+            "normalization": self.normalization,
+            "history": self.history,
+            "version": self.version,
+            "resolution": self.resolution,
+            PROBABILITY_GAIN_KEY: float(self.probability_gain),
+        }
+        if self.classes is not None:
+            meta["classes"] = self.classes
+        return meta
+
+
 @dataclass
 class ModelCheckpoint:
     """A loaded (or about to be saved) pair of g and h with metadata."""
@@ -50,6 +170,18 @@ class ModelCheckpoint:
     @property
     def sam_variant(self) -> str | None:
         return self.metadata.get("sam_variant")
+
+    @property
+    def info(self) -> ModelInfo:
+        """The metadata, typed."""
+        return ModelInfo.from_metadata(self.metadata)
+
+    @property
+    def kind(self) -> str:
+        """"depth" (depth adapters), "classes" (class heads) or "binary" (g and h alone): one of MODEL_KINDS."""
+        if self.adapters is not None:
+            return "depth"
+        return "classes" if self.class_heads is not None else "binary"
 
 
 def _describe(module: nn.Module) -> dict[str, Any]:
@@ -220,9 +352,7 @@ def load_checkpoint(path: str | os.PathLike, *, device: torch.device | str = "cp
         surrogate = SurrogateDecoder(**h_config)
         _fill(surrogate, {k[2:]: v for k, v in tensors.items() if k.startswith("h.")}, "surrogate decoder", path)
     adapters = _load_adapters(meta, tensors, path)
-    from .multiclass import load_class_heads
-
-    heads = load_class_heads(meta, tensors, path)
+    heads = _load_class_heads(meta, tensors, path)
     return ModelCheckpoint(generator.to(device).eval(), surrogate.to(device).eval() if surrogate else None, meta,
                            adapters.to(device).eval() if adapters is not None else None,
                            class_heads=heads.to(device) if heads is not None else None)
@@ -240,3 +370,22 @@ def _load_adapters(meta: dict[str, Any], tensors: dict[str, torch.Tensor], path:
         raise CheckpointError(f"{path}: {exc}") from None
     _fill(adapters, {k[9:]: v for k, v in tensors.items() if k.startswith("adapters.")}, "depth adapter", path)
     return adapters
+
+
+def _load_class_heads(meta: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path) -> nn.Module | None:
+    """The class heads of a checkpoint (tensors ``classes.*``), or None for a binary model."""
+    from ..class_sets import ClassesError, classes_from_metadata
+    from .multiclass import ClassHeads
+
+    try:
+        classes = classes_from_metadata(meta, str(path))
+    except ClassesError as exc:
+        raise CheckpointError(str(exc)) from None
+    if classes is None:
+        return None
+    try:
+        heads = ClassHeads(len(classes))
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    _fill(heads, {k[8:]: v for k, v in tensors.items() if k.startswith("classes.")}, "class heads", path)
+    return heads.eval()

@@ -161,21 +161,3 @@ def class_forward(model, heads: ClassHeads, g_input: torch.Tensor, image_embeddi
         h_logits, h_fused = surrogate_classes(model, heads, prompts)
     return ClassOutput(sam_logits, fused, h_logits, h_fused, prompts)
 
-
-def load_class_heads(meta: dict, tensors: dict[str, torch.Tensor], path) -> ClassHeads | None:
-    """The class heads of a checkpoint (tensors ``classes.*``), or None for a binary model."""
-    from ..classes import ClassesError, classes_from_metadata
-    from .checkpoint import CheckpointError, _fill
-
-    try:
-        classes = classes_from_metadata(meta, str(path))
-    except ClassesError as exc:
-        raise CheckpointError(str(exc)) from None
-    if classes is None:
-        return None
-    try:
-        heads = ClassHeads(len(classes))
-    except ValueError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
-    _fill(heads, {k[8:]: v for k, v in tensors.items() if k.startswith("classes.")}, "class heads", path)
-    return heads.eval()

@@ -266,20 +266,13 @@ def download(
 
     Parameters
     ----------
-    url : str
-        ``http(s)://`` or ``file://`` URL.
-    dest : path
-        Final location; its directory is created if needed.
-    md5 : str, optional
-        Expected MD5 (hex); checked before the file is moved into place.
-    size : int, optional
-        Expected size in bytes; fewer or more bytes is an error.
-    timeout : float
-        Seconds to wait for the connection and for each read.
-    cancel : CancelToken, optional
-        Checked between chunks; when set, :class:`Cancelled` is raised.
-    chunk_size : int
-        Bytes per read (and per progress event).
+    url : ``http(s)://`` or ``file://`` URL
+    dest : the final location; its directory is created if needed
+    md5 : the expected MD5 (hex), optional; checked before the file is moved into place
+    size : the expected size in bytes, optional; fewer or more bytes is an error
+    timeout : seconds to wait for the connection and for each read
+    cancel : a CancelToken, optional, checked between chunks; when set, :class:`Cancelled` is raised
+    chunk_size : bytes per read (and per progress event)
 
     Raises
     ------
@@ -301,27 +294,37 @@ def download(
     try:
         with atomic_path(dest, owned=True) as tmp, urllib.request.urlopen(request, timeout=timeout) as response:
             announced = _content_length(response)
-            if size is not None and announced is not None and announced != size:
-                raise DownloadError(
-                    f"{url} is {announced:,} bytes but {dest.name} should be {size:,} bytes; "
-                    f"the server (or mirror) holds a different file.\n{hint}"
-                )
+            _check_announced(url, dest, announced, size, hint)
             expected = size if size is not None else announced
             done, digest = yield from _stream(response, tmp, expected, dest.name, chunk_size, cancel)
-            if expected is not None and done != expected:
-                what = "cut off" if done < expected else "longer than expected"
-                raise DownloadError(
-                    f"the download of {dest.name} from {url} was {what}: got {done:,} of {expected:,} bytes. "
-                    f"Nothing was saved; try again.\n{hint}"
-                )
-            if md5 is not None and digest != md5.lower():
-                raise DownloadError(
-                    f"checksum mismatch for {dest.name} from {url}: MD5 is {digest}, expected {md5.lower()}. "
-                    f"The file was discarded; try again or use another mirror.\n{hint}"
-                )
+            _check_received(url, dest, done, expected, digest, md5, hint)
     except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
         raise DownloadError(f"could not download {dest.name} from {url}: {_reason(err)}.\n{hint}") from err
     return dest
+
+
+def _check_announced(url: str, dest: Path, announced: int | None, size: int | None, hint: str) -> None:
+    """DownloadError when the server announces another size than the file should have."""
+    if size is not None and announced is not None and announced != size:
+        raise DownloadError(
+            f"{url} is {announced:,} bytes but {dest.name} should be {size:,} bytes; "
+            f"the server (or mirror) holds a different file.\n{hint}"
+        )
+
+
+def _check_received(url: str, dest: Path, done: int, expected: int | None, digest: str, md5, hint: str) -> None:
+    """DownloadError when the bytes received are cut off, too many, or fail the MD5 check."""
+    if expected is not None and done != expected:
+        what = "cut off" if done < expected else "longer than expected"
+        raise DownloadError(
+            f"the download of {dest.name} from {url} was {what}: got {done:,} of {expected:,} bytes. "
+            f"Nothing was saved; try again.\n{hint}"
+        )
+    if md5 is not None and digest != md5.lower():
+        raise DownloadError(
+            f"checksum mismatch for {dest.name} from {url}: MD5 is {digest}, expected {md5.lower()}. "
+            f"The file was discarded; try again or use another mirror.\n{hint}"
+        )
 
 
 # ----------------------------------------------------------------------------- cache

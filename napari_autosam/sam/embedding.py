@@ -131,8 +131,8 @@ def embed_images(
     attention goes through PyTorch's fused scaled-dot-product kernels
     (:mod:`.attention`).
     """
-    from ..inference.pipeline import maybe_compile
     from .attention import use_fast_attention
+    from .encoder_compile import maybe_compile
 
     device = next(sam.parameters()).device
     if precision is None:

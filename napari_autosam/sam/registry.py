@@ -128,6 +128,14 @@ def sam_identity(sam: Sam) -> SamIdentity:
     raise SamCheckpointError(f"unknown SAM variant: image encoder of width {width} and depth {depth}")
 
 
+def identity_of(sam):
+    """What :func:`napari_autosam.paths.model_store_dir` takes for ``sam``: a SAM module's :class:`SamIdentity`;
+    a variant name, an identity or None as given."""
+    if sam is None or isinstance(sam, (str, SamIdentity)):
+        return sam
+    return sam_identity(sam)
+
+
 def set_sam_identity(sam: Sam, identity: SamIdentity) -> Sam:
     """Record ``identity`` on ``sam`` (what :func:`load_sam` does); returns ``sam``."""
     vars(sam)[_IDENTITY] = identity

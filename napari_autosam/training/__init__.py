@@ -13,9 +13,10 @@ See docs/training.md.  No napari or Qt here.
 from .augment import D4, Augmentation
 from .config import TrainConfig
 from .data import Sample, TrainingDataError, load_samples, samples_from_arrays, samples_from_pair, split_samples
-from .engine import TrainResult, initial_model, train
-from .evaluate import Evaluation, Scores, evaluate
 from .presets import PRESETS, Preset, get_preset, preset_names
+from .scoring import Evaluation, Scores
+from .start import TrainResult, initial_model
+from .train_kinds import evaluate, train
 
 __all__ = [
     "D4",

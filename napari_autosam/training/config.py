@@ -109,7 +109,7 @@ class TrainConfig:
         segmentation tile size, 0: never cut.
     depth_adapters : bool
         Train depth adapters inside SAM's image encoder on stacks, with g and
-        h (:mod:`.depth`): each step encodes a window of ``depth_window``
+        h (:mod:`.depth_stage`): each step encodes a window of ``depth_window``
         neighbouring slices, so nothing is cached (docs/depth.md).
     depth_window : int or None
         Slices per window of the depth adapters (None: 5, or the warm start's).
@@ -117,7 +117,7 @@ class TrainConfig:
         ``"depth_mlp"`` (default) or ``"dconv"`` (:data:`~napari_autosam.sam.adapters.ADAPTER_KINDS`).
     classes : tuple of dict or None
         A class model's classes, ``({"id": 1, "name": ..., "color": "#rrggbb"}, ...)``
-        (:meth:`napari_autosam.classes.ClassSet.to_metadata`); masks then hold
+        (:meth:`napari_autosam.class_sets.ClassSet.to_metadata`); masks then hold
         class ids.  None: the binary model (or a warm start's own classes).
     """
 

@@ -91,11 +91,11 @@ def _stack_axis(image: np.ndarray, mask: np.ndarray, channel_axis: int | None) -
 
 
 def _mask_values(mask, label: str, classes) -> np.ndarray:
-    """Foreground (binary model) or checked class ids (``classes``: a ClassSet, :mod:`napari_autosam.classes`)."""
+    """Foreground (binary model) or checked class ids (``classes``: a ClassSet, :mod:`napari_autosam.class_sets`)."""
     fg = _foreground(mask, label)
     if classes is None:
         return fg
-    from ..classes import ClassesError, class_ids
+    from ..class_sets import ClassesError, class_ids
 
     try:
         return class_ids(mask, classes, label)
@@ -153,7 +153,7 @@ def samples_from_pair(
 ) -> list[Sample]:
     """The samples of one image and its mask (one for a plane, one per slice for a stack).
 
-    With ``classes`` (a :class:`~napari_autosam.classes.ClassSet`) the mask
+    With ``classes`` (a :class:`~napari_autosam.class_sets.ClassSet`) the mask
     keeps its class ids (checked to be ``0..K``) instead of becoming a
     foreground mask.
 
@@ -250,7 +250,7 @@ def _geojson_mask(path, image: np.ndarray, classes=None) -> np.ndarray:
     With ``classes``: the class-id image, ids by the classes' names.
     """
     from ..inference.inputs import image_layout
-    from ..io.geojson import read_geojson_labels
+    from ..io.geojson_labels import read_geojson_labels
 
     layout = image_layout(image)
     if layout.is_stack:

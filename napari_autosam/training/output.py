@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from ..losses import PROBABILITY_GAIN_KEY
-from ..models.checkpoint import ModelCheckpoint, read_metadata, save_checkpoint
+from ..models.checkpoint import ModelCheckpoint, RunRecord, read_metadata, save_checkpoint
 from ..models.store import ModelStore
 
 
@@ -50,14 +50,44 @@ class Destination:
             store = ModelStore(out)
         if store is None:
             from ..paths import model_store_dir
+            from ..sam.registry import identity_of
 
-            store = ModelStore(model_store_dir(sam))
+            store = ModelStore(model_store_dir(identity_of(sam)))
         version, path = store.reserve()
         return cls(path, store, version)
 
     def release(self) -> None:
         if self.store is not None and self.version is not None:
             self.store.release(self.version)
+
+
+@dataclass
+class TrainingRun:
+    """How a training run went, as :func:`write_model` records it (:class:`~napari_autosam.models.checkpoint.RunRecord`).
+
+    sam : the frozen SAM trained with; config : the resolved TrainConfig
+    train, val : the training and validation samples (or volumes); val_note, val_kind : how validation was done
+    ended : how each stage ended; best : ``{stage: (epoch, step)}`` of the kept state
+    history : one dict per validation; final : the last validation's figures; seconds : training time
+    parent : the starting model's metadata ({} for a new model); cancelled : the run was cancelled
+    classes : a class model's ClassSet, else None; probability_gain : the logit gain g was trained under
+    """
+
+    sam: Any
+    config: Any
+    train: list
+    val: list
+    val_note: str
+    val_kind: str
+    ended: dict
+    best: dict
+    history: list[dict]
+    final: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    parent: dict = field(default_factory=dict)
+    cancelled: bool = False
+    classes: Any = None
+    probability_gain: float = 1.0
 
 
 def _recipe(samples) -> dict | None:
@@ -81,58 +111,62 @@ def _parent(meta: dict) -> str | None:
     return f"model created {meta['created']}" if meta.get("created") else "an in-memory model"
 
 
-def _metrics(info: dict) -> dict:
-    history = info["history"]
-    metrics = dict(info.get("final") or {})
-    if history:
-        metrics["initial_val_dice_autosam"] = history[0]["val_dice_autosam"]
-        metrics["initial_val_dice_h"] = history[0]["val_dice_h"]
-    for stage, (epoch, step) in info["best"].items():
+def _metrics(run: TrainingRun) -> dict:
+    metrics = dict(run.final or {})
+    if run.history:
+        metrics["initial_val_dice_autosam"] = run.history[0]["val_dice_autosam"]
+        metrics["initial_val_dice_h"] = run.history[0]["val_dice_h"]
+    for stage, (epoch, step) in run.best.items():
         metrics[f"best_epoch_{stage}"] = epoch
         metrics[f"best_step_{stage}"] = step
-    metrics["val_kind"] = info["val_kind"]
-    metrics["training_seconds"] = info["seconds"]
+    metrics["val_kind"] = run.val_kind
+    metrics["training_seconds"] = run.seconds
     return metrics
 
 
-def write_model(destination: Destination, model, info: dict) -> tuple[ModelCheckpoint, Path, str | None]:
+def run_record(run: TrainingRun, version: str | None, classes: list | None = None) -> RunRecord:
+    """The metadata a run writes into its model."""
+    from ..sam.cache import sam_fingerprint
+    from ..sam.registry import sam_identity
+
+    identity = sam_identity(run.sam)
+    config = run.config
+    return RunRecord(
+        sam_fingerprint=sam_fingerprint(run.sam),
+        sam_checkpoint=str(identity.checkpoint_path) if identity.checkpoint_path else None,
+        trained_on=[{"name": s.name, "sha1": s.key} for s in run.train],
+        validated_on=[{"name": s.name, "sha1": s.key} for s in run.val],
+        validation=run.val_note,
+        validation_kind=run.val_kind,
+        parent=_parent(run.parent),
+        metrics=_metrics(run),
+        training=config.to_dict(),
+        ended=run.ended,
+        cancelled=run.cancelled,
+        normalization=_recipe(run.train),
+        history=run.history,
+        version=version,
+        resolution=config.resolution if config.resolution is not None else (run.parent or {}).get("resolution"),
+        probability_gain=float(run.probability_gain),
+        classes=classes,
+    )
+
+
+def write_model(destination: Destination, model, run: TrainingRun) -> tuple[ModelCheckpoint, Path, str | None]:
     """Save g and h of ``model`` (an AutoSAM) with the run's metadata; activate a store version.
 
     A cancelled run's version is activated only when it improved on the
     starting model (a best epoch after 0 in some stage).
     """
-    from ..sam.cache import sam_fingerprint
     from ..sam.registry import sam_identity
 
-    sam, config = info["sam"], info["config"]
-    identity = sam_identity(sam)
-    improved = any(step > 0 for _, step in info["best"].values())
-    meta = {
-        "sam_fingerprint": sam_fingerprint(sam),
-        "sam_checkpoint": str(identity.checkpoint_path) if identity.checkpoint_path else None,
-        "trained_on": [{"name": s.name, "sha1": s.key} for s in info["train"]],
-        "trained_on_count": len(info["train"]),
-        "validated_on": [{"name": s.name, "sha1": s.key} for s in info["val"]],
-        "validation": info["val_note"],
-        "validation_kind": info["val_kind"],
-        "parent": _parent(info["parent"]),
-        "metrics": _metrics(info),
-        "training": config.to_dict(),
-        "ended": info["ended"],
-        "cancelled": info["cancelled"],
-        "normalization": _recipe(info["train"]),
-        "history": info["history"],
-        "version": destination.version,
-        "resolution": config.resolution if config.resolution is not None else (info["parent"] or {}).get("resolution"),
-        PROBABILITY_GAIN_KEY: float(info.get("probability_gain", 1.0)),
-    }
-    heads, classes = getattr(model, "class_heads", None), info.get("classes")
-    if heads is not None:
-        meta["classes"] = classes.to_metadata()
+    improved = any(step > 0 for _, step in run.best.values())
+    heads = getattr(model, "class_heads", None)
+    record = run_record(run, destination.version, run.classes.to_metadata() if heads is not None else None)
     save_checkpoint(destination.path, model.prompt_generator, model.surrogate,
-                    sam_variant=identity.variant, adapters=getattr(model, "adapters", None), class_heads=heads,
-                    **meta)
-    if destination.store is not None and (improved or not info["cancelled"]):
+                    sam_variant=sam_identity(run.sam).variant, adapters=getattr(model, "adapters", None),
+                    class_heads=heads, **record.to_metadata())
+    if destination.store is not None and (improved or not run.cancelled):
         destination.store.activate(destination.version)
     checkpoint = ModelCheckpoint(model.prompt_generator.eval(), model.surrogate.eval(), read_metadata(destination.path),
                                  class_heads=heads.eval() if heads is not None else None)

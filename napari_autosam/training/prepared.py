@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from ..progress import CancelToken, Stopwatch, Task, nested
 from ..sam.embedding import LOGIT_SIZE, Geometry, mask_to_padded_frame
 from .augment import Augmentation, apply_d4, color_jitter, normalize_and_pad, random_affine, warp
-from .classwise import class_targets
+from .class_stage import class_targets
 from .data import Sample
 
 

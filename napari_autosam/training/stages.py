@@ -21,11 +21,11 @@ from ..device import autocast, needs_grad_scaler
 from ..losses import bce_dice_loss, logit_gain
 from ..models.autosam import AutoSAM
 from ..progress import CancelToken, Stopwatch, Task
-from . import classwise
+from . import class_stage
 from .config import G_TIME_SHARE, TrainConfig
-from .evaluate import Scores, predict_logits, score
 from .fast_step import g_prompt_and_logits
 from .prepared import PreparedSet
+from .scoring import Scores, predict_logits, score
 
 
 class Trainer:
@@ -34,7 +34,7 @@ class Trainer:
     def __init__(self, model: AutoSAM, config: TrainConfig, device, cancel: CancelToken | None,
                  val_kind: str = "held-out images", *, classes=None) -> None:
         self.model = model
-        self.classes = classes  # a ClassSet: the model has class heads (training/classwise.py)
+        self.classes = classes  # a ClassSet: the model has class heads (training/class_stage.py)
         self.config = config
         self.device = device
         self.cancel = cancel
@@ -54,7 +54,7 @@ class Trainer:
     def validate(self, val: PreparedSet) -> dict:
         """Mean Dice/IoU of AutoSAM and h on the validation set (original frames, threshold 0.5)."""
         if self.classes is not None:  # mean over classes, and per class
-            self.latest = classwise.validate(self.model, val, self.classes, batch=self.config.batch_size,
+            self.latest = class_stage.validate(self.model, val, self.classes, batch=self.config.batch_size,
                                              device=self.device)
             return self.latest
         self.model.eval()
@@ -76,7 +76,7 @@ class Trainer:
 
     def _g_loss(self, g_input, embedding, target) -> torch.Tensor:
         if self.classes is not None:
-            return classwise.g_loss(self.model, g_input, embedding, target, joint=self.config.joint)
+            return class_stage.g_loss(self.model, g_input, embedding, target, joint=self.config.joint)
         with autocast(self.device):
             prompt, logits = g_prompt_and_logits(self.model, g_input, embedding,
                                                  prompt_generator=self._trained(self.model.prompt_generator))
@@ -93,7 +93,7 @@ class Trainer:
 
     def _h_loss(self, g_input, _embedding, target) -> torch.Tensor:
         if self.classes is not None:
-            return classwise.h_loss(self.model, g_input, _embedding, target)
+            return class_stage.h_loss(self.model, g_input, _embedding, target)
         with torch.no_grad(), autocast(self.device):
             prompt = self.model.prompt_generator(g_input)
         with autocast(self.device):
@@ -110,7 +110,7 @@ class Trainer:
         return self.started + limit * share
 
     def _modules(self, stage: str) -> list[torch.nn.Module]:
-        heads = classwise.heads_of(self.model)
+        heads = class_stage.heads_of(self.model)
         if stage == "h":
             return [self.model.surrogate] + (heads.h_modules() if heads is not None else [])
         extra = heads.g_modules() + (heads.h_modules() if self.config.joint else []) if heads is not None else []
@@ -129,11 +129,7 @@ class Trainer:
         deadline = self._deadline(stage, h_follows)
         modules = self._modules(stage)
         key = "val_dice_autosam" if is_g else "val_dice_h"
-        for p in self.model.prompt_generator.parameters():
-            p.requires_grad_(is_g)
-        params = [p for m in modules for p in m.parameters()]
-        optimizer = torch.optim.Adam(params, lr=cfg.lr if is_g else cfg.h_lr, weight_decay=cfg.weight_decay)
-        scaler = torch.amp.GradScaler("cuda") if cfg.mixed_precision and needs_grad_scaler(self.device) else None
+        optimizer, scaler = self._optimizer(stage, modules)
         clock = Stopwatch(budget)
         best = self.validate(val)[key]
         best_state, self.best_step, self.best_epoch, stale = _snapshot(modules), 0, 0, 0
@@ -143,11 +139,9 @@ class Trainer:
         ended, step, losses = "completed", 0, []
         batches = self._batches(len(train), cfg.batch_size if is_g else cfg.h_batch_size)
         while step < budget:
-            if self.cancelled:
-                ended = "cancelled"
-                break
-            if deadline is not None and step >= min(cfg.min_steps, budget) and self._past(deadline):
-                ended = "time_limit"
+            stop = self._stop(step, budget, deadline)
+            if stop is not None:
+                ended = stop
                 break
             self._train_mode(stage)
             tensors = self._next_batch(train, batches, is_g)
@@ -179,6 +173,24 @@ class Trainer:
         for p in self.model.prompt_generator.parameters():
             p.requires_grad_(True)
         return ended
+
+    def _optimizer(self, stage: str, modules):
+        """The stage's Adam over ``modules`` (g's parameters trainable only in stage g) and a grad scaler or None."""
+        cfg, is_g = self.config, stage == "g"
+        for p in self.model.prompt_generator.parameters():
+            p.requires_grad_(is_g)
+        params = [p for m in modules for p in m.parameters()]
+        optimizer = torch.optim.Adam(params, lr=cfg.lr if is_g else cfg.h_lr, weight_decay=cfg.weight_decay)
+        scaler = torch.amp.GradScaler("cuda") if cfg.mixed_precision and needs_grad_scaler(self.device) else None
+        return optimizer, scaler
+
+    def _stop(self, step: int, budget: int, deadline) -> str | None:
+        """Why the stage stops before this step ("cancelled", "time_limit"), or None to go on."""
+        if self.cancelled:
+            return "cancelled"
+        if deadline is not None and step >= min(self.config.min_steps, budget) and self._past(deadline):
+            return "time_limit"
+        return None
 
     def _batches(self, n: int, batch: int):
         """Endless index batches from running random permutations (each image once per pass)."""

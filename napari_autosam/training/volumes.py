@@ -61,10 +61,9 @@ def volumes_from_samples(samples: Sequence[Sample]) -> list[Volume]:
 
 def _channel_volume(image: np.ndarray, mask: np.ndarray, name: str, percentiles) -> Volume:
     """A ``Z×Y×X×C`` multichannel stack: every channel scaled on its own over the whole stack (as segmentation does)."""
-    from ..inference.depth_segment import channel_normalizations, scale_channels
-    from ..inference.inputs import image_layout
+    from ..io.channel_scaling import channel_normalizations, scale_channels
 
-    norms = channel_normalizations(image, image_layout(image, channel_axis=3), percentiles)
+    norms = channel_normalizations(image, 3, percentiles)
     return Volume(name, np.stack([scale_channels(image[z], norms) for z in range(len(image))]), mask > 0)
 
 

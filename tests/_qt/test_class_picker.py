@@ -27,9 +27,9 @@ def test_class_picker_sets_the_painted_label_and_the_colours(viewer, widget, tmp
 
 
 def test_a_class_model_segments_class_ids_shown_in_the_classes_colours(viewer, widget, idle):
-    from napari_autosam.classes import default_classes, label_colors
+    from napari_autosam.class_sets import default_classes, label_colors
     from napari_autosam.data.synthetic_classes import make_class_dataset
-    from napari_autosam.inference.classes import segment_classes
+    from napari_autosam.inference.class_labels import segment_classes
     from napari_autosam.progress import run
     from napari_autosam.training import TrainConfig
     from napari_autosam.training.engine import initial_model

@@ -24,7 +24,7 @@ def fully_in_view(widget, part) -> bool:
 
 
 def test_demo_drives_the_widget_through_the_loop(viewer, widget, he_sample, tmp_path, qtbot, monkeypatch):
-    from napari_autosam._qt import demo as qt_demo
+    from napari_autosam._qt import demo_driver as qt_demo
 
     monkeypatch.setattr(demo_loop, "DEMO_TRAINING", QUICK)
     monkeypatch.setattr(demo_loop, "EXTRA_CORRECTIONS", 1)
@@ -92,8 +92,8 @@ def test_demo_modules_import_without_a_cycle():
     """The loop's data and steps live in the Qt-free demo_loop; the GUI half never imports the CLI."""
     import inspect
 
-    from napari_autosam._qt import demo as qt_demo
-    from napari_autosam.cli import demo as cli_demo
+    from napari_autosam._qt import demo_driver as qt_demo
+    from napari_autosam.cli import demo_command as cli_demo
 
     assert "cli" not in inspect.getsource(qt_demo).split('"""', 2)[2].split("class DemoDriver")[0]
     assert qt_demo.demo_loop is demo_loop

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from qtpy.QtCore import Qt
 
-from napari_autosam._qt.compare import grid_of
+from napari_autosam._qt.compare_section import grid_of
 from napari_autosam.losses import dice
 
 pytestmark = pytest.mark.gui

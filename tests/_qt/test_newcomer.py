@@ -8,7 +8,7 @@ import pytest
 from napari.utils.notifications import notification_manager
 from qtpy.QtCore import Qt
 
-from napari_autosam._qt.compare import grid_of
+from napari_autosam._qt.compare_section import grid_of
 from napari_autosam.losses import dice
 
 pytestmark = pytest.mark.gui

@@ -118,7 +118,7 @@ def test_geojson_opens_as_labels_and_saves_back(viewer, tmp_path):
 
 
 def test_a_slide_is_reviewed_at_the_working_resolution(viewer, widget, tmp_path, qtbot, idle):
-    from napari_autosam.data.slides import write_svs
+    from napari_autosam.data.synthetic_slides import write_svs
 
     image, _ = make_nuclei_image((256, 384), stain="he", rgb=True, seed=5)
     [layer] = viewer.open(str(write_svs(tmp_path / "biopsy.svs", image, downsamples=(2, 4))), plugin="napari-autosam")
@@ -143,7 +143,7 @@ def test_a_slide_is_reviewed_at_the_working_resolution(viewer, widget, tmp_path,
 
 
 def test_labels_of_a_slide_save_as_geojson_in_level0_pixels(viewer, widget, tmp_path, qtbot, idle):
-    from napari_autosam.data.slides import write_svs
+    from napari_autosam.data.synthetic_slides import write_svs
 
     image, _ = make_nuclei_image((256, 384), stain="he", rgb=True, seed=5)
     viewer.open(str(write_svs(tmp_path / "biopsy.svs", image, downsamples=(2, 4))), plugin="napari-autosam")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from qtpy.QtCore import Qt
 
-from napari_autosam.data.slides import write_svs
 from napari_autosam.data.synthetic import make_nuclei_image
+from napari_autosam.data.synthetic_slides import write_svs
 from napari_autosam.models.checkpoint import ModelCheckpoint
 
 pytestmark = pytest.mark.gui

@@ -267,7 +267,7 @@ def test_cancelled_fine_tune_keeps_the_best_model_so_far(viewer, widget, he_samp
 
 
 def test_fine_tune_budget_controls_build_the_training_config(widget):
-    from napari_autosam.cli.train import DEFAULT_TIME_LIMIT
+    from napari_autosam.jobs.defaults import DEFAULT_TIME_LIMIT
     from napari_autosam.training.config import DEFAULT_H_STEPS, DEFAULT_STEPS
 
     fine = widget.finetune_section

@@ -34,7 +34,7 @@ def _run(args) -> int:
     model_path = resolve_model_path(args.model)
     channels = args.channels
     recorded = read_metadata(model_path).get("resolution")
-    from .classes_cli import model_classes, per_class_rows, print_per_class
+    from .class_options import model_classes, per_class_rows, print_per_class
 
     classes = model_classes(model_path)  # a class model's masks keep their class ids
     samples, _ = load_samples_at(args.images, args.masks, args, channels=channels, recorded=recorded,

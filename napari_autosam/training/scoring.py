@@ -18,8 +18,9 @@ from ..device import autocast, pick_device
 from ..losses import dice_iou
 from ..models.autosam import AutoSAM
 from ..models.checkpoint import ModelCheckpoint, load_checkpoint
+from ..models.logits import to_probabilities
 from ..progress import Cancelled, CancelToken, Stopwatch, Task, nested
-from ..sam.embedding import Geometry, frame_to_original, prepare_image
+from ..sam.embedding import Geometry, prepare_image
 from .data import Sample
 
 
@@ -37,8 +38,7 @@ def predict_logits(
 
 def score(logits: torch.Tensor, mask: np.ndarray) -> tuple[float, float]:
     """Dice and IoU of one ``1×256×256`` (padded-frame) logit map against an ``H×W`` mask."""
-    geometry = Geometry(*mask.shape[:2])
-    prob = torch.sigmoid(frame_to_original(logits[None].float(), geometry))[0, 0]
+    prob = to_probabilities(logits[None], Geometry(*mask.shape[:2]))[0, 0]
     return dice_iou((prob > 0.5).cpu().numpy(), mask)
 
 
@@ -90,7 +90,7 @@ def _as_model(sam, model: ModelCheckpoint | str | os.PathLike, device: torch.dev
     return AutoSAM(sam, model.prompt_generator.to(device), surrogate).eval()
 
 
-def evaluate(
+def evaluate_binary(
     sam,
     model: ModelCheckpoint | str | os.PathLike,
     samples: Sequence[Sample],
@@ -98,7 +98,8 @@ def evaluate(
     cache=None,
     cancel: CancelToken | None = None,
 ) -> Task[Evaluation]:
-    """Score a trained (or untrained) model on ``samples``; a generator of ``evaluate`` progress.
+    """Score a binary model on ``samples`` (the binary kind's evaluation, :mod:`.train_kinds`); a generator of
+    ``evaluate`` progress.
 
     ``cache`` (an :class:`~napari_autosam.sam.cache.EmbeddingCache` for the
     same SAM) avoids re-encoding images seen before.  Raises
@@ -108,14 +109,6 @@ def evaluate(
     device = pick_device(next(sam.parameters()).device)
     if not isinstance(model, ModelCheckpoint):
         model = load_checkpoint(model, device=device)
-    if model.adapters is not None:  # stacks through the depth-adapted encoder (docs/depth.md)
-        from .depth import evaluate_depth
-
-        return (yield from evaluate_depth(sam, model, samples, cancel=cancel))
-    if model.class_heads is not None:  # a class model: per-class scores (training/classwise.py)
-        from .classwise import evaluate_classes
-
-        return (yield from evaluate_classes(sam, model, samples, cache=cache, cancel=cancel))
     autosam = _as_model(sam, model, device)
     sam_scores = Scores()
     h_scores = Scores() if autosam.surrogate is not None else None

@@ -1,7 +1,7 @@
 """Section 6, Review: where to correct next, regions sorted by how unsure the model is.
 
 "Review" segments the chosen image tile by tile (or its slices) with
-:func:`napari_autosam.inference.review.review`, fills the AutoSAM / h(g(I))
+:func:`napari_autosam.inference.review_scores.review`, fills the AutoSAM / h(g(I))
 layers as Segment does, lists the regions highest score first and shows the
 scores as a coarse heat map over the image.  "Go to next" moves the camera
 onto the next region, marks it in a "review region" layer and selects the
@@ -14,12 +14,13 @@ from __future__ import annotations
 import numpy as np
 from qtpy.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QListWidget, QPushButton, QVBoxLayout, QWidget
 
+from ..inference.tiling import REVIEW_OVERLAP, REVIEW_TILE, review_tile
+from ..io.working import box_edges, cell_transform
 from . import notify
 from .layers import ImageTarget, find_output
 
-#: Regions are tiles of this size (planes no larger are one region), overlapping by OVERLAP.
-TILE = 512
-OVERLAP = 64
+#: Regions are the review tiles (planes no larger are one region): the one default of the CLI and the engine.
+TILE, OVERLAP = REVIEW_TILE, REVIEW_OVERLAP
 HEATMAP = "review scores"
 REGION_LAYER = "review region"
 
@@ -40,12 +41,8 @@ def region_corners(target: ImageTarget, region, z: int = 0) -> np.ndarray:
     Uses the placement of the target's outputs (``output_transform``), so a
     region of a working-resolution image lands on the slide where it belongs.
     """
-    y0, y1, x0, x1 = region
     transform = target.output_transform()
-    scale = np.asarray(transform["scale"], dtype=float)[-2:]
-    translate = np.asarray(transform["translate"], dtype=float)[-2:]
-    # napari puts pixel centres at integers: the region's edges are half a pixel out.
-    return np.array([[y0 - 0.5, x0 - 0.5], [y1 - 0.5, x1 - 0.5]]) * scale + translate
+    return box_edges(region, transform["scale"], transform["translate"])
 
 
 def show_region(viewer, target: ImageTarget, region, z: int = 0) -> None:
@@ -116,7 +113,7 @@ class ReviewSection(QWidget):
 
     def review(self) -> bool:
         """Score the regions of the image chosen in the Segment section (loads SAM first if needed)."""
-        from ..inference.review import review
+        from ..inference.review_scores import review
 
         target = self.segment_section.target()
         if target is None:
@@ -129,7 +126,7 @@ class ReviewSection(QWidget):
             notify.error(f"Reviewing {target.name}", exc)
             return False
         segmenter, preview = self.session.segmenter, self.preview_check.isChecked()
-        tile = self.tile if max(target.plane_shape) > self.tile else None
+        tile = review_tile(target.plane_shape, self.tile)
         label = self.session.model_label
 
         def make_task(token):
@@ -162,7 +159,7 @@ class ReviewSection(QWidget):
             self.list.addItem(f"{r.score:.2f}  {where}x {x0}–{x1}, y {y0}–{y1}")
 
     def _heatmap(self, target: ImageTarget, regions: list) -> None:
-        from ..inference.review import heatmap
+        from ..inference.review_scores import heatmap
 
         sides = [min(r.region[1] - r.region[0], r.region[3] - r.region[2]) for r in regions]
         cell = max(1, min(sides, default=8) // 8)  # eight cells across the smallest region
@@ -170,11 +167,8 @@ class ReviewSection(QWidget):
         maps = [heatmap(regions, target.plane_shape, z=z, cell=cell) for z in planes]
         data = np.stack(maps) if target.is_stack else maps[0]
         transform = target.output_transform()
-        scale = list(transform["scale"])
-        translate = list(transform["translate"])
-        for i in (-2, -1):  # a heat-map cell covers cell² image pixels
-            translate[i] += (cell - 1) / 2 * scale[i]
-            scale[i] *= cell
+        coarse = cell_transform(transform["scale"], transform["translate"], cell)  # a cell covers cell² pixels
+        scale, translate = coarse["scale"], coarse["translate"]
         if HEATMAP in self.viewer.layers:
             self.viewer.layers.remove(HEATMAP)
         top = max((r.score for r in regions), default=0.0) or 1.0  # the most unsure region at full brightness

@@ -3,7 +3,7 @@
 The cached mode (:mod:`.engine`) encodes every picture once and never runs
 SAM's encoder in a step.  Here the encoder's output depends on adapters that
 are being trained, so each step encodes one window of ``D`` neighbouring
-slices through the adapted encoder (:func:`~napari_autosam.models.depth.depth_forward`)
+slices through the adapted encoder (:func:`~napari_autosam.models.depth_forward.depth_forward`)
 and back-propagates through SAM's frozen blocks into the adapters.  One Adam
 optimiser trains the adapters (and the modality adapter of a multichannel
 stack), g and h together: loss = BCE + Dice of SAM's logits + BCE + Dice of
@@ -30,13 +30,13 @@ import torch
 from ..losses import bce_dice_loss
 from ..models.autosam import AutoSAM
 from ..models.checkpoint import ModelCheckpoint, load_checkpoint
-from ..models.depth import depth_forward
+from ..models.depth_forward import depth_forward
 from ..progress import CancelToken, Progress, Stopwatch, Task
 from ..sam.adapters import DEFAULT_DEPTH_WINDOW, DEFAULT_KIND, build_adapters, check_adapters, depth_windows
 from .config import TrainConfig
 from .data import TrainingDataError
-from .evaluate import Scores, score
 from .holdout import VAL_KIND_GIVEN, VAL_KIND_IMAGES, VAL_KIND_SELF
+from .scoring import Evaluation, Scores, score
 from .volumes import (  # noqa: F401  (re-exported: the depth mode's data API)
     Volume,
     _as_volumes,
@@ -82,11 +82,10 @@ def validate_volumes(model: AutoSAM, adapters, volumes: Sequence[Volume], device
 
 
 def evaluate_depth(sam, checkpoint: ModelCheckpoint, samples, *, cancel: CancelToken | None = None) -> Task:
-    """What :func:`~.evaluate.evaluate` does for a model with depth adapters: stacks scored per slice."""
+    """What :func:`~.train_kinds.evaluate` does for a model with depth adapters: stacks scored per slice."""
     from ..device import pick_device
     from ..progress import Cancelled
     from ..sam.registry import check_sam_variant
-    from .evaluate import Evaluation
 
     check_sam_variant(checkpoint.sam_variant, sam)
     check_adapters(checkpoint.adapters, sam)
@@ -129,17 +128,23 @@ def _split(volumes: list[Volume], val_volumes):
 
 
 def train_depth(sam, samples, *, config: TrainConfig, init=None, store=None, out=None, val_samples=None,
-                cancel: CancelToken | None = None) -> Task:
+                cache=None, cancel: CancelToken | None = None, distributed=None) -> Task:
     """Train adapters, g and h on stacks; the generator behind ``train(config=TrainConfig(depth_adapters=True))``.
 
     ``samples`` are stack slices (:func:`~.data.samples_from_arrays`; slices of
     one source form a volume) or :class:`Volume` objects.  Yields
     ``Progress(phase="train_g")`` with ``loss``/``val_dice_*``, then ``"save"``;
-    returns a :class:`~.engine.TrainResult` whose model has ``adapters``.
+    returns a :class:`~.start.TrainResult` whose model has ``adapters``.  ``cache`` is not used (embeddings
+    depend on the neighbouring slices); ``distributed`` must be one process.
     """
+    if config.classes:
+        raise ValueError("depth-adapter training makes a binary model; leave out the classes")
+    if distributed is not None and distributed.world_size > 1:
+        raise ValueError("depth-adapter training runs in one process; start it without torchrun "
+                         f"(this run has {distributed.world_size} processes)")
     from ..device import pick_device
-    from .engine import TrainResult, initial_model
-    from .output import Destination, write_model
+    from .output import Destination, TrainingRun, write_model
+    from .start import TrainResult, initial_model
 
     device = pick_device(config.device) if config.device else next(sam.parameters()).device
     sam = sam.to(device)
@@ -169,10 +174,10 @@ def train_depth(sam, samples, *, config: TrainConfig, init=None, store=None, out
         trainer = _DepthTrainer(model, adapters, resolved, device, cancel, val_kind)
         ended = yield from trainer.run(train_set, val_set)
         final = trainer.best_result
-        info = {"final": final, "config": resolved, "train": train_set, "val": val_set, "val_note": val_note,
-                "val_kind": val_kind, "ended": {"g": ended, "h": "joint"}, "best": {"g": trainer.best},
-                "history": trainer.history, "seconds": round(time.perf_counter() - trainer.started, 2),
-                "parent": start.metadata, "sam": sam, "cancelled": ended == "cancelled"}
+        info = TrainingRun(sam, resolved, train_set, val_set, val_note, val_kind, {"g": ended, "h": "joint"},
+                           {"g": trainer.best}, trainer.history, final=final,
+                           seconds=round(time.perf_counter() - trainer.started, 2), parent=start.metadata,
+                           cancelled=ended == "cancelled")
         checkpoint, path, version = write_model(destination, model, info)
         checkpoint.adapters = adapters.eval()
         yield Progress("save", 1, 1, f"saved {path}")

@@ -112,46 +112,9 @@ def _read_plane(path: str, what: str, image=None):
     return image, layout
 
 
-def _is_binary(labels) -> bool:
-    import numpy as np
-
-    from ..inference.tiling import blocks
-
-    values: set[int] = set()
-    for window in blocks(tuple(labels.shape)):
-        values.update(int(v) for v in np.unique(np.asarray(labels[window])))
-        if not values <= {0, 1, 255}:
-            return False
-    return True
-
-
-def export_labels(labels, out: Path, *, kind: str = "auto", objects: str | None = None, classes=None,
-                  placement=None, mpp: float | None = None) -> int:
-    """Write ``labels`` (``H×W``) as GeoJSON; return the number of features."""
-    import numpy as np
-
-    from ..io.geojson import labels_to_features, mask_to_features, write_geojson
-
-    semantic = kind == "semantic" or (kind == "auto" and _is_binary(labels))
-    if semantic:
-        mask = np.asarray(labels)
-        mask = (mask > 0).astype(np.uint8) if mask.max() == 255 else mask
-        features = mask_to_features(mask, class_names=classes, object_type=objects or "annotation",
-                                    placement=placement, mpp=mpp)
-    else:
-        names = {}
-        if classes:
-            if len(classes) != 1:
-                raise ValueError("instance labels take one class name for all objects (--classes Nucleus)")
-            names = dict.fromkeys(range(1, int(np.max(labels)) + 1), classes[0])
-        features = labels_to_features(labels, object_type=objects or "detection", classes=names,
-                                      placement=placement, mpp=mpp)
-    write_geojson(out, features)
-    return len(features)
-
-
 def _export(args) -> int:
     from ..io.overwrite import check_outputs
+    from ..jobs.geojson_outputs import export_labels
 
     check_outputs([args.out], [args.labels] + ([args.like] if args.like else []))
     labels, layout = _read_plane(args.labels, "label image")
@@ -193,9 +156,9 @@ def _import(args) -> int:
     import json
 
     from ..io.atomic import atomic_write_text
-    from ..io.geojson import read_geojson_labels
+    from ..io.geojson_labels import read_geojson_labels
+    from ..io.images import write_array
     from ..io.overwrite import check_outputs
-    from .segment import write_array
 
     check_outputs([args.out], [args.geojson, args.like])  # e.g. --out the --like image itself
     image, resolution = _like(args)
@@ -221,39 +184,3 @@ def _import(args) -> int:
     print(f"{args.geojson}: {count} object(s)" + (f"; class ids {classes}" if classes else "")
           + " → " + ", ".join(p.name for p in written))
     return 0
-
-
-def write_result_geojson(result, out: Path, stem: str, placement=None, resolution=None) -> Path:
-    """``<stem>_instances.geojson`` (detections) from a segmentation's instances, else the regions of its mask.
-
-    The mask is AutoSAM's, or h's for a preview (which has no AutoSAM mask).  Coordinates are level-0
-    pixels: ``placement``, or the ``resolution`` (``io.working.Resolution``) the slide was read at.
-    """
-    if result.instances is not None:
-        path, labels, kind = out / f"{stem}_instances.geojson", result.instances, "instances"
-    else:
-        name, labels = ("autosam", result.autosam_mask) if result.autosam_mask is not None else ("h", result.h_mask)
-        path, kind = out / f"{stem}_{name}.geojson", "semantic"
-    if labels.ndim != 2:
-        raise ValueError("GeoJSON holds one plane: --geojson needs a 2D image, not a stack")
-    if placement is None and resolution is not None:  # a slide segmented at a working resolution
-        from ..io.geojson import Placement
-
-        placement = Placement(resolution.downsample)
-    export_labels(labels, path, kind=kind, placement=placement)
-    return path
-
-
-def write_labels_geojson(paths: dict, out: Path, stem: str, resolution=None) -> Path:
-    """GeoJSON of on-disk OME-Zarr results (``role → folder``): instances if there, else the AutoSAM (or h) mask."""
-    from ..io.geojson import Placement
-    from ..io.labels_zarr import LabelImage
-
-    role = next(r for r in ("instances", "autosam", "h") if r in paths)
-    labels = LabelImage.open(paths[role]).multiscale()[0]  # level 0, read band by band
-    if len(labels.shape) != 2:
-        raise ValueError("GeoJSON holds one plane: --geojson needs a 2D image, not a stack")
-    path = out / f"{stem}_{role}.geojson"
-    placement = Placement(resolution.downsample if resolution is not None else 1.0)
-    export_labels(labels, path, kind="instances" if role == "instances" else "semantic", placement=placement)
-    return path

@@ -1,11 +1,13 @@
-"""``--dask-scheduler`` / ``--dask-workers`` for ``napari-autosam segment``; dask is imported only when one is given."""
+"""``--dask-scheduler`` / ``--dask-workers`` for ``napari-autosam segment``; dask is imported only when one is given.
+
+The command's cluster run itself is :func:`napari_autosam.cli.segment_command.run_on_cluster`.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import sys
 
-__all__ = ["add_dask_args", "connect", "run_segment", "wants_dask"]
+__all__ = ["add_dask_args", "connect", "dashboard_line", "wants_dask"]
 
 MISSING = ("--dask-scheduler/--dask-workers need dask.distributed, an optional extra: "
            "pip install 'napari-autosam[distributed]'")
@@ -34,7 +36,7 @@ def connect(scheduler: str | None = None, workers: int | None = None, *, host: s
     The LocalCluster has one thread per worker (torch runs its own threads)
     and listens on ``host`` only; it is closed on leaving the block.
     """
-    from ..cli import CommandError
+    from ..jobs.errors import CommandError
 
     try:
         from distributed import Client, LocalCluster
@@ -83,44 +85,10 @@ def _worker_environ():
     return dask.config.set({key: environ})
 
 
-def _dashboard(client) -> str:
+def dashboard_line(client) -> str:
+    """Where the cluster's dashboard is (or why there is none), in one line."""
     try:
         import bokeh  # noqa: F401  the dashboard needs it
     except ImportError:
         return "dashboard: not available (pip install bokeh for it)"
     return f"dashboard: {client.dashboard_link}"
-
-
-def run_segment(args) -> int:
-    """``napari-autosam segment`` on a cluster: same files, one progress bar over the images."""
-    from ..cli.progressbar import ProgressBar
-
-    if args.tile is not None and args.tile != 0 and not (args.tile >= 64 and 0 <= args.overlap < args.tile):
-        raise ValueError(f"need --tile >= 64 and 0 <= --overlap < --tile, got {args.tile} and {args.overlap}")
-    from ..cli import check_output_folder
-    from ..cli.batch import run_jobs
-
-    check_output_folder(args.out, create=False)
-    if args.cache_dir:
-        check_output_folder(args.cache_dir, "--cache-dir")
-    with connect(args.dask_scheduler, args.dask_workers) as client:
-        from .dask_segment import segment_many
-
-        n = len(client.scheduler_info()["workers"])
-        print(f"dask: {n} worker{'s' if n != 1 else ''} at {client.scheduler.address}; {_dashboard(client)}", file=sys.stderr)
-        if args.model is None:
-            print("note: no --model given: using the untrained default prompt generator (hardnet_small, fixed "
-                  "seed); its masks are only a starting point.", file=sys.stderr)
-        skip = {"inputs", "out", "sam", "model", "func", "command", "dask_scheduler", "dask_workers"}
-        options = {k: v for k, v in vars(args).items() if k not in skip}
-        task = segment_many(args.inputs, args.out, client=client, sam=args.sam, model=args.model, **options)
-        result = ProgressBar(unit="step").run(task)  # an image, or a tile of a spread slide
-
-    def replay(job):  # the command line's own failure lines and summary, in input order
-        if str(job.path) in result.errors:
-            raise result.errors[str(job.path)]
-        for note in result.notes.get(str(job.path), ()):
-            print(note, file=sys.stderr)
-        print(result.reports[str(job.path)])
-
-    return run_jobs("segment", result.jobs, replay)

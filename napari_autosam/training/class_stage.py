@@ -17,11 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..classes import ClassesError, ClassSet, class_ids, classes_from_metadata
+from ..class_sets import ClassesError, ClassSet, class_ids, classes_from_metadata
 from ..device import autocast
 from ..losses import class_loss, per_class_dice_iou
+from ..models.logits import to_probabilities
 from ..models.multiclass import ClassHeads, class_forward
-from ..sam.embedding import LOGIT_SIZE, Geometry, frame_to_original, mask_to_padded_frame
+from ..sam.embedding import LOGIT_SIZE, Geometry, mask_to_padded_frame
 
 
 def config_classes(config) -> ClassSet | None:
@@ -38,7 +39,7 @@ def class_targets(mask: np.ndarray, num_classes: int) -> torch.Tensor:
 
 
 def check_class_samples(samples: Sequence, classes: ClassSet) -> None:
-    """Raise :class:`~napari_autosam.classes.ClassesError` for a sample whose mask holds ids above K."""
+    """Raise :class:`~napari_autosam.class_sets.ClassesError` for a sample whose mask holds ids above K."""
     for sample in samples:
         class_ids(sample.mask, classes, sample.source or sample.name)
 
@@ -73,7 +74,7 @@ def h_loss(model, g_input, _embedding, target) -> torch.Tensor:
 
 def labels_of(fused: torch.Tensor, geometry: Geometry) -> tuple[np.ndarray, np.ndarray]:
     """``(K+1)×256×256`` fused logits → ``(labels H×W uint8, probabilities (K+1)×H×W float32)``."""
-    prob = torch.softmax(frame_to_original(fused[None].float(), geometry)[0], dim=0)
+    prob = to_probabilities(fused[None], geometry)[0]
     return prob.argmax(0).to(torch.uint8).cpu().numpy(), prob.cpu().numpy()
 
 
@@ -208,7 +209,7 @@ def evaluate_classes(sam, model, samples, *, cache=None, cancel=None):
     from ..device import pick_device
     from ..models.autosam import AutoSAM
     from ..sam.registry import check_sam_variant
-    from .evaluate import score_each
+    from .scoring import score_each
 
     check_sam_variant(model.sam_variant, sam)
     classes = classes_from_metadata(model.metadata, "the model")

@@ -21,14 +21,15 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from ..classes import ClassSet, classes_from_metadata
+from ..class_sets import ClassSet, classes_from_metadata
 from ..device import autocast
-from ..io.normalize import to_rgb_uint8
+from ..models.logits import to_probabilities
 from ..models.multiclass import class_forward
 from ..progress import CancelToken, Stopwatch, Task
-from ..sam.embedding import Geometry, frame_to_original, prepare_image
+from ..sam.embedding import Geometry
 from .inputs import image_layout
 from .tiling import DEFAULT_OVERLAP, segmentation_tiles
+from .window_steps import as_image, g_input, read_windows, whole_image_normalization
 
 
 @dataclass
@@ -61,15 +62,13 @@ def window_class_probabilities(segmenter, rgbs: list[np.ndarray], embeddings: to
     """``[(autosam (K+1)×h×w or None, h (K+1)×h×w or None)]`` class probabilities of RGB windows."""
     heads = segmenter.checkpoint.class_heads.to(segmenter.device).eval()
     model = segmenter.model
-    g_input = torch.cat([prepare_image(rgb, model.input_size)[0] for rgb in rgbs]).to(segmenter.device)
+    inputs = g_input(model, rgbs, segmenter.device)
     with autocast(segmenter.device):
-        out = class_forward(model, heads, g_input, None if embeddings is None else embeddings.to(segmenter.device),
+        out = class_forward(model, heads, inputs, None if embeddings is None else embeddings.to(segmenter.device),
                             with_surrogate=model.surrogate is not None)
 
     def probs(fused, i, geometry):
-        if fused is None:
-            return None
-        return torch.softmax(frame_to_original(fused[i : i + 1].float(), geometry)[0], dim=0).cpu().numpy()
+        return None if fused is None else to_probabilities(fused[i : i + 1], geometry)[0].cpu().numpy()
 
     results = []
     for i, rgb in enumerate(rgbs):
@@ -93,12 +92,10 @@ def segment_classes(segmenter, image, *, channel_axis: int | None = None, channe
     Arguments as for :meth:`~.segmenter.Segmenter.segment`; ``preview``: h only, no SAM.
     Raises ValueError for a binary model.
     """
-    from .segmenter import _as_image, whole_image_normalization
-
     classes = model_classes(segmenter)
     if classes is None:
         raise ValueError("this model has no classes (a binary model): it writes masks, not class labels")
-    image = _as_image(image)
+    image = as_image(image)
     layout = image_layout(image, channel_axis, stack=stack)
     if normalization is None:
         normalization = whole_image_normalization(image, layout, channels)
@@ -117,9 +114,8 @@ def segment_classes(segmenter, image, *, channel_axis: int | None = None, channe
             if cancel is not None and cancel.cancelled:
                 cancelled = True
                 break
-            rgb = to_rgb_uint8(layout.read(image, z, t.window), channel_axis=layout.plane_channel_axis,
-                               channels=channels, normalization=normalization)[0]
-            embeddings = None if preview else (yield from segmenter._embeddings([rgb], len(tiles) == 1))
+            rgb, = read_windows(image, layout, [(z, t)], normalization, channels)
+            embeddings = None if preview else (yield from segmenter.embed_windows([rgb], len(tiles) == 1))
             (autosam, h), = window_class_probabilities(segmenter, [rgb], embeddings)
             w = t.weight()
             for acc, prob in zip(sums, (autosam, h)):

@@ -9,11 +9,9 @@ import sys
 import threading
 from pathlib import Path
 
+from ..jobs.defaults import DEFAULT_TIME_LIMIT  # shared with the widget's fine-tuning
 from . import CommandError, channel_list, non_negative_int, open_sam, positive_int
 from .precision import add_precision_argument, apply_precision
-
-#: The CLI's default training time (seconds, both stages): a few minutes on a 2-core CPU.
-DEFAULT_TIME_LIMIT = 170.0
 
 
 def _augment(args):
@@ -164,11 +162,11 @@ def _train(args, shared=None) -> int:
     if bool(args.val_images) != bool(args.val_masks):
         raise CommandError("--val-images and --val-masks go together")
     channels = args.channels
-    from .classes_cli import train_classes
+    from .class_options import train_classes
 
     classes = train_classes(args)  # --classes / --num-classes, or the --init model's; None: binary
     if args.depth_adapters:  # whole stacks, not slices: the depth-adapter mode (docs/depth.md)
-        from ..training.depth import load_volumes
+        from ..training.depth_stage import load_volumes
 
         if classes is not None:
             raise CommandError("--depth-adapters trains a binary model; leave out --classes/--num-classes")
@@ -178,7 +176,7 @@ def _train(args, shared=None) -> int:
         samples, resolution = load_samples_at(args.images, args.masks, args, channels=channels, classes=classes)
         val = load_samples_at(args.val_images, args.val_masks, args, channels=channels,
                               classes=classes)[0] if args.val_images else None
-    from .classes_cli import note_masks_without_classes
+    from .class_options import note_masks_without_classes
 
     note_masks_without_classes(classes, samples)
     config = _config(args, resolution)
@@ -240,6 +238,22 @@ def register(subparsers) -> None:
     parser.add_argument("--sam", default=None,
                         help="SAM variant (vit_b, vit_l, vit_h, tiny) or checkpoint file (default: --init's SAM, else vit_b)")
     parser.add_argument("--init", help="checkpoint to fine-tune from (warm start)")
+    _add_budget_args(parser)
+    _add_model_args(parser)
+    add_precision_argument(parser)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    from .class_options import add_class_args
+
+    add_class_args(parser)
+    from .resolution import add_resolution_args
+
+    add_resolution_args(parser, what="the images (slides or TIFF pyramids); the model records it")
+    parser.set_defaults(func=_run)
+
+
+def _add_budget_args(parser) -> None:
+    """How long and on what: steps, epochs, time, augmentation, optimiser, validation."""
     parser.add_argument("--steps", type=non_negative_int, default=None,
                         help="optimiser steps for g (default: the training budget, or from --epochs)")
     parser.add_argument("--h-steps", type=non_negative_int, default=None,
@@ -274,6 +288,10 @@ def register(subparsers) -> None:
     parser.add_argument("--val-fraction", type=_fraction, default=0.2, help="share of images held out (default 0.2)")
     parser.add_argument("--val-images", help="explicit validation images (instead of a split)")
     parser.add_argument("--val-masks", help="masks of --val-images")
+
+
+def _add_model_args(parser) -> None:
+    """Which g, its input, the cached variants, channels, device, and the depth adapters."""
     parser.add_argument("--generator", default=None,
                         help="prompt generator (default hardnet_small on CPU, hardnet85 on GPU; resnet18 starts "
                         "from ImageNet weights, downloaded once)")
@@ -293,13 +311,3 @@ def register(subparsers) -> None:
                         help="slices per window of the depth adapters (default 5)")
     parser.add_argument("--depth-kind", choices=("depth_mlp", "dconv"), default=None,
                         help="depth adapter: depth_mlp (default, depth-fused MLP) or dconv (depth-wise 3D conv)")
-    add_precision_argument(parser)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
-    from .classes_cli import add_class_args
-
-    add_class_args(parser)
-    from .resolution import add_resolution_args
-
-    add_resolution_args(parser, what="the images (slides or TIFF pyramids); the model records it")
-    parser.set_defaults(func=_run)

@@ -124,16 +124,15 @@ class RegionEditor(QWidget):
 
     def _copy(self, target, box, paths) -> RegionEdit:
         from ..io.labels_zarr import LabelImage
+        from ..io.working import box_transform
 
-        y0, _y1, x0, _x1 = box
         placement = LabelImage.open(paths["autosam"]).placement
-        sy, sx = placement.scale
-        ty, tx = placement.translation
+        where = box_transform(box, placement.scale, placement.translation)  # the region lands where it was
         slide = target.layer
         style = {} if slide.rgb else {"colormap": slide.colormap, "contrast_limits": slide.contrast_limits}
         image = self.viewer.add_image(
             target.layout.read(target.data, 0, box), name=f"{target.name} · region", rgb=slide.rgb, visible=False,
-            scale=(sy, sx), translate=(ty + y0 * sy, tx + x0 * sx), **style,
+            scale=where["scale"], translate=where["translate"], **style,
             metadata={"source": target.source, REGION_KEY: {"slide": target.name, "box": list(box)}})
         region = image_target(image)
         from .layers import ensure_output

@@ -29,6 +29,7 @@ import numpy as np
 from ..losses import dice
 from ..progress import Task
 from .outputs import SegmentationResult
+from .tiling import REVIEW_OVERLAP, REVIEW_TILE
 
 #: Probabilities within this distance of 0.5 count as unsure.
 BAND = 0.25
@@ -87,7 +88,7 @@ def score_regions(result: SegmentationResult) -> list[RegionScore]:
     return sorted(scores, key=lambda s: -s.score)
 
 
-def review(segmenter, image, *, tile: int | None = 1024, overlap: int = 128, preview: bool = False,
+def review(segmenter, image, *, tile: int | None = REVIEW_TILE, overlap: int = REVIEW_OVERLAP, preview: bool = False,
            **kwargs) -> Task[tuple[list[RegionScore], SegmentationResult]]:
     """Segment ``image`` (tiled when larger than ``tile``) and score its regions; a generator of progress.
 

@@ -64,7 +64,7 @@ def _run(args) -> int:
               f"Dice with the true mask {summary['dice_untrained']:.2f} untrained → AutoSAM {summary['dice_autosam']:.2f}, "
               f"h(g(I)) {summary['dice_h']:.2f}. Results in {folder} (overview.png)")
         return 0
-    from .._qt.demo import run_gui
+    from .._qt.demo_driver import run_gui
 
     return run_gui(folder, sam_name=args.sam, quit_after=args.quit_after, screenshot=args.screenshot)
 

@@ -74,7 +74,8 @@ def read_geojson_layer(path: str | os.PathLike) -> tuple[Any, dict, str]:
     """One file as Labels layer data: instance labels, per-label class and object type in ``features``."""
     import shapely
 
-    from .io.geojson import objects_to_labels, read_features
+    from .io.geojson import read_features
+    from .io.geojson_labels import objects_to_labels
 
     path = Path(path)
     objects, messages = read_features(path)

@@ -1,7 +1,7 @@
 """``napari-autosam review``: where to correct next, as a CSV of regions sorted by how unsure the model is.
 
 Each tile of the image (each slice of a stack) is one row ``x,y,width,height,score``
-in level-0 pixels, highest score first (see :mod:`napari_autosam.inference.review`
+in level-0 pixels, highest score first (see :mod:`napari_autosam.inference.review_scores`
 for what the score is); ``#`` lines above the column names say which image,
 model and resolution were used.
 """
@@ -12,9 +12,10 @@ import shutil
 import sys
 from pathlib import Path
 
-#: Review tiles: the segmentation's tile size (each tile is one region).
-TILE = 1024
-OVERLAP = 128
+from ..inference.tiling import REVIEW_OVERLAP, REVIEW_TILE  # light: no torch
+
+#: Review tiles (each tile is one region): the one default of the engine and the widget.
+TILE, OVERLAP = REVIEW_TILE, REVIEW_OVERLAP
 
 
 def register(subparsers) -> None:
@@ -46,13 +47,13 @@ def register(subparsers) -> None:
 def _run(args) -> int:
     from ..inference import Segmenter
     from ..inference.inputs import image_layout
-    from ..inference.review import review, write_review_csv
+    from ..inference.review_scores import review, write_review_csv
     from ..io.geojson import Placement
     from ..io.working import describe
     from ..sam.cache import EmbeddingCache
     from .progressbar import ProgressBar
     from .resolution import open_input, say
-    from .segment import _channels, _load_model, _load_sam
+    from .segment_command import _channels, _load_model, _load_sam
 
     if not (args.tile >= 64 and 0 <= args.overlap < args.tile):
         raise ValueError(f"need --tile >= 64 and 0 <= --overlap < --tile, got {args.tile} and {args.overlap}")

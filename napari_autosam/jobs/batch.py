@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import CommandError, error_message
+from .errors import CommandError, error_message
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def plan_jobs(inputs: Sequence[str | os.PathLike], out: Path, stem: Callable[[Pa
     CommandError
         Two inputs whose outputs would have the same names, naming both.
     """
-    from ..jobs.preflight import check_segment_outputs, segment_inputs
+    from .preflight import check_segment_outputs, segment_inputs
 
     inputs = segment_inputs(inputs)  # all there (before any model loads); the package's own outputs skipped
     seen: dict[Path, Path] = {}

@@ -1,7 +1,7 @@
 """The class picker: choose the class to paint, load a classes file, colour the labels layers by class.
 
 Only wiring: the classes, their colours and the picker's entries come from
-:mod:`napari_autosam.classes`.  Choosing a class sets the active Labels
+:mod:`napari_autosam.class_sets`.  Choosing a class sets the active Labels
 layer's ``selected_label`` (napari's brush and fill then paint that class);
 loading a classes file makes the next fine-tuning train a class model with
 them (``session.train_settings["classes"]``) and colours the output layers.
@@ -39,13 +39,13 @@ class ClassPicker(QWidget):
 
     @property
     def classes(self):
-        from ..classes import training_classes
+        from ..class_sets import training_classes
 
         return training_classes(self.session.train_settings, self.session.model)
 
     def refresh(self) -> None:
         """Entries from the loaded classes (or the active model's); colours on the labels layers."""
-        from ..classes import class_choices
+        from ..class_sets import class_choices
 
         self.combo.blockSignals(True)
         self.combo.clear()
@@ -56,7 +56,7 @@ class ClassPicker(QWidget):
 
     def load(self, path: str) -> bool:
         """Use the classes of ``path`` for painting and the next fine-tuning."""
-        from ..classes import ClassesError, read_classes
+        from ..class_sets import ClassesError, read_classes
 
         try:
             classes = read_classes(path)
@@ -69,7 +69,7 @@ class ClassPicker(QWidget):
 
     def color_layers(self) -> None:
         """Class colours on the AutoSAM layers (the ones corrections are painted and accepted in)."""
-        from ..classes import label_colors
+        from ..class_sets import label_colors
         from .layers import role_of
 
         classes = self.classes
