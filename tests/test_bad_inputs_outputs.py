@@ -152,7 +152,7 @@ def test_segment_option_that_does_not_fit_the_input_fails_before_work_and_leaves
     from badinput import assert_error, cli
 
     stack = tmp_path / "stack.tif"
-    tifffile.imwrite(stack, np.random.default_rng(0).integers(0, 255, (3, 48, 56), dtype=np.uint8))
+    tifffile.imwrite(stack, np.random.default_rng(0).integers(0, 255, (3, 48, 56), dtype=np.uint8), photometric="minisblack")
     code, text = cli(capfd, "segment", stack, "--out", tmp_path / "o", "--sam", "tiny", "--stack", "--geojson")
     assert_error(code, text, "stack.tif", "--geojson")
     assert "segmented" not in text.lower().split("error")[0]
