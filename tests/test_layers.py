@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, set[str]]] = [
                         "_sample_data"}),
     ("sam", {"sam"}),
     ("models", {"models"}),
-    ("inference", {"inference"}),
+    ("inference", {"inference", "measure"}),
     ("training", {"training"}),
     ("jobs", {"jobs", "demo_loop"}),
     ("distributed", {"distributed"}),

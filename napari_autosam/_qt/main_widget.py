@@ -24,6 +24,7 @@ avoid_triton_llvm_clash()  # before any section pulls in torch (see napari_autos
 from .compare_section import CompareSection  # noqa: E402
 from .correct_section import CorrectSection
 from .finetune_section import FinetuneSection
+from .measure_table import MeasureTable
 from .model_section import ModelSection
 from .region_panel import RegionEditor
 from .review_section import ReviewSection
@@ -111,6 +112,8 @@ class AutoSAMWidget(QWidget):
         self.segment_section.view_locked = lambda: self.compare_section.active
         self.correct_section.before_editing = self.compare_section.leave
         self.review_section = ReviewSection(napari_viewer, self.session, self.segment_section, self.correct_section)
+        self.measure_runner = TaskRunner(self)
+        self.measure_section = MeasureTable(napari_viewer, self.session, self.segment_section, self.measure_runner)
 
         content = _Column()
         column = QVBoxLayout(content)
@@ -121,6 +124,7 @@ class AutoSAMWidget(QWidget):
             ("4  Correct", self.correct_section),
             ("5  Fine-tune", self.finetune_section),
             ("6  Review", self.review_section),
+            ("7  Measure", self.measure_section),
         ):
             box = QGroupBox(title)
             inner = QVBoxLayout(box)
@@ -182,7 +186,8 @@ class AutoSAMWidget(QWidget):
 
     @property
     def runners(self) -> list[TaskRunner]:
-        return [self.model_runner, self.segment_runner, self.train_runner, self.correct_section.prompt_runner]
+        return [self.model_runner, self.segment_runner, self.train_runner, self.correct_section.prompt_runner,
+                self.measure_runner]
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
         return QSize(420, 900)

@@ -20,7 +20,7 @@ __all__ = ["DEBUG_ENV", "CommandError", "build_parser", "check_output_folder", "
            "main"]
 
 #: Sub-command modules, in the order ``--help`` lists them.
-COMMANDS = ("info", "download", "segment", "train", "evaluate", "review", "geojson", "demo")
+COMMANDS = ("info", "download", "segment", "train", "evaluate", "review", "geojson", "measure", "demo")
 
 
 def _whole_number(text: str, minimum: int) -> int:

@@ -81,6 +81,9 @@ def register(subparsers) -> None:
     parser.add_argument("--geojson", action="store_true",
                         help="also write the objects as QuPath GeoJSON: <stem>_instances.geojson (instances) or "
                         "<stem>_autosam.geojson (regions of the mask), in level-0 pixels")
+    parser.add_argument("--measure", action="store_true",
+                        help="also measure every object: <stem>_objects.csv, <stem>_summary.csv and <stem>_report.html "
+                        "(areas in µm² when the µm/px is known; docs/measurements.md) and a summary line")
     from .resolution import add_resolution_args
 
     add_resolution_args(parser, what="slides")
@@ -126,7 +129,7 @@ def segment_options(args) -> SegmentOptions:
         refine=not args.no_refine, device=args.device, precision=getattr(args, "precision", None), tile=args.tile,
         overlap=args.overlap, channels=args.channels, channel_axis=args.channel_axis, stack=args.stack,
         cache_dir=args.cache_dir, batch_size=args.batch_size, save_prob=args.save_prob, format=args.format,
-        preview=args.preview, geojson=args.geojson, mpp=args.mpp, level=args.level)
+        preview=args.preview, geojson=args.geojson, mpp=args.mpp, level=args.level, measure=args.measure)
 
 
 def run_with_bar(task, unit: str):

@@ -41,6 +41,9 @@ class SegmentOptions:
         Slices or tiles per batch.
     save_prob, format, preview, geojson : what is written
         Probability maps (TIFF only); ``"auto"``, ``"tiff"`` or ``"ome-zarr"``; h only, without SAM; QuPath GeoJSON.
+    measure : bool
+        Also measure the objects: ``<stem>_objects.csv``, ``<stem>_summary.csv``, ``<stem>_report.html``
+        (:func:`napari_autosam.measure.measure_segmented`) and a summary line.
     mpp, level : float or None, int or None
         The working resolution of slides (at most one of them).
     """
@@ -63,6 +66,7 @@ class SegmentOptions:
     format: str = "auto"
     preview: bool = False
     geojson: bool = False
+    measure: bool = False
     mpp: float | None = None
     level: int | None = None
 

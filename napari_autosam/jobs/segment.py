@@ -126,6 +126,10 @@ def _segment_opened(segmenter, image, layout, path: Path, out: Path, stem: str, 
 
             written.append(write_result_geojson(result, out, stem, resolution=resolution))
         print(_report(path, layout, result, written, resolution))
+        if options.measure:
+            from .measure_step import measure_written
+
+            print(f"{path.name}: {measure_written(written, image, layout, out, stem, resolution, run_task)}")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -142,6 +146,11 @@ def _segment_to_ome_zarr(segmenter, image, layout, path: Path, out: Path, stem: 
 
         write_labels_geojson(result.paths, out, stem, resolution)
     print(ondisk_report(path, layout.output_shape, result, resolution, options.preview))
+    if options.measure:
+        from .measure_step import measure_written
+
+        written = list(result.paths.values())
+        print(f"{path.name}: {measure_written(written, image, layout, out, stem, resolution, run_task)}")
 
 
 def labels_task(segmenter, image, out: Path, stem: str, *, source: str, resolution=None, placement=None,
