@@ -23,10 +23,11 @@ from pathlib import Path
 __all__ = ["check_segment_outputs", "nothing_left_on_failure", "possible_outputs", "segment_inputs"]
 
 #: Every name ``segment`` may write for a stem: TIFFs (masks, labels, probabilities, classes), OME-Zarr labels,
-#: GeoJSON and the instance classes table.
+#: GeoJSON, the instance classes table and the measurements (``--measure``).
 _TIFF_ROLES = ("autosam", "h", "instances", "autosam_prob", "h_prob", "classes", "h_classes")
 _ZARR_ROLES = ("autosam", "h", "instances")
 _GEOJSON_ROLES = ("autosam", "h", "instances", "classes")
+_TABLES = ("instance_classes.csv", "objects.csv", "summary.csv", "report.html")  # class table; --measure's
 
 
 def possible_outputs(out_dir: Path, stem: str) -> list[Path]:
@@ -36,7 +37,7 @@ def possible_outputs(out_dir: Path, stem: str) -> list[Path]:
     return ([out_dir / f"{stem}_{role}.tif" for role in _TIFF_ROLES]
             + [labels_path(out_dir, stem, role) for role in _ZARR_ROLES]
             + [out_dir / f"{stem}_{role}.geojson" for role in _GEOJSON_ROLES]
-            + [out_dir / f"{stem}_instance_classes.csv"])
+            + [out_dir / f"{stem}_{name}" for name in _TABLES])
 
 
 def segment_inputs(inputs: Sequence[str | os.PathLike], command: str = "segment") -> list[Path]:
