@@ -20,22 +20,28 @@ import numpy as np
 
 from .losses import dice
 
-#: Fine-tuning settings of the demo: 100 steps each for g and h (the floor of steps);
-#: two to three minutes on a 2-core CPU with the tiny SAM.
-DEMO_TRAINING = {"epochs": 10, "h_epochs": 10, "batch_size": 2, "h_batch_size": 4, "input_size": 128,
-                 "variants": ("identity", "hflip"), "patience": None, "lr": 1e-3, "h_lr": 1e-3, "seed": 0}
+#: Fine-tuning settings of the demo: 100 steps each for g and h, no time limit (the widget shows them
+#: in its Steps and Time limit boxes).
+DEMO_TRAINING = {"steps": 100, "h_steps": 100, "time_limit": None, "batch_size": 2, "h_batch_size": 4,
+                 "input_size": 128, "variants": ("identity", "hflip"), "patience": None, "lr": 1e-3, "h_lr": 1e-3,
+                 "seed": 0}
 #: How many extra synthetic images count as "corrected earlier".
 EXTRA_CORRECTIONS = 5
-#: What each step of the loop tells the user (the GUI shows them on the canvas).
+#: What each step of the loop tells the user (the GUI shows them on the canvas), in plain words.
 STEPS = {
-    "segment": "1/4  Segmenting with an untrained g (expect noise)…",
-    "accepted": "2/4  Accepted the corrected mask (+{extra} earlier ones).\n      Fine-tuning g, then h, in the background…",
-    "trained": "3/4  Fine-tuned: new version in use; segmenting again…",
-    "result": "4/4  {version} after {seconds:.0f} s. Dice with the true mask:\n"
-              "      AutoSAM {dice_autosam:.2f}, h(g(I)) {dice_h:.2f} (untrained {dice_untrained:.2f})",
+    "segment": "1/4  Segmenting with a new, untrained model (expect noise)…",
+    "accepted": "2/4  Accepted the corrected mask (+{extra} corrected earlier).\n"
+                "      Teaching the model from them in the background…",
+    "trained": "3/4  Trained: the new model version is in use; segmenting again…",
+    "result": "4/4  {version} after {seconds:.0f} s. Overlap with the true nuclei (Dice, 0 none to 1 perfect):\n"
+              "      AutoSAM {dice_autosam:.2f}, fast preview h(g(I)) {dice_h:.2f} (untrained {dice_untrained:.2f})",
 }
-#: Captions of the overview's panels, left to right.
-OVERVIEW_CAPTIONS = ("image", "AutoSAM, untrained g", "AutoSAM, fine-tuned", "h(g(I)), fine-tuned")
+#: Captions of the overview's panels, left to right ({dice} is filled in).
+OVERVIEW_CAPTIONS = ("H&E image", "true nuclei (ground truth)", "untrained model (Dice {dice:.2f})",
+                     "trained: AutoSAM (Dice {dice:.2f})", "trained: fast preview (Dice {dice:.2f})")
+#: The overview's one-line explanation, under the panels.
+OVERVIEW_NOTE = ("Coloured: pixels called nucleus. Dice: overlap with the true nuclei, 0 = none, 1 = perfect. "
+                 "AutoSAM: SAM steered by the trained prompt generator; fast preview: the same model without SAM.")
 
 
 def demo_folder(out: str | os.PathLike | None) -> Path:
@@ -115,40 +121,43 @@ def run_headless(folder: Path, sam_name: str = "tiny", on_progress=None) -> dict
         write_tiff(folder / f"{name}.tif", np.asarray(array))
     summary = {"seconds": seconds, "version": result.version, "dice_untrained": dice(before.autosam_mask, truth),
                "dice_autosam": dice(after.autosam_mask, truth), "dice_h": dice(after.h_mask, truth), "folder": folder}
-    captions = [*OVERVIEW_CAPTIONS]
-    captions[1] += f" (Dice {summary['dice_untrained']:.2f})"
-    captions[2] += f" (Dice {summary['dice_autosam']:.2f})"
-    captions[3] += f" (Dice {summary['dice_h']:.2f})"
-    write_overview(folder / "overview.png", image, [before.autosam_mask, after.autosam_mask, after.h_mask], captions)
+    dices = (None, None, summary["dice_untrained"], summary["dice_autosam"], summary["dice_h"])
+    captions = [caption.format(dice=dice) for caption, dice in zip(OVERVIEW_CAPTIONS, dices)]
+    write_overview(folder / "overview.png", image, [truth, before.autosam_mask, after.autosam_mask, after.h_mask],
+                   captions, OVERVIEW_NOTE)
     return summary
 
 
-def write_overview(path: Path, image: np.ndarray, masks, captions) -> None:
-    """A PNG strip: the image, then each mask as a coloured overlay, each panel captioned above.
+def write_overview(path: Path, image: np.ndarray, masks, captions, note: str = "") -> None:
+    """A PNG strip: the image, then each mask as a coloured overlay, each panel captioned above, ``note`` below.
 
     Parameters
     ----------
     image : ``H×W×3`` uint8
     masks : ``H×W`` masks (anything > 0 is foreground), one panel each
     captions : one line per panel (the image's first)
+    note : one line under the panels (e.g. what the colours and numbers mean)
     """
     from PIL import Image, ImageDraw, ImageFont
 
     panels = [np.asarray(image, np.uint8)]
-    for mask, colour in zip(masks, ([255, 80, 80], [80, 220, 255], [255, 160, 30])):
+    colours = ([60, 200, 60], [255, 80, 80], [80, 220, 255], [255, 160, 30])
+    for i, mask in enumerate(masks):
         overlay = image.astype(np.float32).copy()
         fg = np.asarray(mask) > 0
-        overlay[fg] = 0.45 * overlay[fg] + 0.55 * np.asarray(colour)
+        overlay[fg] = 0.45 * overlay[fg] + 0.55 * np.asarray(colours[i % len(colours)])
         panels.append(overlay.astype(np.uint8))
     strip = Image.fromarray(np.concatenate(panels, axis=1))
     band = 28
-    canvas = Image.new("RGB", (strip.width, strip.height + band), "white")
+    canvas = Image.new("RGB", (strip.width, strip.height + band * (2 if note else 1)), "white")
     canvas.paste(strip, (0, band))
     draw = ImageDraw.Draw(canvas)
     font = ImageFont.load_default(size=15)
     width = image.shape[1]
     for i, caption in enumerate(captions):
         draw.text((i * width + 6, 6), caption, fill="black", font=font)
+    if note:
+        draw.text((6, band + strip.height + 6), note, fill="black", font=font)
     from .io.atomic import atomic_path
 
     with atomic_path(path) as tmp:

@@ -1,8 +1,42 @@
-"""Fixtures shared by the whole suite: an isolated cache and the tiny SAM."""
+"""Fixtures shared by the whole suite: an isolated cache and the tiny SAM; GUI tests skipped with the reason
+when Qt cannot open a window here (instead of Qt aborting the whole session)."""
 
 from __future__ import annotations
 
 import pytest
+
+#: Fixtures that create a Qt application: a test using one needs a working Qt platform.
+_QT_FIXTURES = {"qtbot", "qapp", "make_napari_viewer", "make_napari_viewer_proxy"}
+_qt_problem: list[str] = []
+
+
+def _needs_qt(item) -> bool:
+    return item.get_closest_marker("gui") is not None or bool(_QT_FIXTURES & set(getattr(item, "fixturenames", ())))
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-xvfb has started its display
+def pytest_collection_modifyitems(config, items):
+    """Probe Qt once (in a child process) when GUI tests are selected; skip them with the reason if it fails.
+
+    Without this, a missing system library makes Qt abort the whole pytest
+    process ("Fatal Python error: Aborted") at the first GUI test.
+    """
+    gui = [item for item in items if _needs_qt(item)]
+    if not gui:
+        return
+    from napari_autosam.qt_platform import problem
+
+    reason = problem()
+    if reason:
+        _qt_problem.append(reason)
+        for item in gui:
+            item.add_marker(pytest.mark.skip(reason=f"GUI test not run: {reason}"))
+
+
+def pytest_terminal_summary(terminalreporter):
+    for reason in _qt_problem:
+        terminalreporter.write_sep("=", "GUI tests were skipped", yellow=True)
+        terminalreporter.write_line(reason)
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ import napari_autosam
 
 #: Lowest first.  Each unit may import its own layer and the layers before it.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("base", {"__init__", "progress", "paths", "device"}),
+    ("base", {"__init__", "progress", "paths", "device", "qt_platform"}),
     ("files and data", {"io", "losses", "class_sets", "annotations", "slide_regions", "data",
                         "_sample_data"}),
     ("sam", {"sam"}),

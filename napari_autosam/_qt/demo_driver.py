@@ -19,7 +19,6 @@ avoid_triton_llvm_clash()  # before torch's chain of imports (see napari_autosam
 
 from .. import demo_loop  # noqa: E402
 from ..losses import dice  # noqa: E402
-from . import notify  # noqa: E402
 
 
 def text_overlay(viewer):
@@ -28,14 +27,25 @@ def text_overlay(viewer):
     return overlays.text if overlays is not None and hasattr(overlays, "text") else viewer.text_overlay
 
 
+def dismiss_toasts(viewer) -> None:
+    """Close napari's notification toasts shown on ``viewer`` (they stay in its notification list)."""
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+    window = getattr(getattr(viewer, "window", None), "_qt_window", None)
+    for toast in window.findChildren(NapariQtNotification) if window is not None else ():
+        toast.close()
+
+
 class DemoDriver:
     """Runs the demo's steps one after the other on a viewer holding the H&E sample and the widget.
 
     ``on_step(name)`` is called after each step (the screenshot script uses it).
     """
 
-    def __init__(self, viewer, widget, folder: Path, *, sam_name: str = "tiny", on_step=None, on_done=None) -> None:
+    def __init__(self, viewer, widget, folder: Path, *, sam_name: str = "tiny", on_step=None, on_done=None,
+                 quit_after: bool = False) -> None:
         self.viewer = viewer
+        self.quit_after = quit_after
         self.widget = widget
         self.folder = Path(folder)
         self.sam_name = sam_name
@@ -82,7 +92,7 @@ class DemoDriver:
         self.started = time.perf_counter()
         widget = self.widget
         widget.session.set_root(self.folder)
-        widget.session.train_settings = dict(demo_loop.DEMO_TRAINING)
+        widget.finetune_section.use_settings(demo_loop.DEMO_TRAINING)  # its boxes show the demo's budget
         widget.model_section.select_sam(self.sam_name)
         widget.segment_section.select("nuclei H&E", "image")
         self.say(demo_loop.STEPS["segment"])
@@ -122,8 +132,11 @@ class DemoDriver:
                             version=self.widget.session.model_label, seconds=self.times["result"], folder=self.folder)
         self.widget.compare_section.compare()
         # below the panes' titles, which the comparison shows at the top of each pane
-        self.say(demo_loop.summary_text(self.summary) + "\n      Close napari (Ctrl+Q) to end the demo.", "bottom_left")
-        notify.info(f"Demo done; napari stays open. Its corrections and model versions are in {self.folder}.")
+        # The folder goes to the terminal, not to a notification, and the toasts still open (fine-tuning's
+        # "now using ...") are dismissed: napari shows them over the bottom of the canvas, where this caption goes.
+        dismiss_toasts(self.viewer)
+        ending = "napari closes in a moment." if self.quit_after else "Close napari (Ctrl+Q) to end the demo."
+        self.say(demo_loop.summary_text(self.summary) + "\n      " + ending, "bottom_left")
         self.on_step("result")
         self.on_done(self.summary)
 
@@ -151,7 +164,7 @@ def run_gui(folder: Path, *, sam_name: str = "tiny", quit_after: bool = False, s
         if quit_after:
             QTimer.singleShot(1500, viewer.close)
 
-    driver = DemoDriver(viewer, widget, folder, sam_name=sam_name, on_done=done)
+    driver = DemoDriver(viewer, widget, folder, sam_name=sam_name, on_done=done, quit_after=quit_after)
     widget._demo = driver  # keep it alive with the widget
     QTimer.singleShot(300, driver.start)
     napari.run()

@@ -93,6 +93,10 @@ class FinetuneSection(QWidget):
         self.info = QLabel()
         self.info.setWordWrap(True)
         self.steps, self.h_steps, self.time_limit = _budget_boxes()
+        self.budget_note = QLabel()  # what the boxes cannot say: the floor of steps past the time limit
+        self.budget_note.setWordWrap(True)
+        for box in (self.steps, self.h_steps, self.time_limit):
+            box.valueChanged.connect(self._show_budget)
         self.train_button = QPushButton("Fine-tune")
         self.train_button.setToolTip("Train g, then h, on all accepted corrections in the background; the new "
                                      "version is used when it ends and the image is segmented again (Shift+Alt+F)")
@@ -107,12 +111,14 @@ class FinetuneSection(QWidget):
         form = QFormLayout()
         form.addRow("Steps (g / h)", _row(self.steps, self.h_steps))
         form.addRow("Time limit", self.time_limit)
+        form.addRow(self.budget_note)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.info)
         layout.addLayout(form)
         layout.addWidget(self.train_button)
-        layout.addWidget(ProgressPanel(runner, phase_names=PHASES))
+        self.progress_panel = ProgressPanel(runner, phase_names=PHASES)
+        layout.addWidget(self.progress_panel)
         layout.addWidget(self.plot)
         layout.addWidget(QLabel("Model versions"))
         layout.addWidget(self.versions)
@@ -134,7 +140,9 @@ class FinetuneSection(QWidget):
         except ValueError:
             count = 0
         self.info.setText(f"Trains on the {plural(count, 'accepted correction')}. "
-                          "You can keep working while it runs.")
+                          + ("Part of them is kept aside to measure the Dice. " if count else "")
+                          + "You can keep working while it runs.")
+        self._show_budget()
         self.versions.clear()
         store = self.session.model_store
         if store is None:
@@ -162,6 +170,41 @@ class FinetuneSection(QWidget):
             self._phase_end = self._offset + (event.total or event.step)
             self.plot.add(self._offset + event.step, event.metrics)
 
+    def use_settings(self, settings: dict) -> None:
+        """Fine-tune with ``settings`` (TrainConfig keywords); its step budget and time limit go into the boxes,
+        so the numbers shown are the ones that run."""
+        settings = dict(settings)
+        budget = {key: settings.pop(key) for key in ("steps", "h_steps", "time_limit") if key in settings}
+        self.session.train_settings = settings  # first: the boxes' own updates read it
+        for key, box in (("steps", self.steps), ("h_steps", self.h_steps), ("time_limit", self.time_limit)):
+            if key in budget:
+                box.blockSignals(True)
+                box.setValue(int(budget[key] or 0))
+                box.blockSignals(False)
+        self._show_budget()
+
+    def _show_budget(self) -> None:
+        """Grey out what an epoch budget in the settings replaces, and say the floor the time limit keeps."""
+        settings = self.session.train_settings
+        if any(key in settings for key in ("steps", "h_steps", "time_limit")):
+            self.use_settings(settings)  # the boxes take them (and call this again)
+            return
+        by_epochs = {"steps": "epochs" in settings, "h_steps": "epochs" in settings or "h_epochs" in settings}
+        floor = int(settings.get("min_steps", _default_min_steps()))
+        floors = []
+        for key, box in (("steps", self.steps), ("h_steps", self.h_steps)):
+            box.blockSignals(True)
+            box.setEnabled(not by_epochs[key])
+            box.setSpecialValueText("by epochs" if by_epochs[key] else "")
+            if by_epochs[key]:  # the box's number is not used: say so instead of showing one
+                box.setValue(box.minimum())
+            box.blockSignals(False)
+            floors.append(floor if by_epochs[key] else min(floor, box.value()))
+        limited = bool(self.time_limit.value() and floor)
+        self.budget_note.setText(f"Each stage (g / h) runs at least {floors[0]} / {floors[1]} steps, even past the "
+                                 "time limit." if limited else "")
+        self.budget_note.setVisible(limited)
+
     # ---------------------------------------------------------------- train
 
     def config(self):
@@ -169,6 +212,7 @@ class FinetuneSection(QWidget):
         from ..training import TrainConfig
         from ..training.config import budget_settings
 
+        self._show_budget()  # settings given since the last refresh: the boxes show what runs
         limit = self.time_limit.value()
         return TrainConfig(**budget_settings(self.steps.value(), self.h_steps.value(), limit or None,
                                              self.session.train_settings))
@@ -272,6 +316,12 @@ def _budget_boxes() -> tuple[QSpinBox, QSpinBox, QSpinBox]:
     limit.setToolTip("Seconds of training for both stages, encoding excluded (g may use 70 % when h follows); "
                      "each stage still runs its floor of steps")
     return steps, h_steps, limit
+
+
+def _default_min_steps() -> int:
+    from ..training import TrainConfig
+
+    return TrainConfig().min_steps
 
 
 def _row(*widgets: QWidget) -> QWidget:

@@ -14,7 +14,7 @@ correcting while g trains.
 
 from __future__ import annotations
 
-from qtpy.QtCore import QEvent, QSize, Qt
+from qtpy.QtCore import QEvent, QSize, Qt, QTimer
 from qtpy.QtWidgets import QComboBox, QGroupBox, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from . import avoid_triton_llvm_clash
@@ -153,6 +153,20 @@ class AutoSAMWidget(QWidget):
         layout.addWidget(scroll)
         self.setMinimumWidth(360)
         self._bind_keys()
+        # minutes of fine-tuning: its progress and live plot come into view (they sit below the fold), once the
+        # progress bar has been shown and laid out
+        self._show_training = QTimer(self, singleShot=True, interval=50)
+        self._show_training.timeout.connect(
+            lambda: self.show_section(self.finetune_section.progress_panel, self.finetune_section.plot))
+        self._show_pending = False  # shown again at the first progress line, which makes the panel taller
+
+        def show_training(first: bool) -> None:
+            if first or self._show_pending:
+                self._show_pending = first
+                self._show_training.start()
+
+        self.train_runner.started.connect(lambda _title: show_training(True))
+        self.train_runner.progress.connect(lambda _event: show_training(False))
         viewer = napari_viewer
         self.destroyed.connect(lambda *args: unbind_keys(viewer))
 
@@ -181,9 +195,11 @@ class AutoSAMWidget(QWidget):
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
         return QSize(420, 900)
 
-    def show_section(self, section: QWidget) -> None:
-        """Scroll the dock so that ``section`` (e.g. ``self.finetune_section``) is in view."""
-        self.scroll.ensureWidgetVisible(getattr(section, "box", section), 0, 0)
+    def show_section(self, *parts: QWidget) -> None:
+        """Scroll the dock so that ``parts`` (e.g. ``self.finetune_section``, or widgets in it) are in view;
+        where they do not all fit, the first ones win."""
+        for part in reversed(parts):
+            self.scroll.ensureWidgetVisible(getattr(part, "box", part), 0, 0)
 
     def cancel_all(self) -> None:
         for runner in self.runners:

@@ -3,7 +3,7 @@
 matplotlib is an optional dependency and redrawing a figure costs tens of
 milliseconds on the GUI thread; this widget repaints in well under one.
 Loss is drawn against the left axis (auto-scaled), Dice against the right
-one (fixed 0..1).
+one (fixed 0..1); each axis is labelled in its curves' colour.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class LivePlot(QWidget):
         font.setPointSizeF(max(7.0, font.pointSizeF() * 0.85))
         painter.setFont(font)
         text_color = self.palette().windowText().color()
-        area = QRectF(self.rect()).adjusted(34, 8, -30, -30)
+        area = QRectF(self.rect()).adjusted(44, 8, -30, -30)
         painter.setPen(QPen(QColor(text_color), 1))
         painter.drawRect(area)
         x0, x1 = self._x_range()
@@ -82,8 +82,11 @@ class LivePlot(QWidget):
             fx = (x - x0) / (x1 - x0)
             return QPointF(area.left() + fx * area.width(), area.bottom() - min(1.0, max(0.0, fy)) * area.height())
 
-        painter.drawText(QRectF(0, area.top() - 6, 32, 14), Qt.AlignmentFlag.AlignRight, f"{l1:.2g}")
-        painter.drawText(QRectF(0, area.bottom() - 8, 32, 14), Qt.AlignmentFlag.AlignRight, "0")
+        painter.drawText(QRectF(14, area.top() - 6, 28, 14), Qt.AlignmentFlag.AlignRight, f"{l1:.2g}")
+        painter.drawText(QRectF(14, area.bottom() - 8, 28, 14), Qt.AlignmentFlag.AlignRight, "0")
+        _axis_label(painter, "loss", 12, area.center().y(), SERIES["loss"][0])
+        _axis_label(painter, "Dice", area.right() + 28, area.center().y(), SERIES["val_dice_autosam"][0])
+        painter.setPen(QPen(QColor(text_color), 1))
         painter.drawText(QRectF(area.right() + 3, area.top() - 6, 30, 14), Qt.AlignmentFlag.AlignLeft, "1")
         painter.drawText(QRectF(area.right() + 3, area.bottom() - 8, 30, 14), Qt.AlignmentFlag.AlignLeft, "0")
         painter.drawText(QRectF(area.left(), area.bottom() + 1, area.width(), 14), Qt.AlignmentFlag.AlignCenter,
@@ -109,3 +112,13 @@ class LivePlot(QWidget):
             painter.drawText(QPointF(legend_x, area.bottom() + 26), label)
             legend_x += painter.fontMetrics().horizontalAdvance(label) + 12
         painter.end()
+
+
+def _axis_label(painter: QPainter, text: str, x: float, y: float, color: str) -> None:
+    """``text`` written upwards, centred on ``y``, its line ending at ``x``."""
+    painter.save()
+    painter.setPen(QColor(color))
+    painter.translate(x, y)
+    painter.rotate(-90)
+    painter.drawText(QRectF(-40, -12, 80, 14), Qt.AlignmentFlag.AlignCenter, text)
+    painter.restore()

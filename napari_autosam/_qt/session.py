@@ -31,6 +31,11 @@ from qtpy.QtCore import QObject, Signal
 from .. import paths
 from ..annotations import AnnotationStore
 
+#: What a model's validation kept aside, after "trained on N images" (the two counts add up to the corrections).
+_HELD_OUT = {"held-out images": " ({held} more held out to measure the Dice)",
+             "held-out strip": " (a strip of each held out to measure the Dice)",
+             "training image": " (the Dice is measured on them: nothing held out)"}
+
 
 class Session(QObject):
     """State shared by the sections of the AutoSAM widget.
@@ -161,5 +166,7 @@ class Session(QObject):
         meta = self.model.metadata
         count = meta.get("trained_on_count")
         trained = f", trained on {count} image{'s' if count != 1 else ''}" if count else ""
+        if count:
+            trained += _HELD_OUT.get(meta.get("validation_kind"), "").format(held=len(meta.get("validated_on") or []))
         name = meta.get("prompt_generator", {}).get("name", "")
         return f"Prompt generator: {self.model_label} ({name}{trained})"

@@ -155,7 +155,12 @@ def entry() -> None:
 
 def _exit(code: int) -> None:
     import atexit
+    import signal
     import threading
+
+    # The command is over: a Ctrl-C now would only break the clean-up (a traceback from an atexit handler
+    # and its temporary folder left behind), so it is ignored while the process exits.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     others = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive() and not t.daemon]
     run_exit_functions = getattr(atexit, "_run_exitfuncs", None)

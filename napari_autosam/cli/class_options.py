@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import sys
+
 
 def add_class_args(parser) -> None:
     """``--classes FILE`` and ``--num-classes K`` of ``train``."""
@@ -28,7 +30,25 @@ def train_classes(args):
 
         path = resolve_model_path(args.init)
         classes = classes_from_metadata(read_metadata(path), str(path))
+        if classes is not None:
+            ids = ", ".join(f"{i} {name}" for i, name in enumerate(classes.names, start=1))
+            print(f"note: --init {path.name} is a model of {len(classes)} classes, so this run continues it: each "
+                  f"mask's values are read as class ids (0 background, {ids}); give --classes to say otherwise",
+                  file=sys.stderr)
     return classes
+
+
+def note_masks_without_classes(classes, samples) -> None:
+    """Say when the masks of a class model hold no class ids above 1: only class 1 is then taught."""
+    import numpy as np
+
+    if classes is None or len(classes) < 2 or not samples:
+        return
+    highest = max(int(np.max(np.asarray(sample.mask))) for sample in samples)
+    if highest <= 1:
+        print(f"note: the masks hold only 0 and 1, so only class 1 ({classes.names[0]}) is taught; the other "
+              f"{len(classes) - 1} class{'es' if len(classes) > 2 else ''} ({', '.join(classes.names[1:])}) "
+              "see only background", file=sys.stderr)
 
 
 def model_classes(model_path):

@@ -113,8 +113,10 @@ def _read_plane(path: str, what: str, image=None):
 
 
 def _export(args) -> int:
+    from ..io.overwrite import check_outputs
     from ..jobs.geojson_outputs import export_labels
 
+    check_outputs([args.out], [args.labels] + ([args.like] if args.like else []))
     labels, layout = _read_plane(args.labels, "label image")
     if layout.kind != "2d":
         raise ValueError(f"{args.labels}: expected a 2D label image or mask, got shape {layout.shape}")
@@ -156,7 +158,9 @@ def _import(args) -> int:
     from ..io.atomic import atomic_write_text
     from ..io.geojson_labels import read_geojson_labels
     from ..io.images import write_array
+    from ..io.overwrite import check_outputs
 
+    check_outputs([args.out], [args.geojson, args.like])  # e.g. --out the --like image itself
     image, resolution = _like(args)
     _, layout = _read_plane(args.like, "image", image)
     out = Path(args.out)

@@ -57,6 +57,10 @@ def _run(args) -> int:
 
     if not (args.tile >= 64 and 0 <= args.overlap < args.tile):
         raise ValueError(f"need --tile >= 64 and 0 <= --overlap < --tile, got {args.tile} and {args.overlap}")
+    from ..io.overwrite import check_outputs
+    from ..jobs.preflight import segment_inputs
+
+    check_outputs([args.out], segment_inputs([args.image], "review"))  # before SAM loads
     sam = _load_sam(args)
     model = _load_model(args, sam)
     recorded = model.metadata.get("resolution") if model is not None else None

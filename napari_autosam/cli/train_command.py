@@ -187,6 +187,9 @@ def _train(args, shared=None) -> int:
                                               classes=classes)
         val = load_samples_at(args.val_images, args.val_masks, args, channels=channels,
                               classes=classes)[0] if args.val_images else None
+    from .class_options import note_masks_without_classes
+
+    note_masks_without_classes(classes, samples)
     config = _config(args, resolution)
     if classes is not None:
         import dataclasses

@@ -53,9 +53,20 @@ def connect(scheduler: str | None = None, workers: int | None = None, *, host: s
         return
     if workers is None or workers < 1:
         raise CommandError(f"--dask-workers: expected a number of workers >= 1, got {workers}")
-    with _worker_environ(), LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host=host,
-                                         dashboard_address=f"{host}:0") as cluster, Client(cluster) as client:
-        yield client
+    import tempfile
+
+    import dask
+
+    from ..io.atomic import remove_scratch, scratch_folder
+
+    scratch = scratch_folder(tempfile.gettempdir(), "napari-autosam-dask-")  # dask's own would stay in the temp folder
+    try:
+        with _worker_environ(), dask.config.set({"temporary-directory": str(scratch)}), LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host=host,
+                                             dashboard_address=f"{host}:0", local_directory=str(scratch)) as cluster, \
+                Client(cluster) as client:
+            yield client
+    finally:
+        remove_scratch(scratch)
 
 
 def _worker_environ():

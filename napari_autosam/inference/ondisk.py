@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..io.atomic import atomic_directory
+from ..io.atomic import atomic_directory, remove_scratch, scratch_folder
 from ..io.labels_zarr import LabelImage, Placement, labels_path
 from ..io.normalize import Normalization
 from ..progress import Task
@@ -210,7 +208,7 @@ def segment_to_labels(segmenter, image, folder: str | os.PathLike, stem: str, *,
         data = WindowView(image, layout, region)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{stem}.scratch-", dir=folder))
+    scratch = scratch_folder(folder, f".{stem}.scratch-")  # a killed run's is removed by the next run
     try:
         result = yield from segmenter.segment(data, channel_axis=channel_axis, normalization=normalization,
                                               store=scratch, stack=layout.is_stack and region is None, **kwargs)
@@ -218,6 +216,6 @@ def segment_to_labels(segmenter, image, folder: str | os.PathLike, stem: str, *,
                                         placement=placement, attributes=attributes)
         foreground = _fraction(result.autosam_mask if result.autosam_mask is not None else result.h_mask)  # preview: h
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        remove_scratch(scratch)
     return OnDiskResult(paths, region, result.agreement, result.normalization, foreground, result.cancelled,
                         result.untrained, list(result.messages))

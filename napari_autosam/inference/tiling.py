@@ -198,10 +198,14 @@ def passes_per_plane(plane_shape: tuple[int, int], tile: int | None = None, over
 
 
 def new_scratch_dir(parent: str | os.PathLike | None = None) -> Path:
-    """A fresh directory for the on-disk outputs of one large segmentation."""
-    if parent is not None:
-        Path(parent).mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix="napari-autosam-seg-", dir=parent))
+    """A fresh directory for the on-disk outputs of one large segmentation (default: in the temp folder).
+
+    Removed when the process exits, unless the caller removed it before;
+    those of processes that died are removed by the next one.
+    """
+    from ..io.atomic import scratch_folder
+
+    return scratch_folder(parent if parent is not None else tempfile.gettempdir(), "napari-autosam-seg-")
 
 
 def create_array(shape: tuple[int, ...], dtype, *, store: Path | None, name: str, chunk: int = 1024):

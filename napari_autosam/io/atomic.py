@@ -154,3 +154,50 @@ def replace_directory(source: Path, target: Path) -> None:
     os.replace(source, target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+# --- scratch folders ----------------------------------------------------------------------------
+
+_scratch_folders: set[Path] = set()
+
+
+def scratch_folder(parent: str | os.PathLike, prefix: str) -> Path:
+    """A new folder ``<parent>/<prefix>pid<id>-<random>`` for this process's temporary files.
+
+    It is removed when the process exits (if still there), and a later call
+    with the same ``prefix`` in the same ``parent`` removes the folders of
+    processes that are gone (killed, or interrupted while cleaning up), so
+    none stays forever.  Remove it sooner with :func:`remove_scratch`.
+    """
+    import shutil
+
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    for left in parent.glob(f"{glob_escape(prefix)}pid*-*"):
+        match = re.match(r"pid(\d+)-", left.name[len(prefix):])
+        if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
+            shutil.rmtree(left, ignore_errors=True)
+    if not _scratch_folders:
+        import atexit
+
+        atexit.register(_remove_scratch_at_exit)
+    path = Path(tempfile.mkdtemp(prefix=f"{prefix}pid{os.getpid()}-", dir=parent))
+    _scratch_folders.add(path)
+    return path
+
+
+def remove_scratch(path: str | os.PathLike) -> None:
+    """Remove a folder made by :func:`scratch_folder` (and forget it)."""
+    import shutil
+
+    _scratch_folders.discard(Path(path))
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _remove_scratch_at_exit() -> None:
+    try:
+        for path in list(_scratch_folders):
+            if f"pid{os.getpid()}-" in path.name:  # a forked child leaves its parent's folders alone
+                remove_scratch(path)
+    except KeyboardInterrupt:  # Ctrl-C while exiting: the next run removes what is left
+        pass

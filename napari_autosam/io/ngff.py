@@ -16,7 +16,7 @@ import numpy as np
 
 from .pyramid import MICRONS, Slide, SlideReadError
 
-__all__ = ["multiscales_of", "open_ngff"]
+__all__ = ["missing_chunks", "missing_level0_chunks", "multiscales_of", "open_ngff"]
 
 
 def multiscales_of(attrs: dict) -> list | None:
@@ -96,3 +96,33 @@ def _view(array, axes: list[str]):
         order = [i for i, a in enumerate(kept) if a != "c"] + [kept.index("c")]
         view = view.transpose(order)
     return view
+
+
+def missing_chunks(array) -> str | None:
+    """One line when chunks of a zarr ``array`` have no data on disk, else None.
+
+    zarr reads such a chunk as its fill value without a word, so a level-0
+    chunk file that went missing (a copy cut short, a sync that skipped
+    files) would be segmented as blank.  Writers may also leave out chunks
+    that hold nothing but the fill value, so this is a warning, not an error.
+    """
+    try:
+        total, stored = int(array.nchunks), int(array.nchunks_initialized)
+    except Exception:  # a store that cannot list its keys: nothing to say
+        return None
+    if stored >= total:
+        return None
+    return (f"{total - stored} of {total} chunks of its full-resolution level have no data on disk and read as "
+            f"{array.fill_value!r} (files missing, or left out because they held only that value)")
+
+
+def missing_level0_chunks(path: str | Path) -> str | None:
+    """:func:`missing_chunks` of the full-resolution level of the OME-Zarr image at ``path`` (None if whole)."""
+    import zarr
+
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        array = group[multiscales_of(dict(group.attrs))[0]["datasets"][0]["path"]]
+    except Exception:  # not an OME-Zarr image: open_ngff says why
+        return None
+    return missing_chunks(array)

@@ -43,6 +43,9 @@ def plan_jobs(inputs: Sequence[str | os.PathLike], out: Path, stem: Callable[[Pa
     CommandError
         Two inputs whose outputs would have the same names, naming both.
     """
+    from .preflight import check_segment_outputs, segment_inputs
+
+    inputs = segment_inputs(inputs)  # all there (before any model loads); the package's own outputs skipped
     seen: dict[Path, Path] = {}
     for given in inputs:
         path = Path(given).expanduser()
@@ -62,6 +65,7 @@ def plan_jobs(inputs: Sequence[str | os.PathLike], out: Path, stem: Callable[[Pa
                                f"{job.out_dir}; rename one of them, or segment them in separate runs")
         owners[key] = job
         jobs.append(job)
+    check_segment_outputs(jobs)  # nothing any job writes can replace an input
     return jobs
 
 

@@ -67,6 +67,12 @@ def open_input(path: Path, request: dict | None = None, recorded: dict | None = 
         slide = open_slide(path)
     except ImageReadError as exc:
         raise ValueError(str(exc)) from exc
+    if slide.vendor == "ome-zarr":  # zarr reads a missing chunk as blank without a word: say it
+        from ..io.ngff import missing_level0_chunks
+
+        gap = missing_level0_chunks(path)
+        if gap:
+            print(f"warning: {path.name}: {gap}", file=sys.stderr)
     image, resolution = working_image(slide, **(asked or request_of(recorded, slide)))
     note = resolution_note(resolution, recorded)
     return image, resolution, (f"{path.name}: {note}" if note else None)

@@ -88,16 +88,24 @@ def segment_file(segmenter, path: Path, out: Path, options: SegmentOptions, *, r
     """
     from ..io.images import image_stem
     from ..io.slides import slide_stem
+    from .preflight import check_options_fit, nothing_left_on_failure
     from .reading import say
 
     run_task = run_task or quiet_run
     image, layout, resolution, note = open_for_segmenting(path, options, segmenter)
     say(note)
+    check_options_fit(options, layout, path)  # before the work, not after it
     tile = options.tile
     if tile is None:
         tile = auto_tile(layout.plane_shape)
     stem = image_stem(path) if resolution is None else slide_stem(path)
     out.mkdir(parents=True, exist_ok=True)
+    with nothing_left_on_failure(out, stem):  # a file that fails leaves no outputs
+        _segment_opened(segmenter, image, layout, path, out, stem, tile, options, resolution, run_task)
+
+
+def _segment_opened(segmenter, image, layout, path: Path, out: Path, stem: str, tile, options, resolution,
+                    run_task) -> None:
     from .slide_two_speed import segment_two_speed, two_speed_applies
 
     if two_speed_applies(options, segmenter, layout, resolution):  # whole slides: skip the glass, h first, then SAM

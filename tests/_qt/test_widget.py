@@ -284,3 +284,14 @@ def test_fine_tune_budget_controls_build_the_training_config(widget):
     widget.session.train_settings = {"epochs": 2}  # an epoch budget in the settings replaces the step boxes
     config = fine.config()
     assert (config.steps, config.h_steps, config.epochs, config.time_limit) == (None, None, 2, 60)
+    # what the boxes show is what runs: an epoch budget greys them out instead of showing unused numbers
+    assert not fine.steps.isEnabled() and fine.steps.text() == "by epochs" == fine.h_steps.text()
+    assert fine.budget_note.text() == "Each stage (g / h) runs at least 100 / 100 steps, even past the time limit."
+    fine.use_settings({"steps": 50, "h_steps": 20, "time_limit": 30, "batch_size": 2})
+    config = fine.config()
+    assert (fine.steps.value(), fine.h_steps.value(), fine.time_limit.value()) == (50, 20, 30)
+    assert (config.steps, config.h_steps, config.time_limit, config.batch_size) == (50, 20, 30, 2)
+    assert fine.steps.isEnabled() and "at least 50 / 20 steps" in fine.budget_note.text()
+    widget.session.train_settings = {"steps": 7, "time_limit": None}  # set directly: the boxes take it over
+    assert fine.config().steps == 7 == fine.steps.value() and fine.time_limit.text() == "none"
+    assert not fine.budget_note.isVisibleTo(fine)
