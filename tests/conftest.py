@@ -3,7 +3,15 @@ when Qt cannot open a window here (instead of Qt aborting the whole session)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# float32 unless a test asks otherwise: on a CPU with native bfloat16 "auto" picks bf16, whose sums depend on the
+# thread count, and byte-for-byte comparisons between processes (dask workers, the CLI) would differ by machine.
+# Set here, at import, so that module- and session-scoped fixtures (a dask cluster, a reference run) see it too;
+# a dask worker restarted mid-test inherits the same value as the ones started before it.
+os.environ["NAPARI_AUTOSAM_PRECISION"] = "fp32"
 
 #: Fixtures that create a Qt application: a test using one needs a working Qt platform.
 _QT_FIXTURES = {"qtbot", "qapp", "make_napari_viewer", "make_napari_viewer_proxy"}
@@ -51,9 +59,7 @@ def _isolated_cache(session_cache, monkeypatch):
     monkeypatch.setenv("NAPARI_AUTOSAM_CACHE", str(session_cache))
     monkeypatch.setenv("NAPARI_AUTOSAM_CHECKPOINT_URL", "http://127.0.0.1:9/unreachable")
     monkeypatch.setenv("NAPARI_AUTOSAM_DEVICE", "cpu")
-    # float32 unless a test asks otherwise: on a CPU with native bfloat16 "auto" picks bf16, whose sums depend on the
-    # thread count, and byte-for-byte comparisons between processes (dask workers, the CLI) would differ by machine
-    monkeypatch.setenv("NAPARI_AUTOSAM_PRECISION", "fp32")
+    monkeypatch.setenv("NAPARI_AUTOSAM_PRECISION", "fp32")  # restored after a test that asks for another
 
 
 @pytest.fixture(scope="session")

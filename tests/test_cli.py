@@ -17,7 +17,11 @@ def test_info_json_reports_the_isolated_cache(capsys, session_cache):
     info = json.loads(capsys.readouterr().out)
     assert info["cache_dir"] == str(session_cache)
     assert info["devices"][-1] == "cpu"
-    assert {k: v for k, v in info["checkpoints"].items() if k != "tiny"} == {"vit_b": None, "vit_l": None, "vit_h": None}
+    from napari_autosam.sam.checkpoints import checkpoint_names
+
+    official_and_domain = {k: v for k, v in info["checkpoints"].items() if k != "tiny"}
+    assert official_and_domain == dict.fromkeys(checkpoint_names())  # none cached in the isolated folder
+    assert {"vit_b", "vit_l", "vit_h", "vit_b_histopathology"} <= official_and_domain.keys()
     assert "tiny" in info["checkpoints"]
 
 

@@ -107,6 +107,7 @@ class MeasureTable(QWidget):
         self.view.setSortingEnabled(True)
         self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.view.setCornerButtonEnabled(False)  # "select all" means nothing when one object is selected at a time
         self.view.setMinimumHeight(180)
         self.view.selectionModel().selectionChanged.connect(lambda *args: self._row_selected())
         layout = QVBoxLayout(self)
