@@ -42,6 +42,25 @@ def test_output_shapes(model, batch):
     assert out.prompt.abs().max() <= 1.0  # tanh head
 
 
+def test_h_layer_norm_is_the_per_pixel_normalisation_over_channels():
+    """h's LayerNorm2d (torch's fused kernel over the channel axis) equals normalising each pixel by hand."""
+    from napari_autosam.models.surrogate import LayerNorm2d
+
+    torch.manual_seed(0)
+    norm = LayerNorm2d(16).double()
+    torch.nn.init.normal_(norm.weight)
+    torch.nn.init.normal_(norm.bias)
+    x = torch.randn(2, 16, 9, 7, dtype=torch.float64, requires_grad=True)
+    mean = x.mean(dim=1, keepdim=True)
+    var = (x - mean).pow(2).mean(dim=1, keepdim=True)
+    by_hand = (x - mean) / torch.sqrt(var + norm.eps) * norm.weight[:, None, None] + norm.bias[:, None, None]
+    ours = norm(x)
+    assert torch.allclose(ours, by_hand, atol=1e-12)
+    grad_ours, = torch.autograd.grad((ours ** 2).sum(), x)
+    grad_hand, = torch.autograd.grad((by_hand ** 2).sum(), x)
+    assert torch.allclose(grad_ours, grad_hand, atol=1e-10)
+
+
 def test_an_optimiser_step_changes_g_only(model, batch):
     g_input, embedding, masks = batch
     model.train()

@@ -8,6 +8,7 @@ show what g has learnt and as a light alternative to SAM's mask decoder
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -25,10 +26,11 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(dim=1, keepdim=True)
-        var = (x - mean).pow(2).mean(dim=1, keepdim=True)
-        x = (x - mean) * torch.rsqrt(var + self.eps)
-        return x * self.weight[:, None, None] + self.bias[:, None, None]
+        # torch's fused layer_norm over the channel axis (moved last): the same numbers as normalising by hand with
+        # the per-pixel mean and biased variance, in one kernel instead of a dozen elementwise passes and their
+        # backward (a third of h's training step on a CPU was these passes)
+        y = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, self.eps)
+        return y.permute(0, 3, 1, 2)
 
 
 class SurrogateDecoder(nn.Module):
