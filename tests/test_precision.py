@@ -204,3 +204,25 @@ def Attention_forward_stock(block, x):
     from segment_anything.modeling.image_encoder import Attention
 
     return Attention.forward(block, x)
+
+
+def test_training_steps_follow_the_encoder_precision_on_cpus_with_native_bf16(monkeypatch, tiny_sam):
+    """g's and h's CPU steps run in bfloat16 only where the CPU has it natively and the SAM's precision says bf16."""
+    from napari_autosam.device import training_autocast
+
+    def product_dtype(context):
+        with context:
+            return (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
+
+    monkeypatch.setattr(device_mod, "cpu_has_native_bf16", lambda: True)
+    assert product_dtype(training_autocast("cpu")) == torch.bfloat16  # auto
+    assert product_dtype(training_autocast("cpu", enabled=False)) == torch.float32
+    set_precision(tiny_sam, "fp32")
+    try:
+        assert product_dtype(training_autocast("cpu", module_precision(tiny_sam))) == torch.float32
+        set_precision(tiny_sam, "bf16")
+        assert product_dtype(training_autocast("cpu", module_precision(tiny_sam))) == torch.bfloat16
+        monkeypatch.setattr(device_mod, "cpu_has_native_bf16", lambda: False)  # emulated bf16 is slower: float32
+        assert product_dtype(training_autocast("cpu", module_precision(tiny_sam))) == torch.float32
+    finally:
+        set_precision(tiny_sam, None)

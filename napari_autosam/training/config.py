@@ -79,7 +79,10 @@ class TrainConfig:
     device : str or None
         ``"cuda"``, ``"mps"``, ``"cpu"``; None uses the SAM's device.
     mixed_precision : bool
-        Autocast on CUDA (bfloat16, or float16 with loss scaling).
+        Autocast in g's and h's steps: on CUDA bfloat16 (or float16 with loss
+        scaling); on a CPU with native bfloat16 (AVX-512 BF16 / AMX) bfloat16
+        when the SAM's precision (``--precision``, default ``auto``) is
+        bfloat16; float32 elsewhere.
     preset : str or None
         Augmentation preset (:func:`~napari_autosam.training.presets.preset_names`);
         None: ``"default"``.  It supplies ``augment`` and ``variants`` when those are None.

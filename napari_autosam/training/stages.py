@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from ..device import autocast, needs_grad_scaler
+from ..device import module_precision, needs_grad_scaler, training_autocast
 from ..losses import bce_dice_loss, logit_gain
 from ..models.autosam import AutoSAM
 from ..progress import CancelToken, Stopwatch, Task
@@ -52,6 +52,8 @@ class Trainer:
         self.best_step = 0
         self.started = time.perf_counter()
         self.gains: list[float] = []  # the logit gain of each g step (see losses.probability_gain)
+        # the steps' precision follows the SAM encoder's (--precision): bfloat16 on a CPU that has it natively
+        self.step_precision = module_precision(model.sam) if torch.device(device).type == "cpu" else None
 
     @property
     def cancelled(self) -> bool:
@@ -83,12 +85,15 @@ class Trainer:
     def _g_loss(self, g_input, embedding, target) -> torch.Tensor:
         if self.classes is not None:
             return class_stage.g_loss(self.model, g_input, embedding, target, joint=self.config.joint)
-        with autocast(self.device):
+        with self._autocast():
             prompt, logits = g_prompt_and_logits(self.model, g_input, embedding,
                                                  prompt_generator=self._trained(self.model.prompt_generator))
             h_logits = self._trained(self.model.surrogate)(prompt.float()) if self.config.joint else None
         loss = bce_dice_loss(self._gain(logits) * logits.float(), target)
         return loss + bce_dice_loss(h_logits.float(), target) if h_logits is not None else loss
+
+    def _autocast(self):
+        return training_autocast(self.device, self.step_precision, enabled=self.config.mixed_precision)
 
     def _gain(self, logits: torch.Tensor) -> torch.Tensor | float:
         """The factor on the frozen decoder's logits in g's loss (masks are unchanged by it)."""
@@ -100,9 +105,9 @@ class Trainer:
     def _h_loss(self, g_input, _embedding, target) -> torch.Tensor:
         if self.classes is not None:
             return class_stage.h_loss(self.model, g_input, _embedding, target)
-        with torch.no_grad(), autocast(self.device):
+        with torch.no_grad(), self._autocast():
             prompt = self.model.prompt_generator(g_input)
-        with autocast(self.device):
+        with self._autocast():
             logits = self._trained(self.model.surrogate)(prompt.float())
         return bce_dice_loss(logits.float(), target)
 
