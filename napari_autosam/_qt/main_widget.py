@@ -117,6 +117,15 @@ class AutoSAMWidget(QWidget):
         self.measure_runner = TaskRunner(self)
         self.measure_section = MeasureTable(napari_viewer, self.session, self.segment_section, self.measure_runner)
 
+        self._lay_out_sections()
+        self.setMinimumWidth(360)
+        self._bind_keys()
+        self._follow_training()
+        viewer = napari_viewer
+        self.destroyed.connect(lambda *args: unbind_keys(viewer))
+
+    def _lay_out_sections(self) -> None:
+        """The numbered sections in titled boxes, the shortcuts below, all in one vertical scroll area."""
         content = _Column()
         column = QVBoxLayout(content)
         for title, section in (
@@ -151,8 +160,9 @@ class AutoSAMWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(scroll)
-        self.setMinimumWidth(360)
-        self._bind_keys()
+
+    def _follow_training(self) -> None:
+        """Bring the fine-tuning progress and its live plot into view when a training starts."""
         # minutes of fine-tuning: its progress and live plot come into view (they sit below the fold), once the
         # progress bar has been shown and laid out
         self._show_training = QTimer(self, singleShot=True, interval=50)
@@ -167,8 +177,6 @@ class AutoSAMWidget(QWidget):
 
         self.train_runner.started.connect(lambda _title: show_training(True))
         self.train_runner.progress.connect(lambda _event: show_training(False))
-        viewer = napari_viewer
-        self.destroyed.connect(lambda *args: unbind_keys(viewer))
 
     # ---------------------------------------------------------------- shortcuts
 

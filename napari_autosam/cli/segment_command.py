@@ -75,6 +75,21 @@ def register(subparsers) -> None:
     parser.add_argument("--cache-dir", default=None, metavar="DIR",
                         help="keep SAM embeddings on disk here, so re-segmenting skips the encoder")
     parser.add_argument("--batch-size", type=positive_int, default=None, metavar="N", help="slices or tiles per batch")
+    _add_output_args(parser)
+    from .slide_args import add_slide_args
+
+    add_slide_args(parser)
+    from .resolution import add_resolution_args
+
+    add_resolution_args(parser, what="slides")
+    from ..distributed.cluster import add_dask_args
+
+    add_dask_args(parser)
+    parser.set_defaults(func=_run)
+
+
+def _add_output_args(parser) -> None:
+    """What ``segment`` writes beside the masks: probabilities, the format, GeoJSON, measurements."""
     parser.add_argument("--save-prob", action="store_true", help="also write float32 probability maps (TIFF only)")
     parser.add_argument("--format", choices=("auto", "tiff", "ome-zarr"), default="auto",
                         help="tiff: <stem>_autosam.tif …; ome-zarr: <stem>_autosam.ome.zarr … (multiscale OME-Zarr "
@@ -88,16 +103,6 @@ def register(subparsers) -> None:
     parser.add_argument("--measure", action="store_true",
                         help="also measure every object: <stem>_objects.csv, <stem>_summary.csv and <stem>_report.html "
                         "(areas in µm² when the µm/px is known; docs/measurements.md) and a summary line")
-    from .slide_args import add_slide_args
-
-    add_slide_args(parser)
-    from .resolution import add_resolution_args
-
-    add_resolution_args(parser, what="slides")
-    from ..distributed.cluster import add_dask_args
-
-    add_dask_args(parser)
-    parser.set_defaults(func=_run)
 
 
 def _load_model(args, sam):

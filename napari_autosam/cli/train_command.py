@@ -159,13 +159,7 @@ def _train(args, shared=None) -> int:
         from ..distributed.ddp import quiet_bar
 
         args.device = str(shared.device)
-    _check_choices(args)
-    if bool(args.images) == bool(args.project):
-        raise CommandError("give --images (a folder of images or slides) or --project (a slide project), one of them")
-    if args.out is None and not args.project:
-        raise CommandError("--out is needed: a model-store folder or a new .safetensors file")
-    if bool(args.val_images) != bool(args.val_masks):
-        raise CommandError("--val-images and --val-masks go together")
+    _check_arguments(args)
     channels = args.channels
     from .class_options import train_classes
 
@@ -207,18 +201,34 @@ def _train(args, shared=None) -> int:
         result = bar.run(task)
     if shared is not None and not shared.is_main:
         return 0  # the main process reports
-    summary = _summary(result)
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        metrics = summary["metrics"] or {}
-        print(f"model: {summary['path']}" + (f" (version {result.version})" if result.version else ""))
-        for key in ("val_dice_autosam", "val_dice_h"):
-            if key in metrics:
-                print(f"{key}: {metrics.get('initial_' + key, float('nan')):.4f} -> {metrics[key]:.4f}")
-        if result.cancelled:
-            print("training was cancelled; the best model so far was saved")
+    _report(result, args.json)
     return 0
+
+
+def _check_arguments(args) -> None:
+    """The choices and the combinations of ``train``'s options, each wrong one a one-line error."""
+    _check_choices(args)
+    if bool(args.images) == bool(args.project):
+        raise CommandError("give --images (a folder of images or slides) or --project (a slide project), one of them")
+    if args.out is None and not args.project:
+        raise CommandError("--out is needed: a model-store folder or a new .safetensors file")
+    if bool(args.val_images) != bool(args.val_masks):
+        raise CommandError("--val-images and --val-masks go together")
+
+
+def _report(result, as_json: bool) -> None:
+    """The run's summary on stdout: JSON, or the model's path and its validation Dice before -> after."""
+    summary = _summary(result)
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    metrics = summary["metrics"] or {}
+    print(f"model: {summary['path']}" + (f" (version {result.version})" if result.version else ""))
+    for key in ("val_dice_autosam", "val_dice_h"):
+        if key in metrics:
+            print(f"{key}: {metrics.get('initial_' + key, float('nan')):.4f} -> {metrics[key]:.4f}")
+    if result.cancelled:
+        print("training was cancelled; the best model so far was saved")
 
 
 def _check_choices(args) -> None:

@@ -75,10 +75,7 @@ def make_class_image(
     classes : ``(Y, X)`` uint8 class ids, 0 background
     instances : ``(Y, X)`` int32 object labels, 0 background
     """
-    if num_classes not in (2, 3):
-        raise ValueError(f"num_classes must be 2 or 3, got {num_classes!r}")
-    if shape_only and num_classes != 2:
-        raise ValueError("the shape-only set has 2 classes (round, elongated)")
+    _check_class_args(num_classes, shape_only)
     rng = np.random.default_rng(seed)
     height, width = int(shape[0]), int(shape[1])
     mean_area = np.pi * np.mean(size_range) ** 2 * 0.8
@@ -96,9 +93,7 @@ def make_class_image(
         kind = placed % num_classes + 1  # balanced classes
         size = rng.uniform(*size_range)
         cy, cx = rng.uniform(size, height - size), rng.uniform(size, width - size)
-        reach = int(np.ceil(size * 1.9)) + 1
-        y0, y1 = max(0, int(cy) - reach), min(height, int(cy) + reach + 1)
-        x0, x1 = max(0, int(cx) - reach), min(width, int(cx) + reach + 1)
+        y0, y1, x0, x1 = _reach(cy, cx, size, height, width)
         obj = _shape_mask(4 if shape_only and kind == 2 else kind, yy[y0:y1, x0:x1] - cy, xx[y0:y1, x0:x1] - cx, size, rng.uniform(0, np.pi))
         grown = ndi.binary_dilation(obj, iterations=2)
         if not obj.any() or (instances[y0:y1, x0:x1][grown] > 0).any():
@@ -106,12 +101,25 @@ def make_class_image(
         placed += 1
         classes[y0:y1, x0:x1][obj] = kind
         instances[y0:y1, x0:x1][obj] = placed
-        texture = {1: 0.8 + 0.4 * speckle[y0:y1, x0:x1], 2: np.ones_like(obj, np.float32),
-                   3: 0.6 + 0.8 * stripes[y0:y1, x0:x1]}[kind]
-        if shape_only:
-            texture = np.ones_like(obj, np.float32)
+        texture = np.ones_like(obj, np.float32) if shape_only else {
+            1: 0.8 + 0.4 * speckle[y0:y1, x0:x1], 2: np.ones_like(obj, np.float32),
+            3: 0.6 + 0.8 * stripes[y0:y1, x0:x1]}[kind]
         signal[y0:y1, x0:x1][obj] = np.clip(texture[obj], 0, 2)
     return _stained(signal, rng, noise), classes, instances
+
+
+def _check_class_args(num_classes: int, shape_only: bool) -> None:
+    if num_classes not in (2, 3):
+        raise ValueError(f"num_classes must be 2 or 3, got {num_classes!r}")
+    if shape_only and num_classes != 2:
+        raise ValueError("the shape-only set has 2 classes (round, elongated)")
+
+
+def _reach(cy: float, cx: float, size: float, height: int, width: int) -> tuple[int, int, int, int]:
+    """``y0, y1, x0, x1``: the window around a centre that holds any object of radius ``size`` (rods included)."""
+    reach = int(np.ceil(size * 1.9)) + 1
+    return (max(0, int(cy) - reach), min(height, int(cy) + reach + 1),
+            max(0, int(cx) - reach), min(width, int(cx) + reach + 1))
 
 
 def _stained(signal: np.ndarray, rng, noise: float) -> np.ndarray:

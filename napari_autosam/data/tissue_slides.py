@@ -49,6 +49,19 @@ def tissue_image(height: int, width: int, fraction: float = 0.4, seed: int = 0) 
     return image, shape
 
 
+def _edge_tile(block: np.ndarray, span: int, tissue: np.ndarray, glass_tile: np.ndarray) -> np.ndarray:
+    """A tile on the tissue's edge: ``tissue`` where the shape cells ``block`` (``span`` per tile side, fewer at
+    the slide's border) hold tissue, ``glass_tile`` elsewhere."""
+    tile = tissue.shape[0]
+    full = np.zeros((span, span), bool)
+    full[: block.shape[0], : block.shape[1]] = block
+    if span <= tile:
+        inside = np.repeat(np.repeat(full, tile // span, 0), tile // span, 1)
+    else:  # coarse levels: a cell is smaller than a pixel
+        inside = full[:: span // tile, :: span // tile]
+    return np.where(inside[..., None], tissue, glass_tile)
+
+
 def write_tissue_svs(path: str | os.PathLike, size: int, *, fraction: float = 0.4, tile: int = 512,
                      mpp: float = 0.25, seed: int = 0, variants: int = 4) -> tuple[Path, np.ndarray]:
     """A ``size×size`` Aperio-style slide of tissue (about ``fraction``) on glass, and its coarse true mask.
@@ -88,13 +101,7 @@ def write_tissue_svs(path: str | os.PathLike, size: int, *, fraction: float = 0.
                 elif block.all() and block.shape == (span, span):
                     yield tissue_jpegs[k]
                 else:
-                    full = np.zeros((span, span), bool)
-                    full[: block.shape[0], : block.shape[1]] = block
-                    if span <= tile:
-                        inside = np.repeat(np.repeat(full, tile // span, 0), tile // span, 1)
-                    else:  # coarse levels: a cell is smaller than a pixel
-                        inside = full[:: span // tile, :: span // tile]
-                    yield encode(np.where(inside[..., None], tissue_tiles[k], glass_tile))
+                    yield encode(_edge_tile(block, span, tissue_tiles[k], glass_tile))
 
     jpeg = {"compression": "jpeg", "photometric": "rgb", "subsampling": (2, 2), "metadata": None}
     with tifffile.TiffWriter(path, bigtiff=True) as tif:

@@ -154,12 +154,9 @@ class Trainer:
             if stop is not None:
                 ended = stop
                 break
-            if step == ETA_AFTER_STEPS and deadline is not None:
-                note = floor_note(stage, step, time.perf_counter() - started, min(cfg.min_steps, budget),
-                                  deadline - time.perf_counter())
-                if note:
-                    yield clock.event(f"train_{stage}", step, note, epoch=math.ceil(step / per_epoch),
-                                      **self._shown())
+            note = self._floor_note(stage, step, started, budget, deadline)
+            if note:
+                yield clock.event(f"train_{stage}", step, note, epoch=math.ceil(step / per_epoch), **self._shown())
             self._train_mode(stage)
             tensors = self._next_batch(train, batches, is_g)
             loss_fn = self._g_loss if is_g else self._h_loss
@@ -184,12 +181,23 @@ class Trainer:
             if cfg.patience is not None and stale >= cfg.patience and step >= cfg.min_steps:
                 ended = "early_stopping"
                 break
+        self._restore(modules, best_state)
+        return ended
+
+    def _floor_note(self, stage: str, step: int, started: float, budget: int, deadline) -> str | None:
+        """After the first steps: the note that the time limit will stop this stage before its step floor."""
+        if step != ETA_AFTER_STEPS or deadline is None:
+            return None
+        return floor_note(stage, step, time.perf_counter() - started, min(self.config.min_steps, budget),
+                          deadline - time.perf_counter())
+
+    def _restore(self, modules: list[torch.nn.Module], best_state: list[dict]) -> None:
+        """End a stage in its best validated state, in eval mode, g trainable again."""
         for module, state in zip(modules, best_state):
             module.load_state_dict(state)
         self.model.eval()
         for p in self.model.prompt_generator.parameters():
             p.requires_grad_(True)
-        return ended
 
     def _optimizer(self, stage: str, modules):
         """The stage's Adam over ``modules`` (g's parameters trainable only in stage g) and a grad scaler or None."""
