@@ -42,7 +42,7 @@ def _datasets(args):
 
 
 def _config(args, classes):
-    from napari_autosam.cli.train import DEFAULT_TIME_LIMIT
+    from napari_autosam.jobs.defaults import DEFAULT_TIME_LIMIT
     from napari_autosam.training import TrainConfig
 
     limit = DEFAULT_TIME_LIMIT if args.time_limit is None else (args.time_limit or None)

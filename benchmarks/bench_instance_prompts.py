@@ -87,9 +87,9 @@ def main(argv=None) -> None:
 
     import tempfile
 
-    from napari_autosam.cli.train import DEFAULT_TIME_LIMIT
     from napari_autosam.inference import Segmenter
     from napari_autosam.inference.instances import InstanceOptions
+    from napari_autosam.jobs.defaults import DEFAULT_TIME_LIMIT
     from napari_autosam.progress import run
     from napari_autosam.sam.registry import load_sam
     from napari_autosam.training import TrainConfig, samples_from_arrays, train

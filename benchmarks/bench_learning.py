@@ -128,10 +128,8 @@ def cli_config(extra: list[str]):
 
 
 def _trainer_class():
-    try:
-        from napari_autosam.training.stages import Trainer
-    except ImportError:  # before the step-budget rewrite
-        from napari_autosam.training.engine import _Trainer as Trainer
+    from napari_autosam.training.stages import Trainer
+
     return Trainer
 
 
