@@ -191,6 +191,26 @@ def test_segment_full_disk_is_one_line_per_file_and_leaves_no_partial_output(tmp
     assert_nothing_changed(before, snapshot(tmp_path))
 
 
+def test_segment_interrupted_says_which_outputs_are_complete_and_keeps_nothing_of_the_file_it_stopped(
+        tmp_path, capfd, monkeypatch):
+    """Ctrl-C in the second file's writing: the first file's outputs are complete and said so; the second left none."""
+    images = [gray_tif(tmp_path / "in" / f"img{i}.tif", seed=i) for i in range(3)]
+    real = tifffile.imwrite
+
+    def interrupted(path, *args, **kwargs):
+        if "img1_" in str(path):
+            real(path, *args, **kwargs)  # a file of it reaches the disk, then the user presses Ctrl-C
+            raise KeyboardInterrupt
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(tifffile, "imwrite", interrupted)
+    code, text = cli(capfd, "segment", *images, "--out", tmp_path / "out", "--sam", "tiny")
+    assert code == 130 and "interrupted during" in text and "img1.tif" in text
+    assert "1 of 3 files done before it, their outputs complete" in text
+    left = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert left == ["img0_autosam.tif", "img0_h.tif"], left
+
+
 def test_segment_with_the_cache_env_pointing_at_a_file(tmp_path, capfd, monkeypatch):
     (tmp_path / "cachefile").write_text("not a folder")
     monkeypatch.setenv("NAPARI_AUTOSAM_CACHE", str(tmp_path / "cachefile"))

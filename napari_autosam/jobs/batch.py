@@ -81,15 +81,17 @@ def failure_line(command: str, path: Path, exc: BaseException) -> str:
 
 def run_jobs(command: str, jobs: Sequence[Job], work: Callable[[Job], None]) -> int:
     """Run ``work`` on every job; one line per failure, a summary at the end; exit status 1 if any failed."""
-    failed = []
+    failed, finished = [], 0
     for job in jobs:
         try:
             work(job)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # say what is complete: the files before this one; this one left nothing
+            print(interrupted_line(command, jobs, finished - len(failed), job.path), file=sys.stderr)
             raise
         except Exception as exc:  # one bad file does not stop the others
             print(failure_line(command, job.path, exc), file=sys.stderr)
             failed.append(job.path)
+        finished += 1
     done = len(jobs) - len(failed)
     summary = f"napari-autosam {command}: {done} of {len(jobs)} file{'s' if len(jobs) != 1 else ''} done"
     if failed:
@@ -97,3 +99,11 @@ def run_jobs(command: str, jobs: Sequence[Job], work: Callable[[Job], None]) -> 
         summary += f" (+{len(failed) - 10} more)" if len(failed) > 10 else ""
     print(summary, file=sys.stderr)
     return 1 if failed else 0
+
+
+def interrupted_line(command: str, jobs: Sequence[Job], done: int, current) -> str:
+    """What a Ctrl-C leaves: the ``done`` files whose outputs are complete, and the one it stopped (none of its
+    outputs are kept)."""
+    n = len(jobs)
+    return (f"napari-autosam {command}: interrupted during {current}: {done} of {n} file{'s' if n != 1 else ''} "
+            f"done before it, their outputs complete; nothing of {Path(current).name} was kept")
