@@ -21,7 +21,7 @@ from .. import paths
 from ..inference.ondisk import OnDiskResult
 from ..inference.tiling import auto_tile
 from ..io.images import image_stem
-from ..io.labels_zarr import LabelImage, Placement, labels_on_disk
+from ..io.labels_zarr import LabelImage, Placement, labels_on_disk, labels_path
 from ..io.slides import slide_from_layer
 from ..io.working import Resolution, describe, request_of
 from ..jobs.segment import labels_task
@@ -83,20 +83,85 @@ def folder_of(session, target: ImageTarget) -> Path:
     return paths.labels_dir(target.source, stem_of(target), session.root)
 
 
-def segment_task(session, target: ImageTarget, region, mode: str, token, *, overlap: int, preview: bool = False):
+def two_speed_slide(session, target: ImageTarget, region, mode: str, preview: bool):
+    """The :class:`~napari_autosam.io.slides.Slide` of ``target`` when segmenting it goes the two-speed way, else None.
+
+    A whole slide (no region) segmented to masks with a model that has h goes that way, as ``segment`` sends
+    a slide to OME-Zarr (:func:`~napari_autosam.jobs.slide_two_speed.two_speed_applies`, the one rule);
+    regions, instances, previews, class models and images that are not slides keep the one-pass path.
+    """
+    from ..jobs.options import SegmentOptions
+    from ..jobs.slide_two_speed import two_speed_applies
+
+    if region is not None or target.is_stack:
+        return None
+    layer = target.layer
+    slide = slide_from_layer(layer.data if layer.multiscale else [layer.data], layer.metadata)
+    options = SegmentOptions(mode=mode, preview=preview, format="ome-zarr")
+    if slide is None or not two_speed_applies(options, session.segmenter, target.layout, resolution_of(target)):
+        return None
+    return slide
+
+
+def segment_task(session, target: ImageTarget, region, mode: str, token, *, overlap: int, preview: bool = False,
+                 tissue=None):
     """The generator that segments ``target`` (or ``region`` of it) into its on-disk labels (the job layer's).
 
     The tiles follow the one tiling rule (:func:`~napari_autosam.inference.tiling.auto_tile`) on the plane or region.
+    A whole slide goes in two speeds (:func:`two_speed_slide`): ``tissue`` (a TissueMask, e.g. the edited
+    ``tissue`` layer's) or, when None, the tissue detected on the slide; glass tiles are skipped.
     """
     height, width = target.plane_shape if region is None else (region[1] - region[0], region[3] - region[2])
     resolution = resolution_of(target)
     project = getattr(session, "project", None)
     if project is not None and project.find(target.source) is not None:
         project.set_resolution(target.source, resolution.to_dict())
+    slide = two_speed_slide(session, target, region, mode, preview)
+    if slide is not None:
+        from ..inference.slide_job import slide_labels_task
+        from ..slide_regions import resolution_facts
+
+        attributes = {"source": target.source, "resolution": resolution_facts(resolution), "model": session.model_label}
+        return slide_labels_task(session.segmenter, target.data, folder_of(session, target), stem_of(target),
+                                 slide=None if tissue is not None else slide, tissue=tissue,
+                                 downsample=resolution.downsample, tile=auto_tile((height, width)) or 1024,
+                                 overlap=overlap, placement=placement_of(target), attributes=attributes, cancel=token)
     return labels_task(session.segmenter, target.data, folder_of(session, target), stem_of(target),
                        source=target.source, resolution=resolution, placement=placement_of(target),
                        extra={"model": session.model_label}, region=region, channel_axis=target.layout.channel_axis,
                        mode=mode, cancel=token, overlap=overlap, tile=auto_tile((height, width)), preview=preview)
+
+
+class FillingIn:
+    """Shows a two-speed run's label images while they fill in (connect it to the runner's ``progress``).
+
+    The images exist from the first tile on; at the first tile event they are added as layers, then
+    refreshed at most every ``every`` seconds, so the user watches the slide fill tile by tile.
+    """
+
+    ROLES = ("h", "autosam")
+
+    def __init__(self, section, target: ImageTarget, every: float = 2.0) -> None:
+        self.section, self.target, self.every = section, target, every
+        folder, stem = folder_of(section.session, target), stem_of(target)
+        self.paths = {role: labels_path(folder, stem, role) for role in self.ROLES}
+        self.layers: dict[str, Labels] = {}
+        self.last = float("-inf")
+
+    def __call__(self, event) -> None:
+        import time
+
+        if getattr(event, "phase", None) not in ("h", "sam") or self.target.name not in self.section.viewer.layers:
+            return
+        now = time.monotonic()
+        if now - self.last < self.every:
+            return
+        self.last = now
+        for role, path in self.paths.items():
+            if role in self.layers and self.layers[role] in self.section.viewer.layers:
+                self.layers[role].refresh()
+            elif path.exists():
+                self.layers[role] = show_labels(self.section.viewer, self.target, role, path)
 
 
 def show_labels(viewer, target: ImageTarget, role: str, path: Path) -> Labels:

@@ -18,19 +18,27 @@ LAYER_NAME = "tissue"
 META_KEY = "autosam_tissue"
 
 
-def add_tissue_layer(viewer, image_layer):
-    """Detect the tissue of a slide image layer and add (or refresh) the editable ``tissue`` layer; returns it.
+def layer_slide(image_layer):
+    """The slide behind an image layer; ValueError when it is not a slide opened by this plugin."""
+    levels = image_layer.data if image_layer.multiscale else [image_layer.data]
+    slide = slide_from_layer(levels, image_layer.metadata)
+    if slide is None:
+        raise ValueError(f"{image_layer.name} is not a slide opened by AutoSAM: no tissue detection for it")
+    return slide
+
+
+def add_tissue_layer(viewer, image_layer, tissue: TissueMask | None = None):
+    """Add (or refresh) the editable ``tissue`` layer of a slide image layer; returns it.
+
+    ``tissue``: a mask already found (e.g. off the GUI thread); None: detect it now.
 
     Raises
     ------
     ValueError
         The layer is not a slide opened by this plugin (no pyramid metadata).
     """
-    levels = image_layer.data if image_layer.multiscale else [image_layer.data]
-    slide = slide_from_layer(levels, image_layer.metadata)
-    if slide is None:
-        raise ValueError(f"{image_layer.name} is not a slide opened by AutoSAM: no tissue detection for it")
-    tissue = slide_tissue(slide)
+    if tissue is None:
+        tissue = slide_tissue(layer_slide(image_layer))
     base_scale = np.asarray(image_layer.scale[-2:], float)
     scale = base_scale * np.asarray(tissue.downsample)
     translate = np.asarray(image_layer.translate[-2:], float) + (np.asarray(tissue.downsample) - 1) / 2 * base_scale
@@ -40,8 +48,10 @@ def add_tissue_layer(viewer, image_layer):
         layer = viewer.layers[LAYER_NAME]
         layer.data, layer.scale, layer.translate, layer.metadata = data, scale, translate, metadata
         return layer
+    units = getattr(image_layer, "units", None)
+    kwargs = {"units": list(units)[-2:]} if units is not None else {}  # the image's units: no napari warning
     layer = viewer.add_labels(data, name=LAYER_NAME, scale=scale, translate=translate, opacity=0.3,
-                              metadata=metadata)
+                              metadata=metadata, **kwargs)
     return layer
 
 

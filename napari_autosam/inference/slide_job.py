@@ -18,12 +18,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..io.labels_zarr import labels_path
 from ..progress import CancelToken, Task
 from .ondisk import create_role_labels
 from .two_speed import LabelImageSink, SamPlan, TwoSpeedResult, two_speed
 
-__all__ = ["SlideRun", "choose_tissue", "segment_slide", "write_tile_table"]
+__all__ = ["SlideRun", "choose_tissue", "segment_slide", "slide_labels_task", "write_tile_table"]
 
 
 @dataclass
@@ -90,3 +92,35 @@ def segment_slide(segmenter, image, folder: str | os.PathLike, stem: str, *, tis
     images["h"].set_attributes(tiles={"h": counts["h"] + counts["sam"], "skipped": counts["skipped"]})
     table = write_tile_table(folder / f"{stem}_tiles.csv", result, downsample)
     return SlideRun(tissue, result, {role: image.path for role, image in images.items()}, table)
+
+
+def slide_labels_task(segmenter, image, folder: str | os.PathLike, stem: str, *, slide=None, tissue=None,
+                      downsample: float = 1.0, tile: int | None = 1024, overlap: int = 128,
+                      plan: SamPlan | None = None, placement=None, attributes: dict | None = None, channels=None,
+                      cancel: CancelToken | None = None):
+    """:func:`segment_slide` as a viewer runs it: the tissue found first when none is given, an OnDiskResult back.
+
+    ``slide``: the :class:`~napari_autosam.io.slides.Slide` whose tissue is detected when ``tissue`` is None
+    (a mask the user edited wins); neither: every tile is tissue.  The label images exist at
+    :func:`~napari_autosam.io.labels_zarr.labels_path` from the first tile on, so a viewer can show them
+    filling in.  Returns an :class:`~napari_autosam.inference.ondisk.OnDiskResult` whose ``messages`` say
+    the tissue share and which tiles got SAM, h only, or nothing (glass).
+    """
+    from ..io.labels_zarr import LabelImage
+    from ..io.tissue import slide_tissue
+    from ..progress import single_step
+    from .ondisk import OnDiskResult
+
+    if tissue is None and slide is not None:
+        tissue = yield from single_step("tissue", "finding the tissue", lambda: slide_tissue(slide))
+    run = yield from segment_slide(segmenter, image, folder, stem, tissue=tissue, downsample=downsample, tile=tile,
+                                   overlap=overlap, plan=plan, placement=placement, attributes=attributes,
+                                   channels=channels, cancel=cancel)
+    result = run.result
+    coarsest = LabelImage.open(run.paths["autosam"]).multiscale()[-1]
+    messages = [f"Tissue {result.tissue_fraction:.0%} of the image; h(g(I)) on {result.count('h') + result.count('sam')}"
+                f" tissue tiles, SAM on the {result.count('sam')} where h was least sure, "
+                f"{result.count('skipped')} glass tiles skipped (per tile: {run.table.name})."]
+    return OnDiskResult(dict(run.paths), None, [], result.normalization,
+                        foreground=float((np.asarray(coarsest) > 0).mean()), cancelled=result.cancelled,
+                        untrained=getattr(segmenter, "untrained", False), messages=messages + list(result.messages))
