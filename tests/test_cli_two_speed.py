@@ -45,3 +45,22 @@ def test_bad_tissue_file_is_one_line(svs, tmp_path, capsys):
     assert code != 0
     err = capsys.readouterr().err
     assert "mask.png" in err and "Traceback" not in err
+
+
+def test_geojson_of_a_two_speed_slide_says_which_objects_sam_made(svs, tmp_path, capsys):
+    import json
+
+    from shapely.geometry import shape
+
+    out = tmp_path / "out"
+    code = main(["segment", str(svs), "--out", str(out), "--sam", "tiny", "--mpp", "8", "--tile", "128",
+                 "--overlap", "32", "--tissue", "auto", "--sam-on", "uncertain", "--sam-share", "0.5", "--geojson"])
+    assert code == 0
+    rows = list(csv.DictReader(open(out / "case_tiles.csv")))
+    features = json.loads((out / "case_autosam.geojson").read_text())["features"]
+    assert features and {f["properties"]["autosam_source"] for f in features} <= {"sam", "h"}
+    for feature in features:  # the source of the tile (level-0 box) its representative point lies in
+        point = shape(feature["geometry"]).representative_point()
+        [tile] = [r for r in rows if float(r["x"]) <= point.x < float(r["x"]) + float(r["width"])
+                  and float(r["y"]) <= point.y < float(r["y"]) + float(r["height"])]
+        assert feature["properties"]["autosam_source"] == tile["source"]

@@ -124,6 +124,19 @@ class TwoSpeedResult:
         areas = [(r.core[1] - r.core[0]) * (r.core[3] - r.core[2]) for r in self.tiles]
         return float(np.dot(areas, [r.tissue for r in self.tiles]) / max(1, sum(areas)))
 
+    def source_at(self, y: float, x: float) -> str:
+        """What made the labels at working-resolution pixel ``(y, x)``: "sam", "h" or "skipped" (glass, outside)."""
+        import bisect
+
+        rows = sorted({r.core[0] for r in self.tiles})
+        cols = sorted({r.core[2] for r in self.tiles})
+        by_start = {(r.core[0], r.core[2]): r for r in self.tiles}
+        i, j = bisect.bisect_right(rows, y) - 1, bisect.bisect_right(cols, x) - 1
+        record = by_start.get((rows[i], cols[j])) if i >= 0 and j >= 0 else None
+        if record is None or not (record.core[0] <= y < record.core[1] and record.core[2] <= x < record.core[3]):
+            return "skipped"
+        return record.source
+
     def source_grid(self) -> np.ndarray:
         """Per tile core, 0 skipped, 1 h, 2 SAM, on the tile grid (rows × columns, uint8)."""
         rows = sorted({r.core[0] for r in self.tiles})

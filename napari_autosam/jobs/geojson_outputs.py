@@ -84,3 +84,25 @@ def write_labels_geojson(paths: dict, out: Path, stem: str, resolution=None) -> 
     placement = Placement(resolution.downsample if resolution is not None else 1.0)
     export_labels(labels, path, kind="instances" if role == "instances" else "semantic", placement=placement)
     return path
+
+
+def mark_tile_sources(path: Path, source_at, downsample: float = 1.0) -> Path:
+    """Give every object of the GeoJSON at ``path`` the property ``autosam_source``: ``"sam"`` or ``"h"``.
+
+    ``source_at(y, x)`` says what made the labels at a working-resolution pixel (a two-speed run's
+    :meth:`~napari_autosam.inference.two_speed.TwoSpeedResult.source_at`); an object is judged at its
+    representative point (inside it, in level-0 pixels divided by ``downsample``).  The file is rewritten
+    atomically.
+    """
+    import json
+
+    from shapely.geometry import shape
+
+    from ..io.geojson import write_geojson
+
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    features = data["features"] if isinstance(data, dict) else data
+    for feature in features:
+        point = shape(feature["geometry"]).representative_point()
+        feature.setdefault("properties", {})["autosam_source"] = source_at(point.y / downsample, point.x / downsample)
+    return write_geojson(path, features)

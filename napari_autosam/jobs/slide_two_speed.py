@@ -58,9 +58,10 @@ def segment_two_speed(segmenter, image, path: Path, out: Path, stem: str, tile, 
     done = run_task(task, "tile")
     result = done.result
     if options.geojson:
-        from .geojson_outputs import write_labels_geojson
+        from .geojson_outputs import mark_tile_sources, write_labels_geojson
 
-        write_labels_geojson({"autosam": done.paths["autosam"]}, out, stem, resolution)
+        geojson = write_labels_geojson({"autosam": done.paths["autosam"]}, out, stem, resolution)
+        mark_tile_sources(geojson, result.source_at, resolution.downsample)  # which objects SAM made, which h
     shape = "×".join(str(s) for s in image.shape[:2])
     parts = [f"{path.name}: {shape} at {describe(resolution)}",
              f"tissue {tissue.fraction:.1%} ({tissue.kind})",
