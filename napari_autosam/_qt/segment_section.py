@@ -40,7 +40,8 @@ from .layers import (
 )
 from .resolution_choice import ResolutionChoice, WorkingTarget
 from .session import Session
-from .workers import ProgressPanel, TaskRunner, single_step
+from .tissue_layer import tissue_for
+from .workers import ProgressPanel, TaskRunner
 
 #: The one tiling rule (inference.tiling): planes larger than TILE_ABOVE px go in tiles of TILE.
 TILE, TILE_ABOVE, OVERLAP = AUTO_TILE, AUTO_TILE_ABOVE, DEFAULT_OVERLAP
@@ -271,64 +272,21 @@ class SegmentSection(ResolutionChoice, QWidget):
         if big and not self.runner.running and slide_layers.two_speed_slide(self.session, target, region, mode,
                                                                             preview) is not None:
             what += " (tissue only: h(g(I)) on every tissue tile, then SAM where h is least sure)"
-            self._watch_filling(target)
+            slide_layers.watch_filling(self, target)
         return self.runner.start(f"{verb} {what} of {target.name}", make_task, done)
 
     def find_tissue(self, name: str | None = None) -> bool:
         """Find the tissue of the slide ``name`` (default: the chosen image) off the GUI thread; show the layer."""
-        from ..io.tissue import slide_tissue
-        from .tissue_layer import add_tissue_layer, layer_slide
+        from .tissue_layer import find_tissue
 
-        name = name or self.image_combo.currentText()
-        if name not in self.viewer.layers:
-            notify.info("Open a slide first (File ▸ Open).")
-            return False
-        layer = self.viewer.layers[name]
-        try:
-            slide = layer_slide(layer)
-        except ValueError as exc:
-            notify.error("Finding the tissue", exc)
-            return False
-
-        def done(tissue) -> None:
-            if name in self.viewer.layers:
-                add_tissue_layer(self.viewer, layer, tissue)
-                self.note.setText(f"Tissue: {tissue.fraction:.0%} of {name} ({tissue.kind}). Edit the 'tissue' "
-                                  "layer if needed, then Segment: only the tissue is segmented.")
-
-        return self.runner.start(f"Finding the tissue of {name}",
-                                 lambda token: single_step("tissue", "finding the tissue", lambda: slide_tissue(slide)),
-                                 done)
-
-    def _watch_filling(self, target: ImageTarget) -> None:
-        """Show the labels of a two-speed run as they fill in, until the run ends."""
-        watcher = slide_layers.FillingIn(self, target)
-        self.runner.progress.connect(watcher)
-
-        def stop(*_args) -> None:
-            for signal, slot in ((self.runner.progress, watcher), (self.runner.finished, stop)):
-                try:
-                    signal.disconnect(slot)
-                except (TypeError, RuntimeError):  # already gone
-                    pass
-
-        self.runner.finished.connect(stop)
-
-    def _tissue_for(self, target: ImageTarget):
-        """The TissueMask of the ``tissue`` layer made for ``target`` (maybe edited by the user), else None."""
-        from .tissue_layer import LAYER_NAME, META_KEY, tissue_of
-
-        layer = self.viewer.layers[LAYER_NAME] if LAYER_NAME in self.viewer.layers else None
-        if layer is None or (layer.metadata.get(META_KEY) or {}).get("source") != target.name:
-            return None
-        return tissue_of(layer)
+        return find_tissue(self, name or self.image_combo.currentText())
 
     def _task(self, segmenter, target: ImageTarget, scope: str, z: int, region, mode: str, preview: bool, big: bool,
               token):
         """The segmentation task of one run: on-disk labels for big images, else the slice, region or image."""
         if big:
             return slide_layers.segment_task(self.session, target, region, mode, token, overlap=OVERLAP,
-                                             preview=preview, tissue=self._tissue_for(target))
+                                             preview=preview, tissue=tissue_for(self.viewer, target))
         data = target.data
         plane_axis = target.layout.plane_channel_axis
         if scope == "slice":

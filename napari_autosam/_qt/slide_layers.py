@@ -164,6 +164,22 @@ class FillingIn:
                 self.layers[role] = show_labels(self.section.viewer, self.target, role, path)
 
 
+def watch_filling(section, target: ImageTarget) -> None:
+    """Show the labels of ``section``'s two-speed run on ``target`` as they fill in, until the run ends."""
+    watcher = FillingIn(section, target)
+    runner = section.runner
+    runner.progress.connect(watcher)
+
+    def stop(*_args) -> None:
+        for signal, slot in ((runner.progress, watcher), (runner.finished, stop)):
+            try:
+                signal.disconnect(slot)
+            except (TypeError, RuntimeError):  # already gone
+                pass
+
+    runner.finished.connect(stop)
+
+
 def show_labels(viewer, target: ImageTarget, role: str, path: Path) -> Labels:
     """The output layer of ``role`` showing the label image at ``path`` lazily (added, or refreshed in place)."""
     image = LabelImage.open(path)

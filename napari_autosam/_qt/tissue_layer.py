@@ -62,3 +62,37 @@ def tissue_of(layer) -> TissueMask | None:
         return None
     downsample = tuple(float(v) for v in info["downsample"])
     return TissueMask(np.asarray(layer.data) > 0, downsample, str(info["kind"]))
+
+
+def tissue_for(viewer, target) -> TissueMask | None:
+    """The TissueMask of the ``tissue`` layer made for the image ``target`` (maybe edited by the user), else None."""
+    layer = viewer.layers[LAYER_NAME] if LAYER_NAME in viewer.layers else None
+    if layer is None or (layer.metadata.get(META_KEY) or {}).get("source") != target.name:
+        return None
+    return tissue_of(layer)
+
+
+def find_tissue(section, name: str) -> bool:
+    """Find the tissue of the slide layer ``name`` on ``section``'s runner (off the GUI thread), then show the layer."""
+    from ..progress import single_step
+    from . import notify
+
+    if name not in section.viewer.layers:
+        notify.info("Open a slide first (File ▸ Open).")
+        return False
+    layer = section.viewer.layers[name]
+    try:
+        slide = layer_slide(layer)
+    except ValueError as exc:
+        notify.error("Finding the tissue", exc)
+        return False
+
+    def done(tissue) -> None:
+        if name in section.viewer.layers:
+            add_tissue_layer(section.viewer, layer, tissue)
+            section.note.setText(f"Tissue: {tissue.fraction:.0%} of {name} ({tissue.kind}). Edit the 'tissue' "
+                                 "layer if needed, then Segment: only the tissue is segmented.")
+
+    return section.runner.start(f"Finding the tissue of {name}",
+                                lambda token: single_step("tissue", "finding the tissue", lambda: slide_tissue(slide)),
+                                done)
