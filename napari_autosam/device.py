@@ -90,11 +90,17 @@ def training_autocast(device: torch.device | str, encoder: Precision | None = No
     if not enabled:
         return contextlib.nullcontext()
     if device.type == "cpu":
-        chosen = encoder if encoder is not None else resolve_precision(device)
-        if chosen.dtype is torch.bfloat16 and cpu_has_native_bf16():
+        if cpu_steps_in_bf16(encoder):
             return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
         return contextlib.nullcontext()
     return autocast(device)
+
+
+def cpu_steps_in_bf16(encoder: Precision | None = None) -> bool:
+    """Whether training steps on this CPU run in bfloat16: the encoder's precision (``auto`` when None) is
+    bfloat16 and the CPU computes it natively."""
+    chosen = encoder if encoder is not None else resolve_precision("cpu")
+    return chosen.dtype is torch.bfloat16 and cpu_has_native_bf16()
 
 
 def needs_grad_scaler(device: torch.device | str) -> bool:

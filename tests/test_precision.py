@@ -226,3 +226,23 @@ def test_training_steps_follow_the_encoder_precision_on_cpus_with_native_bf16(mo
         assert product_dtype(training_autocast("cpu", module_precision(tiny_sam))) == torch.float32
     finally:
         set_precision(tiny_sam, None)
+
+
+def test_a_new_g_on_a_cpu_with_bf16_steps_reads_512_else_256(monkeypatch, tiny_sam):
+    """The CPU default input side follows the step precision; explicit sizes, warm starts and class models keep theirs."""
+    from napari_autosam.training import TrainConfig
+    from napari_autosam.training.engine import cpu_input_size
+
+    monkeypatch.setattr(device_mod, "cpu_has_native_bf16", lambda: True)
+    assert cpu_input_size(TrainConfig(), tiny_sam, "cpu", warm_start=False).input_size == 512
+    assert cpu_input_size(TrainConfig(input_size=128), tiny_sam, "cpu", warm_start=False).input_size == 128
+    assert cpu_input_size(TrainConfig(), tiny_sam, "cpu", warm_start=True).input_size is None  # the model's own
+    classes = TrainConfig(classes=({"id": 1, "name": "a"}, {"id": 2, "name": "b"}))
+    assert cpu_input_size(classes, tiny_sam, "cpu", warm_start=False).input_size is None  # float32 steps: 256
+    set_precision(tiny_sam, "fp32")
+    try:
+        assert cpu_input_size(TrainConfig(), tiny_sam, "cpu", warm_start=False).input_size == 256
+    finally:
+        set_precision(tiny_sam, None)
+    monkeypatch.setattr(device_mod, "cpu_has_native_bf16", lambda: False)
+    assert cpu_input_size(TrainConfig(), tiny_sam, "cpu", warm_start=False).input_size == 256
