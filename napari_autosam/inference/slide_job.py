@@ -123,4 +123,4 @@ def slide_labels_task(segmenter, image, folder: str | os.PathLike, stem: str, *,
                 f"{result.count('skipped')} glass tiles skipped (per tile: {run.table.name})."]
     return OnDiskResult(dict(run.paths), None, [], result.normalization,
                         foreground=float((np.asarray(coarsest) > 0).mean()), cancelled=result.cancelled,
-                        untrained=getattr(segmenter, "untrained", False), messages=messages + list(result.messages))
+                        untrained=segmenter.untrained, messages=messages + list(result.messages))

@@ -26,6 +26,8 @@ No napari or Qt here.
 
 from __future__ import annotations
 
+import bisect
+import functools
 import time
 from dataclasses import dataclass, field
 
@@ -124,13 +126,16 @@ class TwoSpeedResult:
         areas = [(r.core[1] - r.core[0]) * (r.core[3] - r.core[2]) for r in self.tiles]
         return float(np.dot(areas, [r.tissue for r in self.tiles]) / max(1, sum(areas)))
 
-    def source_at(self, y: float, x: float) -> str:
-        """What made the labels at working-resolution pixel ``(y, x)``: "sam", "h" or "skipped" (glass, outside)."""
-        import bisect
-
+    @functools.cached_property
+    def _grid(self) -> tuple[list[int], list[int], dict[tuple[int, int], TileRecord]]:
+        """The tile grid, built once: sorted core starts of the rows and of the columns, and each tile by its start."""
         rows = sorted({r.core[0] for r in self.tiles})
         cols = sorted({r.core[2] for r in self.tiles})
-        by_start = {(r.core[0], r.core[2]): r for r in self.tiles}
+        return rows, cols, {(r.core[0], r.core[2]): r for r in self.tiles}
+
+    def source_at(self, y: float, x: float) -> str:
+        """What made the labels at working-resolution pixel ``(y, x)``: "sam", "h" or "skipped" (glass, outside)."""
+        rows, cols, by_start = self._grid
         i, j = bisect.bisect_right(rows, y) - 1, bisect.bisect_right(cols, x) - 1
         record = by_start.get((rows[i], cols[j])) if i >= 0 and j >= 0 else None
         if record is None or not (record.core[0] <= y < record.core[1] and record.core[2] <= x < record.core[3]):
@@ -139,11 +144,10 @@ class TwoSpeedResult:
 
     def source_grid(self) -> np.ndarray:
         """Per tile core, 0 skipped, 1 h, 2 SAM, on the tile grid (rows × columns, uint8)."""
-        rows = sorted({r.core[0] for r in self.tiles})
-        cols = sorted({r.core[2] for r in self.tiles})
+        rows, cols, by_start = self._grid
         grid = np.zeros((len(rows), len(cols)), np.uint8)
-        for r in self.tiles:
-            grid[rows.index(r.core[0]), cols.index(r.core[2])] = SOURCES.index(r.source)
+        for (y0, x0), r in by_start.items():
+            grid[rows.index(y0), cols.index(x0)] = SOURCES.index(r.source)
         return grid
 
 
