@@ -559,3 +559,16 @@ _exit(3)
         assert marker.read_text() == "yes"
         marker.unlink()
     assert thread_marker.read_text() == "done"
+
+
+@pytest.mark.parametrize("option, value, expected", [
+    ("--sam-share", "2", "share must lie in [0, 1]"),
+    ("--sam-budget", "0", "time budget must be positive"),
+    ("--sam-tiles", "-1", "tile count must not be negative"),
+])
+def test_segment_refuses_an_impossible_sam_pass_before_loading_anything(tmp_path, capfd, option, value, expected):
+    image = gray_tif(tmp_path / "in" / "img.tif")
+    code, text = cli(capfd, "segment", image, "--out", tmp_path / "out", "--sam", "tiny", "--tissue", "off",
+                     option, value)
+    assert_error(code, text, option.lstrip("-").split("-")[0], expected)
+    assert "SAM encoder" not in text and not (tmp_path / "out").exists()

@@ -69,6 +69,10 @@ class SamPlan:
             raise ValueError(f"sam_on must be one of {', '.join(SAM_ON)}, got {self.on!r}")
         if not 0.0 <= self.share <= 1.0:
             raise ValueError(f"the SAM share must lie in [0, 1], got {self.share}")
+        if self.seconds is not None and not self.seconds > 0:
+            raise ValueError(f"the SAM pass's time budget must be positive, got {self.seconds}")
+        if self.tiles is not None and self.tiles < 0:
+            raise ValueError(f"the SAM pass's tile count must not be negative, got {self.tiles}")
 
     def wanted(self, n_tissue: int) -> int:
         """How many of ``n_tissue`` ranked tiles the plan asks SAM for (before the time budget)."""

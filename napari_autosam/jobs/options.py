@@ -95,9 +95,20 @@ class SegmentOptions:
         return cls(**names)
 
     def check(self) -> None:
-        """Raise ValueError (one line) for a tiling that cannot be used."""
+        """Raise ValueError (one line) for a tiling or a SAM pass that cannot be used."""
         if self.tile is not None and self.tile != 0 and not (self.tile >= 64 and 0 <= self.overlap < self.tile):
             raise ValueError(f"need --tile >= 64 and 0 <= --overlap < --tile, got {self.tile} and {self.overlap}")
+        try:
+            self.sam_plan()
+        except ValueError as error:  # before any model is loaded, not per slide after it
+            raise ValueError(f"--sam-on/--sam-share/--sam-budget/--sam-tiles: {error}") from None
+
+    def sam_plan(self):
+        """The two-speed path's SAM pass (:class:`~napari_autosam.inference.two_speed.SamPlan`) these options ask for."""
+        from ..inference.two_speed import SamPlan
+
+        return SamPlan(self.sam_on or "uncertain", share=self.sam_share,
+                       seconds=None if self.sam_budget is None else 60.0 * self.sam_budget, tiles=self.sam_tiles)
 
     @property
     def resolution_request(self) -> dict:

@@ -35,7 +35,6 @@ def segment_two_speed(segmenter, image, path: Path, out: Path, stem: str, tile, 
                       run_task) -> None:
     """Tissue, h everywhere, SAM where it matters; one report line with the tissue share and the tile counts."""
     from ..inference.slide_job import choose_tissue, segment_slide
-    from ..inference.two_speed import SamPlan
     from ..io.labels_zarr import placement_for
     from ..io.slides import open_slide
     from ..io.tissue import TissueFileError
@@ -49,8 +48,7 @@ def segment_two_speed(segmenter, image, path: Path, out: Path, stem: str, tile, 
         raise ValueError(f"--tissue {error}") from error
     finally:
         slide.close()
-    plan = SamPlan(options.sam_on or "uncertain", share=options.sam_share,
-                   seconds=None if options.sam_budget is None else 60.0 * options.sam_budget, tiles=options.sam_tiles)
+    plan = options.sam_plan()
     attributes = {"source": str(path), "resolution": resolution_facts(resolution)}
     task = segment_slide(segmenter, image, out, stem, tissue=tissue, downsample=resolution.downsample,
                          tile=tile or 1024, overlap=options.overlap, plan=plan, placement=placement_for(resolution),
