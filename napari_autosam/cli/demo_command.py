@@ -23,9 +23,10 @@ from __future__ import annotations
 import os
 import sys
 
-#: How long the demo takes, as measured (the headless loop: 134 s of CPU time with one torch thread, as the demo
-#: runs on 2 cores); the README says the same words (tests/test_readme.py checks).
-DURATION = "about 2½ minutes on a free 2-core CPU"
+#: How long the demo takes, as measured: the headless loop took 134 s of CPU time with one torch thread (float32
+#: steps); the whole `demo --quit-after` process under a virtual display took 89 s on a 2-core CPU with AVX-512 BF16,
+#: whose training steps run in bfloat16.  The README says the same words (tests/test_readme.py checks).
+DURATION = "1½ to 2½ minutes on a free 2-core CPU"
 
 
 def has_display() -> bool:
