@@ -24,7 +24,7 @@ def test_segment_slide_in_two_speeds(svs, tmp_path, capsys):
                  "--overlap", "32", "--tissue", "auto", "--sam-on", "uncertain", "--sam-share", "0.25"])
     assert code == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
-    assert "tissue " in line and "glass tiles skipped" in line and "case_tiles.csv" in line
+    assert "tissue " in line and "glass pieces skipped" in line and "case_tiles.csv" in line
     rows = list(csv.DictReader(open(out / "case_tiles.csv")))
     sources = [r["source"] for r in rows]
     assert "skipped" in sources and "sam" in sources and "h" in sources

@@ -120,7 +120,7 @@ def slide_labels_task(segmenter, image, folder: str | os.PathLike, stem: str, *,
     coarsest = LabelImage.open(run.paths["autosam"]).multiscale()[-1]
     messages = [f"Tissue {result.tissue_fraction:.0%} of the image; h(g(I)) on {result.count('h') + result.count('sam')}"
                 f" tissue tiles, SAM on the {result.count('sam')} where h was least sure, "
-                f"{result.count('skipped')} glass tiles skipped (per tile: {run.table.name})."]
+                f"{result.count('skipped')} glass pieces skipped (per tile: {run.table.name})."]
     return OnDiskResult(dict(run.paths), None, [], result.normalization,
                         foreground=float((np.asarray(coarsest) > 0).mean()), cancelled=result.cancelled,
                         untrained=segmenter.untrained, messages=messages + list(result.messages))

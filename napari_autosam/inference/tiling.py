@@ -194,6 +194,167 @@ def passes_per_plane(plane_shape: tuple[int, int], tile: int | None = None, over
     return len(segmentation_tiles(plane_shape, tile if tile is not None else auto_tile(plane_shape), overlap))
 
 
+# --- tiles fitted to the tissue (whole slides) -----------------------------------------------
+
+
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """``[start, stop)`` of every run of True in a 1D bool array."""
+    edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+
+
+def _cores_needed(start: int, stop: int, length: int, core: int, half: int) -> int:
+    """How many cores of at most ``core`` px cover ``[start, stop)``; one at the plane's edge may be ``half`` longer."""
+    bonus = half * (start == 0) + half * (stop == length)
+    return max(1, math.ceil((stop - start - bonus) / core))
+
+
+def _merge_runs(runs: list[tuple[int, int]], length: int, core: int, half: int) -> list[tuple[int, int]]:
+    """Join neighbouring runs whenever one stretch of cores over both (and their gap) costs no more windows."""
+    merged: list[tuple[int, int]] = []
+    for a, b in runs:
+        if merged:
+            s, e = merged[-1]
+            together = _cores_needed(s, b, length, core, half)
+            if together <= _cores_needed(s, e, length, core, half) + _cores_needed(a, b, length, core, half):
+                merged[-1] = (s, b)
+                continue
+        merged.append((a, b))
+    return merged
+
+
+def _window(c0: int, c1: int, length: int, tile: int, half: int) -> tuple[int, int]:
+    """The window around core ``[c0, c1)``: ``half`` px of context each side, at least ``tile`` px where the plane allows."""
+    w0, w1 = max(0, c0 - half), min(length, c1 + half)
+    short = min(tile, length) - (w1 - w0)
+    if short > 0:
+        w0 = max(0, w0 - (short + 1) // 2)
+        w1 = min(length, w0 + min(tile, length))
+        w0 = w1 - min(tile, length)
+    return w0, w1
+
+
+def _stretches(length: int, profile: np.ndarray, scale: float, core: int, half: int) -> list[tuple[int, int]]:
+    """The kept stretches of a coarse 1D profile in plane pixels, neighbours joined where that costs no window."""
+    runs = [(max(0, math.floor(a * scale)), min(length, math.ceil(b * scale))) for a, b in _runs(profile)]
+    return _merge_runs([(a, b) for a, b in runs if b > a], length, core, half)
+
+
+def _glass(a: int, b: int, most: int) -> list[tuple[int, int, bool]]:
+    """``[a, b)`` of glass cut into even pieces of at most ``most`` px."""
+    if b <= a:
+        return []
+    edges = np.round(np.linspace(a, b, math.ceil((b - a) / most) + 1)).astype(int).tolist()
+    return [(e0, e1, False) for e0, e1 in zip(edges, edges[1:])]
+
+
+def _spans(cuts: list[tuple[int, int, bool]], length: int, tile: int, half: int) -> list[tuple[Span, bool]]:
+    spans = []
+    for c0, c1, kept in cuts:
+        w0, w1 = _window(c0, c1, length, tile, half) if kept else (c0, c1)
+        spans.append((Span(w0, w1, c0, c1, c0 - w0, w1 - c1), kept))
+    return spans
+
+
+def fitted_spans(length: int, keep: np.ndarray, scale: float, tile: int, overlap: int) -> list[tuple[Span, bool]]:
+    """Split ``[0, length)`` into cores fitted to the kept stretches, and each core's window.
+
+    ``keep`` is a coarse 1D bool profile (one element per ``scale`` px).  Every kept
+    stretch is covered by the fewest cores whose windows (``overlap / 2`` px of context
+    each side, at most :func:`stretched` ``(tile)`` px) fit, spread evenly over it; the
+    stretches between are cut into glass pieces of at most that size.  Returns
+    ``(span, kept)`` pairs in order; a glass piece's window is its core.
+    """
+    half, most = overlap // 2, stretched(tile)
+    core = most - 2 * half
+    cuts: list[tuple[int, int, bool]] = []
+    position = 0
+    for a, b in _stretches(length, np.asarray(keep), scale, core, half):
+        cuts += _glass(position, a, most)
+        n = _cores_needed(a, b, length, core, half)
+        inner0, inner1 = a + half * (a == 0), b - half * (b == length)  # edge cores take the plane's edge free
+        edges = np.round(np.linspace(inner0, inner1, n + 1)).astype(int).tolist()
+        edges[0], edges[-1] = a, b
+        cuts += [(e0, e1, True) for e0, e1 in zip(edges, edges[1:])]
+        position = b
+    return _spans(cuts + _glass(position, length, most), length, tile, half)
+
+
+def _bands(keep: np.ndarray, rows_per_band: int, cost) -> list[tuple[int, int, bool]]:
+    """Cut the mask's rows into bands of at most ``rows_per_band`` rows with the least total ``cost``.
+
+    ``cost(profile)`` is the number of windows a band whose columns' kept profile is
+    ``profile`` needs.  Rows without kept pixels may stay outside every band (glass).
+    An exact dynamic programme over the cut positions; returns ``(first, stop, kept)`` runs of rows.
+    """
+    height = keep.shape[0]
+    any_row = keep.any(axis=1)
+    best = [0] + [math.inf] * height
+    back: list[tuple[int, bool]] = [(0, False)] * (height + 1)
+    for stop in range(1, height + 1):
+        if not any_row[stop - 1] and best[stop - 1] < best[stop]:
+            best[stop], back[stop] = best[stop - 1], (stop - 1, False)
+        profile, windows = np.zeros(keep.shape[1], bool), 0
+        for first in range(stop - 1, max(-1, stop - 1 - rows_per_band), -1):
+            if (keep[first] & ~profile).any():  # the band's windows change only with new kept columns
+                profile |= keep[first]
+                windows = cost(profile)
+            if windows:
+                total = best[first] + windows
+                if total < best[stop]:
+                    best[stop], back[stop] = total, (first, True)
+    runs, stop = [], height
+    while stop > 0:
+        first, kept = back[stop]
+        if runs and not kept and not runs[-1][2]:
+            runs[-1] = (first, runs[-1][1], False)  # consecutive glass rows: one run
+        else:
+            runs.append((first, stop, kept))
+        stop = first
+    return runs[::-1]
+
+
+def fitted_tiles(plane_shape: tuple[int, int], keep: np.ndarray, scale: tuple[float, float], tile: int,
+                 overlap: int = DEFAULT_OVERLAP) -> tuple[list[Tile], list[bool]]:
+    """Tiles fitted to a coarse mask of what to segment (a slide's tissue), and which of them to segment.
+
+    ``keep`` is an ``h×w`` bool mask, one pixel per ``scale = (sy, sx)`` plane pixels.
+    The rows are cut into bands so that the windows fitted along all bands are the fewest
+    (:func:`_bands`); within each band the windows are fitted to the kept columns
+    (:func:`fitted_spans`).  So the windows cover what is kept with fewer passes than the
+    regular grid, whose tiles fall where they fall.  The cores still partition the plane
+    (glass pieces fill the rest); windows are not blended (each core takes its own
+    window's prediction), so the weights are 1.  Tiles are in raster order.
+    """
+    height, width = (int(s) for s in plane_shape)
+    keep = np.asarray(keep, bool)
+    sy, sx = (float(v) for v in scale)
+    half, most = overlap // 2, stretched(tile)
+    core = most - 2 * half
+    pool = max(1, math.ceil(core / sy / 64))  # at most 64 mask rows a band: the programme stays quick
+    if pool > 1:
+        rows = math.ceil(keep.shape[0] / pool) * pool
+        padded = np.zeros((rows, keep.shape[1]), bool)
+        padded[: keep.shape[0]] = keep
+        keep, sy = padded.reshape(-1, pool, keep.shape[1]).any(axis=1), sy * pool
+
+    def cost(profile: np.ndarray) -> int:
+        return sum(_cores_needed(a, b, width, core, half) for a, b in _stretches(width, profile, sx, core, half))
+
+    cuts, profiles = [], []
+    for first, stop, kept in _bands(keep, max(1, math.floor((core + 1) / sy)), cost):
+        y0, y1 = min(height, round(first * sy)), min(height, round(stop * sy))
+        pieces = [(y0, y1, True)] if kept and y1 > y0 else _glass(y0, y1, most)
+        cuts += pieces
+        profiles += [keep[first:stop].any(axis=0) if kept else np.zeros(1, bool)] * len(pieces)
+    tiles, flags = [], []
+    for (band, band_kept), profile in zip(_spans(cuts, height, tile, half), profiles):
+        for span, kept in fitted_spans(width, profile, sx, tile, overlap):
+            tiles.append(Tile(len(tiles), band, span, np.ones(band.stop - band.start), np.ones(span.stop - span.start)))
+            flags.append(band_kept and kept)
+    return tiles, flags
+
+
 # --- outputs --------------------------------------------------------------------------------
 
 

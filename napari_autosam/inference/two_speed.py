@@ -1,9 +1,11 @@
 """Whole slides in two speeds: h(g(I)) over every tissue tile first, then SAM where it matters.
 
-A slide's plane (at the working resolution) is cut into the usual tiles
-(:func:`~napari_autosam.inference.tiling.segmentation_tiles`).  Tiles whose
-core holds no tissue (:class:`~napari_autosam.io.tissue.TissueMask`) are never
-read or encoded; their labels stay 0 and are never written.
+A slide's plane (at the working resolution) is cut into tiles fitted to its
+tissue (:func:`~napari_autosam.inference.tiling.fitted_tiles`: bands of rows,
+then windows along each band, placed where the tissue
+(:class:`~napari_autosam.io.tissue.TissueMask`) is rather than on a fixed grid),
+so fewer windows cover it.  The glass between is never read or encoded; its
+labels stay 0 and are never written.
 
 1. **Fast pass**: h(g(I)) on every tissue tile, its core written to the ``h``
    labels and, as the best so far, to the ``autosam`` labels.  When it ends
@@ -36,7 +38,7 @@ import numpy as np
 from ..io.normalize import Normalization
 from ..progress import CancelToken, Stopwatch, Task
 from .inputs import image_layout
-from .tiling import DEFAULT_OVERLAP, Tile, segmentation_tiles
+from .tiling import DEFAULT_OVERLAP, Tile, fitted_tiles, segmentation_tiles
 
 __all__ = ["SAM_ON", "ArraySink", "LabelImageSink", "SamPlan", "TileRecord", "TwoSpeedResult", "plan_tiles",
            "two_speed"]
@@ -131,28 +133,24 @@ class TwoSpeedResult:
         return float(np.dot(areas, [r.tissue for r in self.tiles]) / max(1, sum(areas)))
 
     @functools.cached_property
-    def _grid(self) -> tuple[list[int], list[int], dict[tuple[int, int], TileRecord]]:
-        """The tile grid, built once: sorted core starts of the rows and of the columns, and each tile by its start."""
-        rows = sorted({r.core[0] for r in self.tiles})
-        cols = sorted({r.core[2] for r in self.tiles})
-        return rows, cols, {(r.core[0], r.core[2]): r for r in self.tiles}
+    def _bands(self) -> tuple[list[int], list[list[int]], list[list[TileRecord]]]:
+        """The tiles by band, built once: the bands' core starts (sorted), and per band its tiles' core starts and tiles."""
+        by_band: dict[int, list[TileRecord]] = {}
+        for r in self.tiles:
+            by_band.setdefault(r.core[0], []).append(r)
+        starts = sorted(by_band)
+        rows = [sorted(by_band[s], key=lambda r: r.core[2]) for s in starts]
+        return starts, [[r.core[2] for r in row] for row in rows], rows
 
     def source_at(self, y: float, x: float) -> str:
         """What made the labels at working-resolution pixel ``(y, x)``: "sam", "h" or "skipped" (glass, outside)."""
-        rows, cols, by_start = self._grid
-        i, j = bisect.bisect_right(rows, y) - 1, bisect.bisect_right(cols, x) - 1
-        record = by_start.get((rows[i], cols[j])) if i >= 0 and j >= 0 else None
+        starts, columns, rows = self._bands
+        i = bisect.bisect_right(starts, y) - 1
+        j = bisect.bisect_right(columns[i], x) - 1 if i >= 0 else -1
+        record = rows[i][j] if j >= 0 else None
         if record is None or not (record.core[0] <= y < record.core[1] and record.core[2] <= x < record.core[3]):
             return "skipped"
         return record.source
-
-    def source_grid(self) -> np.ndarray:
-        """Per tile core, 0 skipped, 1 h, 2 SAM, on the tile grid (rows × columns, uint8)."""
-        rows, cols, by_start = self._grid
-        grid = np.zeros((len(rows), len(cols)), np.uint8)
-        for (y0, x0), r in by_start.items():
-            grid[rows.index(y0), cols.index(x0)] = SOURCES.index(r.source)
-        return grid
 
 
 def plan_tiles(plane_shape: tuple[int, int], tissue=None, *, downsample: float = 1.0, tile: int | None = 1024,
@@ -160,12 +158,19 @@ def plan_tiles(plane_shape: tuple[int, int], tissue=None, *, downsample: float =
     """The plane's tiles and the tissue share of each tile's core.
 
     ``tissue`` is a TissueMask over level 0 (None: all tissue); ``downsample`` is
-    level-0 pixels per working pixel.
+    level-0 pixels per working pixel.  Without tissue to skip, the tiles are the
+    segmenter's regular grid; otherwise they are fitted to the tissue
+    (:func:`~napari_autosam.inference.tiling.fitted_tiles`), and glass pieces get a share of 0.
     """
-    tiles = segmentation_tiles(tuple(plane_shape), tile, overlap)
-    if tissue is None:
-        return tiles, [1.0] * len(tiles)
-    return tiles, [tissue.box_fraction(tuple(v * downsample for v in t.core)) for t in tiles]
+    if tissue is None or tissue.everything or not tile:
+        tiles = segmentation_tiles(tuple(plane_shape), tile, overlap)
+        if tissue is None:
+            return tiles, [1.0] * len(tiles)
+        return tiles, [tissue.box_fraction(tuple(v * downsample for v in t.core)) for t in tiles]
+    scale = (tissue.downsample[0] / downsample, tissue.downsample[1] / downsample)
+    tiles, kept = fitted_tiles(tuple(plane_shape), tissue.mask, scale, tile, overlap)
+    return tiles, [tissue.box_fraction(tuple(v * downsample for v in t.core)) if k else 0.0
+                   for t, k in zip(tiles, kept)]
 
 
 class ArraySink:

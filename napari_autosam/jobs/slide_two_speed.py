@@ -64,7 +64,7 @@ def segment_two_speed(segmenter, image, path: Path, out: Path, stem: str, tile, 
     parts = [f"{path.name}: {shape} at {describe(resolution)}",
              f"tissue {tissue.fraction:.1%} ({tissue.kind})",
              f"h on {result.count('h') + result.count('sam')} tiles, SAM on {result.count('sam')}, "
-             f"{result.count('skipped')} glass tiles skipped",
+             f"{result.count('skipped')} glass pieces skipped",
              f"h {result.h_seconds:.0f} s, SAM {result.sam_seconds:.0f} s"]
     parts += result.messages + (["cancelled"] if result.cancelled else [])
     names = [p.name for p in done.paths.values()] + [done.table.name]

@@ -77,4 +77,4 @@ def test_segment_on_a_slide_works_on_the_edited_tissue_only_and_fills_in(viewer,
             x, y, w, h = (int(float(r[k])) for k in ("x", "y", "width", "height"))
             assert not labels[y:y + h, x:x + w].any()
     note = seg.note.text()
-    assert "glass tiles skipped" in note and f"SAM on the {sum(r['source'] == 'sam' for r in rows)}" in note
+    assert "glass pieces skipped" in note and f"SAM on the {sum(r['source'] == 'sam' for r in rows)}" in note
