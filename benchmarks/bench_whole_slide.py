@@ -13,7 +13,8 @@ to ``--threads`` (default 2) torch threads; its peak RSS is that process's ``ru_
 Paths:
 
 a. today's: every tile of the plane through SAM's encoder, g, the decoder and h (``Segmenter.segment``);
-b. tissue on: the tissue mask first, then the same per-tile work on the tissue tiles only;
+b. tissue on: the tissue mask first, then the same per-tile work on the windows fitted to the tissue only
+   (``inference.tiling.fitted_tiles``);
 c. tissue + h(g(I)) on every tissue tile + AutoSAM on the most unsure 20 % of them
    (``inference.two_speed``, labels written to OME-Zarr as the CLI writes them).
 
@@ -73,11 +74,15 @@ def open_plane(path: Path):
 
 
 def sample_tiles(tissue, shape, downsample: float, count: int) -> list[int]:
-    """``count`` tissue tiles spread evenly over the raster order (the same for every path)."""
-    from napari_autosam.inference.two_speed import plan_tiles
+    """``count`` tiles of the regular grid, mostly tissue, spread evenly over the raster order (the same for every path).
 
-    tiles, shares = plan_tiles(shape, tissue, downsample=downsample, tile=1024, overlap=128)
-    kept = [t.index for t, s in zip(tiles, shares) if s > 0.5]
+    The encoder's cost does not depend on where a window lies, so the regular grid's tissue
+    tiles stand for the fitted tiles of (b) and (c) as well.
+    """
+    from napari_autosam.inference.tiling import segmentation_tiles
+
+    tiles = segmentation_tiles(shape, 1024, 128)
+    kept = [t.index for t in tiles if tissue.box_fraction(tuple(v * downsample for v in t.core)) > 0.5]
     step = max(1, len(kept) // count)
     return kept[step // 2 :: step][:count]
 
@@ -101,6 +106,11 @@ def child(args) -> dict:
         start = time.perf_counter()
         tissue = slide_tissue(slide)
         out["tissue_s"] = time.perf_counter() - start
+        from napari_autosam.inference.two_speed import plan_tiles
+
+        start = time.perf_counter()
+        plan_tiles(shape, tissue, downsample=resolution.downsample)  # the tiles fitted to the whole slide's tissue
+        out["tissue_s"] += time.perf_counter() - start
     tiles = segmentation_tiles(shape, 1024, 128)
     sample = [tiles[k] for k in json.loads(args.tiles)]
     if args.child in ("a", "b"):
@@ -155,6 +165,7 @@ def main() -> None:
         child(args)
         return
     from napari_autosam.data.tissue_slides import write_tissue_svs
+    from napari_autosam.inference.tiling import segmentation_tiles
     from napari_autosam.inference.two_speed import plan_tiles
     from napari_autosam.io.tissue import slide_tissue
 
@@ -165,11 +176,14 @@ def main() -> None:
         slide, image, resolution = open_plane(slide_path)
         tissue = slide_tissue(slide)
         tiles, shares = plan_tiles(image.shape[:2], tissue, downsample=resolution.downsample)
-        n_all, n_tissue = len(tiles), sum(s > 0 for s in shares)
+        n_all, n_tissue = len(segmentation_tiles(image.shape[:2], 1024)), sum(s > 0 for s in shares)
+        n_grid = sum(tissue.box_fraction(tuple(v * resolution.downsample for v in t.core)) > 0
+                     for t in segmentation_tiles(image.shape[:2], 1024))
         n_sam = int(np.ceil(SAM_SHARE * n_tissue))
         mm2 = tissue.area_mm2(slide.mpp)
         print(f"plane {image.shape[0]}×{image.shape[1]} at {WORKING_MPP} µm/px: {n_all} tiles, {n_tissue} with tissue "
-              f"({tissue.fraction:.1%} of the slide, {mm2:.1f} mm²); SAM on {n_sam} in (c)", flush=True)
+              f"({tissue.fraction:.1%} of the slide, {mm2:.1f} mm²): {n_tissue} windows fitted to the tissue instead of "
+              f"the grid's {n_grid} tissue tiles; SAM on {n_sam} in (c)", flush=True)
         sample = sample_tiles(tissue, image.shape[:2], resolution.downsample, args.sample)
         slide.close()
         runs = {}
@@ -186,7 +200,7 @@ def main() -> None:
     print(f"(a) today's path      {time_a / 60:7.1f} min  peak RSS {a['peak_rss_mb']:6.0f} MB  "
           f"({a['per_tile_s']:.1f} s per tile × {n_all} tiles)")
     print(f"(b) tissue on         {time_b / 60:7.1f} min  peak RSS {b['peak_rss_mb']:6.0f} MB  "
-          f"(tissue mask {b['tissue_s']:.1f} s + {b['per_tile_s']:.1f} s × {n_tissue} tiles)")
+          f"(tissue mask and fitted tiles {b['tissue_s']:.1f} s + {b['per_tile_s']:.1f} s × {n_tissue} tiles)")
     print(f"(c) tissue + h + SAM  {time_c / 60:7.1f} min  peak RSS {c['peak_rss_mb']:6.0f} MB  "
           f"(h {c['h_per_tile_s']:.2f} s × {n_tissue} + SAM {c['sam_per_tile_s']:.1f} s × {n_sam})")
     print(f"first complete h layer {first_h / 60:.1f} min; (c) {time_c / mm2:.1f} s per mm² of tissue")
