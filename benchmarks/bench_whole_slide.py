@@ -176,9 +176,9 @@ def main() -> None:
         slide, image, resolution = open_plane(slide_path)
         tissue = slide_tissue(slide)
         tiles, shares = plan_tiles(image.shape[:2], tissue, downsample=resolution.downsample)
-        n_all, n_tissue = len(segmentation_tiles(image.shape[:2], 1024)), sum(s > 0 for s in shares)
-        n_grid = sum(tissue.box_fraction(tuple(v * resolution.downsample for v in t.core)) > 0
-                     for t in segmentation_tiles(image.shape[:2], 1024))
+        grid = segmentation_tiles(image.shape[:2], 1024)  # today's tiles, as the CLI cuts them
+        n_all, n_tissue = len(grid), sum(s > 0 for s in shares)
+        n_grid = sum(tissue.box_fraction(tuple(v * resolution.downsample for v in t.core)) > 0 for t in grid)
         n_sam = int(np.ceil(SAM_SHARE * n_tissue))
         mm2 = tissue.area_mm2(slide.mpp)
         print(f"plane {image.shape[0]}×{image.shape[1]} at {WORKING_MPP} µm/px: {n_all} tiles, {n_tissue} with tissue "

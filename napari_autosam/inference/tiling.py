@@ -234,6 +234,12 @@ def _window(c0: int, c1: int, length: int, tile: int, half: int) -> tuple[int, i
     return w0, w1
 
 
+def _fit_sizes(tile: int, overlap: int) -> tuple[int, int, int]:
+    """``(half, most, core)``: context each side of a fitted core, the largest window, the largest inner core."""
+    half, most = overlap // 2, stretched(tile)
+    return half, most, most - 2 * half
+
+
 def _stretches(length: int, profile: np.ndarray, scale: float, core: int, half: int) -> list[tuple[int, int]]:
     """The kept stretches of a coarse 1D profile in plane pixels, neighbours joined where that costs no window."""
     runs = [(max(0, math.floor(a * scale)), min(length, math.ceil(b * scale))) for a, b in _runs(profile)]
@@ -265,8 +271,7 @@ def fitted_spans(length: int, keep: np.ndarray, scale: float, tile: int, overlap
     stretches between are cut into glass pieces of at most that size.  Returns
     ``(span, kept)`` pairs in order; a glass piece's window is its core.
     """
-    half, most = overlap // 2, stretched(tile)
-    core = most - 2 * half
+    half, most, core = _fit_sizes(tile, overlap)
     cuts: list[tuple[int, int, bool]] = []
     position = 0
     for a, b in _stretches(length, np.asarray(keep), scale, core, half):
@@ -329,8 +334,7 @@ def fitted_tiles(plane_shape: tuple[int, int], keep: np.ndarray, scale: tuple[fl
     height, width = (int(s) for s in plane_shape)
     keep = np.asarray(keep, bool)
     sy, sx = (float(v) for v in scale)
-    half, most = overlap // 2, stretched(tile)
-    core = most - 2 * half
+    half, most, core = _fit_sizes(tile, overlap)
     pool = max(1, math.ceil(core / sy / 64))  # at most 64 mask rows a band: the programme stays quick
     if pool > 1:
         rows = math.ceil(keep.shape[0] / pool) * pool

@@ -45,8 +45,6 @@ __all__ = ["SAM_ON", "ArraySink", "LabelImageSink", "SamPlan", "TileRecord", "Tw
 
 #: What the SAM pass runs on.
 SAM_ON = ("uncertain", "all", "none")
-#: Tile sources in the record.
-SOURCES = ("skipped", "h", "sam")
 
 
 @dataclass(frozen=True)
@@ -133,7 +131,7 @@ class TwoSpeedResult:
         return float(np.dot(areas, [r.tissue for r in self.tiles]) / max(1, sum(areas)))
 
     @functools.cached_property
-    def _bands(self) -> tuple[list[int], list[list[int]], list[list[TileRecord]]]:
+    def _by_band(self) -> tuple[list[int], list[list[int]], list[list[TileRecord]]]:
         """The tiles by band, built once: the bands' core starts (sorted), and per band its tiles' core starts and tiles."""
         by_band: dict[int, list[TileRecord]] = {}
         for r in self.tiles:
@@ -144,7 +142,7 @@ class TwoSpeedResult:
 
     def source_at(self, y: float, x: float) -> str:
         """What made the labels at working-resolution pixel ``(y, x)``: "sam", "h" or "skipped" (glass, outside)."""
-        starts, columns, rows = self._bands
+        starts, columns, rows = self._by_band
         i = bisect.bisect_right(starts, y) - 1
         j = bisect.bisect_right(columns[i], x) - 1 if i >= 0 else -1
         record = rows[i][j] if j >= 0 else None
