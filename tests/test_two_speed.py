@@ -114,6 +114,8 @@ def test_h_first_then_sam_on_the_most_unsure(segmenter, slide):
         if r.source == "h":
             y0, y1, x0, x1 = r.core
             assert np.array_equal(sink.arrays["autosam"][y0:y1, x0:x1], sink.arrays["h"][y0:y1, x0:x1])
+    # the foreground share is counted as the cores were written: that of the final AutoSAM labels
+    assert result.foreground == pytest.approx((sink.arrays["autosam"] > 0).mean()) and result.foreground > 0
     # every tile's core says its own source, and glass outside the tissue tiles says "skipped"
     for r in result.tiles:
         y0, y1, x0, x1 = r.core

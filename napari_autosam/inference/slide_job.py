@@ -18,8 +18,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from ..io.labels_zarr import labels_path
 from ..progress import CancelToken, Task
 from .ondisk import create_role_labels
@@ -106,7 +104,6 @@ def slide_labels_task(segmenter, image, folder: str | os.PathLike, stem: str, *,
     filling in.  Returns an :class:`~napari_autosam.inference.ondisk.OnDiskResult` whose ``messages`` say
     the tissue share and which tiles got SAM, h only, or nothing (glass).
     """
-    from ..io.labels_zarr import LabelImage
     from ..io.tissue import slide_tissue
     from ..progress import single_step
     from .ondisk import OnDiskResult
@@ -117,10 +114,9 @@ def slide_labels_task(segmenter, image, folder: str | os.PathLike, stem: str, *,
                                    overlap=overlap, plan=plan, placement=placement, attributes=attributes,
                                    channels=channels, cancel=cancel)
     result = run.result
-    coarsest = LabelImage.open(run.paths["autosam"]).multiscale()[-1]
     messages = [f"Tissue {result.tissue_fraction:.0%} of the image; h(g(I)) on {result.count('h') + result.count('sam')}"
                 f" tissue tiles, SAM on the {result.count('sam')} where h was least sure, "
                 f"{result.count('skipped')} glass pieces skipped (per tile: {run.table.name})."]
     return OnDiskResult(dict(run.paths), None, [], result.normalization,
-                        foreground=float((np.asarray(coarsest) > 0).mean()), cancelled=result.cancelled,
+                        foreground=result.foreground, cancelled=result.cancelled,
                         untrained=segmenter.untrained, messages=messages + list(result.messages))

@@ -91,6 +91,7 @@ class TileRecord:
     tissue : share of the core that is tissue (0-1)
     source : "skipped" (no tissue: labels 0), "h" (h(g(I)) only) or "sam" (AutoSAM)
     uncertainty : h's unsure share in the core (None when skipped)
+    foreground : pixels of the core that the AutoSAM labels hold (h's until SAM replaces them)
     """
 
     index: int
@@ -99,6 +100,7 @@ class TileRecord:
     tissue: float
     source: str = "skipped"
     uncertainty: float | None = None
+    foreground: int = 0
 
 
 @dataclass
@@ -129,6 +131,12 @@ class TwoSpeedResult:
         """Share of the plane's tile cores that is tissue (area-weighted)."""
         areas = [(r.core[1] - r.core[0]) * (r.core[3] - r.core[2]) for r in self.tiles]
         return float(np.dot(areas, [r.tissue for r in self.tiles]) / max(1, sum(areas)))
+
+    @property
+    def foreground(self) -> float:
+        """Share of the plane that the AutoSAM labels hold, counted as the cores were written (nothing read back)."""
+        areas = [(r.core[1] - r.core[0]) * (r.core[3] - r.core[2]) for r in self.tiles]
+        return sum(r.foreground for r in self.tiles) / max(1, sum(areas))
 
     @functools.cached_property
     def _by_band(self) -> tuple[list[int], list[list[int]], list[list[TileRecord]]]:
@@ -265,6 +273,7 @@ def two_speed(segmenter, image, sink, *, tissue=None, downsample: float = 1.0, t
         sink.put("h", t.core, mask)
         sink.put("autosam", t.core, mask)
         records[k].source, records[k].uncertainty = "h", uncertainty(probability)
+        records[k].foreground = int(np.count_nonzero(mask))
         yield watch.event("h", n + 1, f"h(g(I)) {n + 1}/{len(todo)} tissue tiles")
     result.h_seconds = clock() - start
     if result.cancelled:
@@ -293,8 +302,9 @@ def _sam_pass(segmenter, image, layout, tiles, records, sink, plan: SamPlan, nor
         t = tiles[record.index]
         rgb = _window_rgb(segmenter, image, layout, t, normalization, channels)
         probability = yield from _sam_probability(segmenter, rgb)
-        sink.put("autosam", t.core, (_core(probability, t) > 0.5).astype(np.uint8))
-        record.source = "sam"
+        mask = (_core(probability, t) > 0.5).astype(np.uint8)
+        sink.put("autosam", t.core, mask)
+        record.source, record.foreground = "sam", int(np.count_nonzero(mask))
         yield watch.event("sam", n + 1, f"SAM {n + 1}/{len(chosen)} tiles")
     result.sam_seconds = clock() - start
     if result.stopped == "budget":

@@ -62,7 +62,7 @@ def segment_two_speed(segmenter, image, path: Path, out: Path, stem: str, tile, 
         mark_tile_sources(geojson, result.source_at, resolution.downsample)  # which objects SAM made, which h
     shape = "×".join(str(s) for s in image.shape[:2])
     parts = [f"{path.name}: {shape} at {describe(resolution)}",
-             f"tissue {tissue.fraction:.1%} ({tissue.kind})",
+             f"tissue {tissue.fraction:.1%} ({tissue.kind})", f"AutoSAM {result.foreground:.1%} foreground",
              f"h on {result.count('h') + result.count('sam')} tiles, SAM on {result.count('sam')}, "
              f"{result.count('skipped')} glass pieces skipped",
              f"h {result.h_seconds:.0f} s, SAM {result.sam_seconds:.0f} s"]
