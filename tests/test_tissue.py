@@ -138,3 +138,13 @@ def test_bad_tissue_files_are_one_line(tmp_path):
     tifffile.imwrite(tmp_path / "zeros.tif", np.zeros((10, 10), np.uint8))
     with pytest.raises(TissueFileError, match="empty"):
         read_tissue_file(tmp_path / "zeros.tif", (100, 100))
+
+
+def test_a_tissue_file_of_the_wrong_kind_names_what_a_mask_may_be(tmp_path):
+    """A slide given as the tissue mask: the error lists the mask formats, not the slide formats it was refused for."""
+    (tmp_path / "other.svs").write_bytes(b"not a mask")
+    with pytest.raises(TissueFileError) as error:
+        read_tissue_file(tmp_path / "other.svs", (1000, 1000))
+    message = str(error.value)
+    assert "other.svs" in message and "a mask image, one of .ome.tiff" in message and ".png" in message
+    assert ".svs," not in message and ".ndpi" not in message

@@ -62,12 +62,13 @@ def _is_tiff(path: Path) -> bool:
     return _suffix(path) in TIFF_SUFFIXES
 
 
-def _check_readable(path: str | os.PathLike) -> Path:
+def _check_readable(path: str | os.PathLike, expected: str | None = None) -> Path:
+    """``path`` if it is a file of a known image type; ``expected`` says what the caller takes (default: every input)."""
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(path, "no such file" if not path.exists() else "not a file")
     if _suffix(path) is None:
-        raise ImageReadError(path, f"unsupported file type; expected {accepted_inputs()}")
+        raise ImageReadError(path, f"unsupported file type; expected {expected or accepted_inputs()}")
     return path
 
 
@@ -86,9 +87,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return _read(path, keep_palette=False)
 
 
-def _read(path: str | os.PathLike, *, keep_palette: bool) -> np.ndarray:
+def _read(path: str | os.PathLike, *, keep_palette: bool, expected: str | None = None) -> np.ndarray:
     """Read a whole file; ``keep_palette`` returns palette PNG/BMP pixels as indices, not colours."""
-    path = _check_readable(path)
+    path = _check_readable(path, expected)
     try:
         if _is_tiff(path):
             return tifffile.imread(path)
@@ -198,7 +199,7 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     ImageReadError
         Unreadable files and masks that are not integer-valued.
     """
-    mask = _read(path, keep_palette=True)
+    mask = _read(path, keep_palette=True, expected=f"a mask image, one of {', '.join(IMAGE_SUFFIXES)}")
     if mask.ndim == 3 and mask.shape[-1] in (3, 4):
         colour = mask[..., :3]
         if np.array_equal(colour[..., 0], colour[..., 1]) and np.array_equal(colour[..., 0], colour[..., 2]):

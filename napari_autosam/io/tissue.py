@@ -258,7 +258,7 @@ def read_tissue_file(path: str | os.PathLike, level0_shape: tuple[int, int],
         try:
             mask = np.asarray(read_mask(path)) > 0
         except (ImageReadError, OSError, ValueError) as error:
-            raise TissueFileError(f"{path.name}: not a readable mask image ({error})") from error
+            raise TissueFileError(f"{path.name}: not a readable mask image or GeoJSON ({error})") from error
         if mask.ndim != 2:
             raise TissueFileError(f"{path.name}: a tissue mask must be one plane, got shape {mask.shape}")
         tissue = TissueMask(mask, (height / mask.shape[0], width / mask.shape[1]), "given")
