@@ -33,7 +33,7 @@ import shapely
 from shapely.geometry import mapping
 
 from .atomic import atomic_write_text
-from .polygons import label_outlines
+from .outlines import label_outlines
 
 OBJECT_TYPES = ("annotation", "detection")
 SUFFIXES = (".geojson",)

@@ -1,14 +1,11 @@
-"""Label images ↔ polygons: pixel-exact outlines and pixel-centre rasterising (shapely).
+"""Polygons → label images: pixel-centre rasterising (shapely), tile by tile.
 
 Pixel ``(row r, column c)`` is the unit square ``[c, c+1] × [r, r+1]`` with
-x to the right and y down, origin at the top-left corner of the image.  An
-object's outline is the union of its pixel squares, so it runs along pixel
-edges: holes, touching neighbours and objects cut by the image border come
-out exactly.  Rasterising marks a pixel when its centre ``(c+0.5, r+0.5)``
-lies inside a polygon, which gives every pixel back after a round trip.
-
-Both directions work on bands or tiles, so a label image bigger than
-memory (a lazy zarr array) is read band by band and written tile by tile.
+x to the right and y down, origin at the top-left corner of the image.
+Rasterising marks a pixel when its centre ``(c+0.5, r+0.5)`` lies inside a
+polygon, which gives every pixel back after a round trip through the
+pixel-edge outlines of :mod:`.outlines`.  A label image bigger than memory
+(a zarr array) is written tile by tile.
 """
 
 from __future__ import annotations
@@ -19,62 +16,9 @@ import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-#: Rows of a label image read at once while tracing outlines.
-BAND = 1024
 #: Side of the pixel blocks tested as a whole while rasterising (blocks inside or outside a polygon
 #: are settled with one test; only blocks on its outline test each pixel centre).
 BLOCK = 32
-
-
-def _runs(band: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Horizontal runs of equal non-zero labels: ``rows, starts, stops, values`` (stops exclusive)."""
-    height, width = band.shape
-    padded = np.zeros((height, width + 2), dtype=band.dtype)
-    padded[:, 1:-1] = band
-    rows, edges = np.nonzero(padded[:, 1:] != padded[:, :-1])  # x where the value changes
-    same_row = rows[1:] == rows[:-1]
-    rows, starts, stops = rows[:-1][same_row], edges[:-1][same_row], edges[1:][same_row]
-    values = band[rows, starts]
-    keep = values != 0
-    return rows[keep], starts[keep], stops[keep], values[keep]
-
-
-def _clean(geometry: BaseGeometry) -> BaseGeometry:
-    """Drop the collinear vertices a union of squares leaves, orient rings (exterior counter-clockwise)."""
-    geometry = shapely.simplify(geometry, 0.0, preserve_topology=True)
-    return shapely.orient_polygons(geometry)
-
-
-def label_outlines(labels, *, band: int = BAND) -> dict[int, BaseGeometry]:
-    """The outline of every label as a shapely Polygon or MultiPolygon, in pixel coordinates.
-
-    Parameters
-    ----------
-    labels : ``H×W`` integer array (numpy or lazy); 0 is background
-    band : rows read at a time
-
-    Returns
-    -------
-    dict label → geometry (a MultiPolygon when the label has several parts,
-    including parts that touch only at a corner), in increasing label order.
-    """
-    if len(labels.shape) != 2:
-        raise ValueError(f"expected a 2D label image, got shape {tuple(labels.shape)}")
-    pieces: dict[int, list[BaseGeometry]] = {}
-    for y0 in range(0, int(labels.shape[0]), band):
-        block = np.asarray(labels[y0 : y0 + band])
-        if block.dtype.kind not in "biu":
-            raise ValueError(f"labels must be integers, got dtype {block.dtype}")
-        rows, starts, stops, values = _runs(block)
-        if not len(values):
-            continue
-        boxes = shapely.box(starts, rows + y0, stops, rows + y0 + 1)
-        order = np.argsort(values, kind="stable")
-        ids, first = np.unique(values[order], return_index=True)
-        for label, group in zip(ids.tolist(), np.split(boxes[order], first[1:])):
-            pieces.setdefault(int(label), []).append(shapely.union_all(group))
-    return {label: _clean(parts[0] if len(parts) == 1 else shapely.union_all(parts))
-            for label, parts in sorted(pieces.items())}
 
 
 def _pixel_range(low: float, high: float, size: int) -> tuple[int, int]:
