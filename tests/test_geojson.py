@@ -19,6 +19,7 @@ from napari_autosam.io.geojson import (
     write_geojson,
 )
 from napari_autosam.io.geojson_labels import objects_to_labels, read_geojson_labels
+from napari_autosam.io.polygons import rasterize
 from napari_autosam.losses import dice_iou
 
 
@@ -197,3 +198,43 @@ def test_bad_features_are_skipped_or_repaired_and_said_so():
     assert np.count_nonzero(result.instances == result.instances[2, 47]) == 5 * 5  # clipped to the image
     bowtie = result.instances[30, 25]
     assert bowtie and result.instances[25, 30] == 0  # the two triangles, not the crossing's gaps
+
+
+def test_mask_regions_are_8_connected_and_numbered_as_skimage_does():
+    from skimage.measure import label as connected
+
+    rng = np.random.default_rng(5)
+    mask = ((rng.random((48, 56)) < 0.35) * rng.integers(1, 3, (48, 56))).astype(np.uint8)
+    features = mask_to_features(mask, class_names=["A", "B"])
+    objects, _ = parse_features({"type": "FeatureCollection", "features": features})
+    expected, start = np.zeros(mask.shape, np.int32), 0
+    for value in (1, 2):  # skimage's regions per class, numbered on from the last class's
+        parts = connected(mask == value, connectivity=2)
+        expected[parts > 0] = parts[parts > 0] + start
+        start += int(parts.max())
+    assert len(features) == start
+    assert [f["properties"]["name"] for f in features] == [f"autosam {i}" for i in range(1, start + 1)]
+    for i, obj in enumerate(objects, start=1):  # each feature is exactly skimage's region i
+        drawn = np.zeros(mask.shape, np.int32)
+        rasterize([obj.geometry], [1], drawn)
+        np.testing.assert_array_equal(drawn > 0, expected == i)
+
+
+def test_a_lazy_0_255_mask_exports_as_its_0_1_twin(tmp_path):
+    import zarr
+
+    from napari_autosam.jobs.geojson_outputs import export_labels
+
+    mask = np.zeros((300, 260), np.uint8)
+    mask[10:90, 20:120] = 1
+    mask[150:290, 100:250] = 1
+    mask[40:60, 50:70] = 0  # a hole
+    lazy = zarr.open_array(tmp_path / "mask.zarr", mode="w", shape=mask.shape, chunks=(64, 64), dtype=np.uint8)
+    lazy[:] = mask * 255
+    assert export_labels(lazy, tmp_path / "lazy.geojson", describe=lambda g: {"area_again": g.area}) == 2
+    assert export_labels(mask, tmp_path / "twin.geojson") == 2
+    lazy_features = read_features(tmp_path / "lazy.geojson")[0]
+    twin_features = read_features(tmp_path / "twin.geojson")[0]
+    assert [o.geometry.wkt for o in lazy_features] == [o.geometry.wkt for o in twin_features]
+    raw = json.loads((tmp_path / "lazy.geojson").read_text())["features"]
+    assert [f["properties"]["area_again"] for f in raw] == [80 * 100 - 20 * 20, 140 * 150]

@@ -114,9 +114,30 @@ def _feature(geometry, object_type: str, label: int, area: float, cls: str | Non
     return {"type": "Feature", "geometry": mapping(geometry), "properties": properties}
 
 
+def _features(outlines, object_type: str, classes: Mapping[int, str], colors: Mapping[str, Sequence[int]],
+              placement: Placement | None, mpp: float | None, describe) -> list[dict]:
+    """Features of ``(label, outline in working pixels)`` pairs; see :func:`labels_to_features`."""
+    if object_type not in OBJECT_TYPES:
+        raise ValueError(f"object type must be one of {OBJECT_TYPES}, got {object_type!r}")
+    placement = placement or Placement()
+    names = list(dict.fromkeys(classes.values()))
+    colors = {name: list(colors[name]) if name in colors else class_color(name, i) for i, name in enumerate(names)}
+    features = []
+    for label, outline in outlines:
+        geometry = placement.to_level0(outline)
+        cls = classes.get(label)
+        area, unit = geometry.area, "px^2"
+        if mpp:
+            area, unit = area * mpp * mpp, "µm^2"
+        features.append(_feature(geometry, object_type, label, area, cls, colors.get(cls), unit))
+        if describe is not None:
+            features[-1]["properties"].update(describe(geometry))
+    return features
+
+
 def labels_to_features(labels, *, object_type: str = "detection", classes: Mapping[int, str] | None = None,
                        colors: Mapping[str, Sequence[int]] | None = None, placement: Placement | None = None,
-                       mpp: float | None = None) -> list[dict]:
+                       mpp: float | None = None, describe=None) -> list[dict]:
     """One GeoJSON Feature per label of an instance label image, in level-0 pixels.
 
     Parameters
@@ -127,62 +148,70 @@ def labels_to_features(labels, *, object_type: str = "detection", classes: Mappi
     colors : class name → ``[r, g, b]``; default a fixed palette
     placement : where the image sits on the slide (default: it *is* level 0)
     mpp : level-0 µm per pixel; the area is then measured in µm² too
+    describe : optional ``f(level-0 geometry) → dict`` of more properties for each feature
 
     Returns
     -------
     list of Feature dicts (Polygon or MultiPolygon, holes kept), by label.
     """
-    if object_type not in OBJECT_TYPES:
-        raise ValueError(f"object type must be one of {OBJECT_TYPES}, got {object_type!r}")
-    placement = placement or Placement()
-    classes = dict(classes or {})
-    names = list(dict.fromkeys(classes.values()))
-    colors = {name: list(colors[name]) if colors and name in colors else class_color(name, i)
-              for i, name in enumerate(names)}
-    features = []
-    for label, outline in label_outlines(labels).items():
-        geometry = placement.to_level0(outline)
-        cls = classes.get(label)
-        area, unit = geometry.area, "px^2"
-        if mpp:
-            area, unit = area * mpp * mpp, "µm^2"
-        features.append(_feature(geometry, object_type, label, area, cls, colors.get(cls), unit))
-    return features
+    return _features(label_outlines(labels).items(), object_type, dict(classes or {}), dict(colors or {}),
+                     placement, mpp, describe)
+
+
+def _first_pixel(part) -> tuple[float, float]:
+    """``(row, column)`` of a polygon's first pixel in raster order: its top row's leftmost pixel."""
+    xy = shapely.get_coordinates(part.exterior)
+    top = xy[:, 1].min()
+    return float(top), float(xy[xy[:, 1] == top, 0].min())
+
+
+def _regions(geometry) -> list:
+    """The 8-connected regions of one mask value's outline (its parts joined where they meet at a corner),
+    in raster order of their first pixel, as :func:`skimage.measure.label` numbers them."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    parts = shapely.get_parts(geometry)
+    if len(parts) == 1:
+        return [geometry]
+    # Parts of one value never share an edge, so two parts that share a vertex meet at a corner there.
+    xy, part = shapely.get_coordinates(parts, return_index=True)
+    key = (xy[:, 1].astype(np.int64) << 32) + xy[:, 0].astype(np.int64)  # integer pixel corners
+    order = np.argsort(key, kind="stable")
+    key, part = key[order], part[order]
+    meet = (key[1:] == key[:-1]) & (part[1:] != part[:-1])
+    a, b = part[:-1][meet], part[1:][meet]
+    count, group = connected_components(coo_matrix((np.ones(len(a)), (a, b)), shape=(len(parts),) * 2))
+    members = [[] for _ in range(count)]
+    for part, g in zip(parts, group.tolist()):
+        members[g].append(part)
+    regions = [ps[0] if len(ps) == 1 else shapely.MultiPolygon(ps) for ps in members]
+    return sorted(regions, key=lambda r: min(_first_pixel(p) for p in shapely.get_parts(r)))
 
 
 def mask_to_features(mask, *, class_names: Sequence[str] | None = None, object_type: str = "annotation",
-                     split: bool = True, placement: Placement | None = None, mpp: float | None = None) -> list[dict]:
-    """Features of a semantic mask (0 background, 1..K classes).
+                     split: bool = True, placement: Placement | None = None, mpp: float | None = None,
+                     describe=None) -> list[dict]:
+    """Features of a semantic mask (0 background, 1..K classes; numpy or lazy, read band by band).
 
     ``split`` makes one feature per connected region (8-connected), else one
     (Multi)Polygon per class.  Value ``k`` is classified ``class_names[k-1]``;
     without names a binary mask is unclassified and values above 1 are
-    ``"Class k"``.
+    ``"Class k"``.  ``describe`` as for :func:`labels_to_features`.
     """
-    from skimage.measure import label as connected
-
-    mask = np.asarray(mask)
-    if mask.ndim != 2 or mask.dtype.kind not in "biu":
-        raise ValueError(f"expected a 2D integer mask, got {mask.dtype} {mask.shape}")
-    values = [int(v) for v in np.unique(mask) if v > 0]
-    labels = np.zeros(mask.shape, np.int32)
+    outlines = label_outlines(mask)
+    values = sorted(outlines)
+    pieces: list[tuple[int, object]] = []
     classes: dict[int, str] = {}
     for value in values:
-        name = (class_names[value - 1] if class_names and value <= len(class_names)
+        name = (class_names[value - 1] if class_names and 0 < value <= len(class_names)
                 else None if value == 1 and len(values) == 1 and not class_names else f"Class {value}")
-        if split:
-            parts = connected(mask == value, connectivity=2)
-            start = int(labels.max())
-            labels[parts > 0] = parts[parts > 0] + start
-            ids = range(start + 1, start + int(parts.max()) + 1)
-        else:
-            ids = [int(labels.max()) + 1]
-            labels[mask == value] = ids[0]
-        if name is not None:
-            classes.update({i: name for i in ids})
+        for region in _regions(outlines[value]) if split else [outlines[value]]:
+            pieces.append((len(pieces) + 1, region))
+            if name is not None:
+                classes[len(pieces)] = name
     colors = {n: class_color(n, i) for i, n in enumerate(class_names or [])}
-    return labels_to_features(labels, object_type=object_type, classes=classes, colors=colors, placement=placement,
-                              mpp=mpp)
+    return _features(pieces, object_type, classes, colors, placement, mpp, describe)
 
 
 def feature_collection(features: list[dict]) -> dict:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["export_labels", "write_labels_geojson", "write_result_geojson"]
+__all__ = ["export_labels", "tile_source", "write_labels_geojson", "write_result_geojson"]
 
 
-def _is_binary(labels) -> bool:
+def _binary_values(labels) -> set[int] | None:
+    """The values of a 0/1 or 0/255 mask, read block by block; None as soon as another value turns up."""
     import numpy as np
 
     from ..inference.tiling import blocks
@@ -21,31 +22,51 @@ def _is_binary(labels) -> bool:
     for window in blocks(tuple(labels.shape)):
         values.update(int(v) for v in np.unique(np.asarray(labels[window])))
         if not values <= {0, 1, 255}:
-            return False
-    return True
+            return None
+    return values
+
+
+def _block_max(labels) -> int:
+    import numpy as np
+
+    from ..inference.tiling import blocks
+
+    return max((int(np.max(np.asarray(labels[window]))) for window in blocks(tuple(labels.shape))), default=0)
+
+
+class _NonZero:
+    """A 0/255 mask seen as 0/1, band by band (the outline tracer reads slices; nothing is held whole)."""
+
+    def __init__(self, labels) -> None:
+        self.labels, self.shape = labels, tuple(labels.shape)
+
+    def __getitem__(self, key):
+        import numpy as np
+
+        return (np.asarray(self.labels[key]) > 0).astype(np.uint8)
 
 
 def export_labels(labels, out: Path, *, kind: str = "auto", objects: str | None = None, classes=None,
-                  placement=None, mpp: float | None = None) -> int:
-    """Write ``labels`` (``H×W``) as GeoJSON; return the number of features."""
-    import numpy as np
+                  placement=None, mpp: float | None = None, describe=None) -> int:
+    """Write ``labels`` (``H×W``, numpy or lazy) as GeoJSON; return the number of features.
 
+    ``describe``: optional ``f(level-0 geometry) → dict`` of more properties for each feature.
+    """
     from ..io.geojson import labels_to_features, mask_to_features, write_geojson
 
-    semantic = kind == "semantic" or (kind == "auto" and _is_binary(labels))
-    if semantic:
-        mask = np.asarray(labels)
-        mask = (mask > 0).astype(np.uint8) if mask.max() == 255 else mask
+    values = _binary_values(labels) if kind in ("auto", "semantic") else None
+    if kind == "semantic" or (kind == "auto" and values is not None):
+        mask = _NonZero(labels) if values and 255 in values else labels
         features = mask_to_features(mask, class_names=classes, object_type=objects or "annotation",
-                                    placement=placement, mpp=mpp)
+                                    placement=placement, mpp=mpp, describe=describe)
     else:
         names = {}
         if classes:
             if len(classes) != 1:
                 raise ValueError("instance labels take one class name for all objects (--classes Nucleus)")
-            names = dict.fromkeys(range(1, int(np.max(labels)) + 1), classes[0])
+            names = dict.fromkeys(range(1, _block_max(labels) + 1), classes[0])
         features = labels_to_features(labels, object_type=objects or "detection", classes=names,
-                                      placement=placement, mpp=mpp)
+                                      placement=placement, mpp=mpp, describe=describe)
     write_geojson(out, features)
     return len(features)
 
@@ -71,8 +92,11 @@ def write_result_geojson(result, out: Path, stem: str, placement=None, resolutio
     return path
 
 
-def write_labels_geojson(paths: dict, out: Path, stem: str, resolution=None) -> Path:
-    """GeoJSON of on-disk OME-Zarr results (``role → folder``): instances if there, else the AutoSAM (or h) mask."""
+def write_labels_geojson(paths: dict, out: Path, stem: str, resolution=None, describe=None) -> Path:
+    """GeoJSON of on-disk OME-Zarr results (``role → folder``): instances if there, else the AutoSAM (or h) mask.
+
+    ``describe`` as for :func:`export_labels`.
+    """
     from ..io.geojson import Placement
     from ..io.labels_zarr import LabelImage
 
@@ -82,27 +106,20 @@ def write_labels_geojson(paths: dict, out: Path, stem: str, resolution=None) -> 
         raise ValueError("GeoJSON holds one plane: --geojson needs a 2D image, not a stack")
     path = out / f"{stem}_{role}.geojson"
     placement = Placement(resolution.downsample if resolution is not None else 1.0)
-    export_labels(labels, path, kind="instances" if role == "instances" else "semantic", placement=placement)
+    export_labels(labels, path, kind="instances" if role == "instances" else "semantic", placement=placement,
+                  describe=describe)
     return path
 
 
-def mark_tile_sources(path: Path, source_at, downsample: float = 1.0) -> Path:
-    """Give every object of the GeoJSON at ``path`` the property ``autosam_source``: ``"sam"`` or ``"h"``.
+def tile_source(source_at, downsample: float = 1.0):
+    """A ``describe`` for :func:`export_labels`: each object's ``autosam_source``, ``"sam"`` or ``"h"``.
 
     ``source_at(y, x)`` says what made the labels at a working-resolution pixel (a two-speed run's
     :meth:`~napari_autosam.inference.two_speed.TwoSpeedResult.source_at`); an object is judged at its
-    representative point (inside it, in level-0 pixels divided by ``downsample``).  The file is rewritten
-    atomically.
+    representative point (inside it, in level-0 pixels divided by ``downsample``).
     """
-    import json
+    def describe(geometry) -> dict:
+        point = geometry.representative_point()
+        return {"autosam_source": source_at(point.y / downsample, point.x / downsample)}
 
-    from shapely.geometry import shape
-
-    from ..io.geojson import write_geojson
-
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    features = data["features"] if isinstance(data, dict) else data
-    for feature in features:
-        point = shape(feature["geometry"]).representative_point()
-        feature.setdefault("properties", {})["autosam_source"] = source_at(point.y / downsample, point.x / downsample)
-    return write_geojson(path, features)
+    return describe

@@ -56,10 +56,10 @@ def segment_two_speed(segmenter, image, path: Path, out: Path, stem: str, tile, 
     done = run_task(task, "tile")
     result = done.result
     if options.geojson:
-        from .geojson_outputs import mark_tile_sources, write_labels_geojson
+        from .geojson_outputs import tile_source, write_labels_geojson
 
-        geojson = write_labels_geojson({"autosam": done.paths["autosam"]}, out, stem, resolution)
-        mark_tile_sources(geojson, result.source_at, resolution.downsample)  # which objects SAM made, which h
+        write_labels_geojson({"autosam": done.paths["autosam"]}, out, stem, resolution,
+                             describe=tile_source(result.source_at, resolution.downsample))  # SAM's objects or h's
     shape = "×".join(str(s) for s in image.shape[:2])
     parts = [f"{path.name}: {shape} at {describe(resolution)}",
              f"tissue {tissue.fraction:.1%} ({tissue.kind})", f"AutoSAM {result.foreground:.1%} foreground",
