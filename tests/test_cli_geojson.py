@@ -78,6 +78,10 @@ def test_bad_geojson_and_clipping_are_one_line_each(nuclei, tmp_path, capsys):
     assert np.count_nonzero(tifffile.imread(tmp_path / "edge.tif")) == 6 * 8
     assert main(["export-geojson", str(tmp_path / "missing.tif"), "--out", str(tmp_path / "m.geojson")]) == 1
     assert "no such file" in capsys.readouterr().err
+    tifffile.imwrite(tmp_path / "probability.tif", np.full((8, 8), 0.5, np.float32))
+    assert main(["export-geojson", str(tmp_path / "probability.tif"), "--out", str(tmp_path / "p.geojson")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "probability.tif: a label image or mask holds integers, got float32" in err
 
 
 def test_segment_writes_geojson_too(nuclei, tmp_path):

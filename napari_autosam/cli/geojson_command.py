@@ -120,6 +120,8 @@ def _export(args) -> int:
     labels, layout = _read_plane(args.labels, "label image")
     if layout.kind != "2d":
         raise ValueError(f"{args.labels}: expected a 2D label image or mask, got shape {layout.shape}")
+    if labels.dtype.kind not in "biu":
+        raise ValueError(f"{args.labels}: a label image or mask holds integers, got {labels.dtype} values")
     _, resolution = _like(args)
     count = export_labels(labels, Path(args.out), kind=args.kind, objects=args.objects, classes=args.classes,
                           placement=_placement(args, resolution), mpp=_level0_mpp(resolution))
