@@ -96,3 +96,25 @@ def test_empty_and_bad_input():
         label_outlines(np.zeros((2, 3, 4), np.int32))
     with pytest.raises(ValueError, match="integers"):
         label_outlines(np.zeros((3, 3), np.float32))
+
+
+def test_scanline_fill_marks_the_pixel_centres_inside_any_polygon():
+    from napari_autosam.io.polygons import fill_geometry
+
+    rng = np.random.default_rng(11)
+    for _ in range(40):
+        angles = np.sort(rng.uniform(0, 2 * np.pi, rng.integers(3, 30)))
+        radii = rng.uniform(3, 40) * rng.uniform(0.4, 1, len(angles))
+        cx, cy = rng.uniform(-10, 70, 2)
+        polygon = shapely.Polygon(np.c_[cx + radii * np.cos(angles), cy + radii * np.sin(angles)])
+        geometry = shapely.make_valid(polygon.difference(shapely.Point(cx, cy).buffer(radii.min() / 2)))
+        geometry = shapely.MultiPolygon([p for p in shapely.get_parts(geometry) if p.geom_type == "Polygon"])
+        out = np.zeros((60, 70), np.uint8)
+        origin = (int(rng.integers(-5, 5)), int(rng.integers(-5, 5)))
+        count = fill_geometry(out, geometry, 1, origin=origin)
+        ys, xs = np.mgrid[0:60, 0:70] + 0.5
+        xs, ys = xs + origin[1], ys + origin[0]
+        truth = shapely.contains_xy(geometry, xs, ys)
+        on_edge = shapely.distance(geometry.boundary, shapely.points(xs, ys)) < 1e-9
+        assert count == np.count_nonzero(out)
+        np.testing.assert_array_equal((out > 0)[~on_edge], truth[~on_edge])
